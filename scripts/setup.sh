@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what memdrain's demo and tests need on a fresh Debian machine:
+# npm dependencies, and the Debian `memcached` package when no memcached binary is on the PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v memcached >/dev/null 2>&1; then
+  echo "setup: memcached not found; installing the Debian package" >&2
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq memcached >/dev/null
+  # The package starts a system memcached on 11211 where services are allowed; memdrain never uses it.
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm dependencies" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi

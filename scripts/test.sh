@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, typecheck, build + manifest freshness, unit, integration and e2e tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+step() { printf '\n== %s\n' "$*" >&2; }
+step "lint";        npx eslint .
+step "typecheck";   npx tsc -p tsconfig.json --noEmit
+step "build + manifest"
+before=$(mktemp); cp oclif.manifest.json "$before" 2>/dev/null || true
+npm run --silent build >/dev/null
+node scripts/check-manifest.js "$before"; rm -f "$before"
+step "tests";       node --import tsx --test --test-concurrency=2 --test-reporter=spec \
+                      'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'

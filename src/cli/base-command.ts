@@ -1,0 +1,132 @@
+import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
+import { ExitCode, MemdrainError, isMemdrainError } from '../core/errors.js'
+import { resolvePoolStore } from '../core/pool/resolve.js'
+import type { PoolStore } from '../core/pool/store.js'
+import { paintErr } from '../ui/style.js'
+
+export const EXIT_CODES_HELP = `EXIT CODES
+  0   done
+  1   failed
+  2   usage (bad flags or arguments)
+  3   precondition (unreachable or too old server, invalid pool file, pool locked, no room)
+  68  partial (threshold not reached, or some keys failed)
+  69  interrupted (state saved; run the same command again to resume)`
+
+interface ErrorEnvelope {
+  status: number
+  error: { code: string; message: string; suggestions: string[]; data?: unknown }
+  warnings: string[]
+}
+
+/**
+ * Every memdrain command: one JSON envelope on stdout with --json ({status, result, warnings}
+ * or {status, error}), human output otherwise, logs and warnings on stderr, and the exit-code
+ * policy above. Commands parse flags, call src/core, render, and return their typed result.
+ */
+export abstract class BaseCommand<T> extends Command {
+  static override enableJsonFlag = true
+
+  protected warnings: string[] = []
+  /** Exit status of a run that returns a result (0, or 68 for partial success). */
+  protected status: number = ExitCode.ok
+
+  abstract override run(): Promise<T>
+
+  /** A warning for people (stderr) and for scripts (the envelope's warnings). */
+  protected note(message: string): void {
+    this.warnings.push(message)
+    if (!this.jsonEnabled()) process.stderr.write(paintErr.warn(`Warning: ${message}`) + '\n')
+  }
+
+  /** Progress and logs: stderr only, so stdout stays one JSON document. */
+  protected info(message: string): void {
+    process.stderr.write(message + '\n')
+  }
+
+  protected override toSuccessJson(result: unknown): unknown {
+    return { status: this.status, result, warnings: this.warnings }
+  }
+
+  protected override async catch(err: Error & { exitCode?: number }): Promise<void> {
+    const { exitCode, envelope } = this.describeError(err)
+    process.exitCode = exitCode
+    if (this.jsonEnabled()) {
+      this.logJson(envelope)
+      return
+    }
+    if (err instanceof Errors.ExitError) return
+    const lines = [paintErr.bad(`Error: ${envelope.error.message}`)]
+    if (envelope.error.suggestions.length > 0) {
+      lines.push('Try this:', ...envelope.error.suggestions.map((s) => `  - ${s}`))
+    }
+    if (exitCode === ExitCode.failed && !isMemdrainError(err) && !(err instanceof Errors.CLIError)) {
+      lines.push(paintErr.dim(err.stack ?? ''))
+    }
+    process.stderr.write(lines.join('\n') + '\n')
+  }
+
+  protected override async finally(err: Error | undefined): Promise<void> {
+    if (err === undefined && this.status !== ExitCode.ok) process.exitCode = this.status
+  }
+
+  private describeError(err: Error & { exitCode?: number }): { exitCode: number; envelope: ErrorEnvelope } {
+    let exitCode: number
+    let code: string
+    let suggestions: string[] = []
+    let data: unknown
+    if (isMemdrainError(err)) {
+      exitCode = err.exitCode
+      code = err.code
+      suggestions = err.suggestions
+      data = err.data
+    } else if (err instanceof Errors.ExitError) {
+      exitCode = err.oclif.exit ?? ExitCode.failed
+      code = 'EXIT'
+    } else if (err instanceof Errors.CLIError) {
+      // oclif raises CLIError for flag/argument parsing problems.
+      const isParse = 'parse' in err || /flag|argument|Expected/i.test(err.message)
+      exitCode = isParse ? ExitCode.usage : (err.oclif.exit ?? ExitCode.failed)
+      code = isParse ? 'USAGE' : 'FAILED'
+      suggestions = [...(err.suggestions ?? []), ...(isParse ? [`See \`memdrain ${this.id ?? ''} --help\`.`] : [])]
+    } else {
+      exitCode = ExitCode.failed
+      code = 'INTERNAL'
+      suggestions = ['This is a bug in memdrain: please report it with the command you ran.']
+    }
+    const message = err.message.replace(/^Error: /, '')
+    const error: ErrorEnvelope['error'] = { code, message, suggestions }
+    if (data !== undefined) error.data = data
+    return { exitCode, envelope: { status: exitCode, error, warnings: this.warnings } }
+  }
+}
+
+/** Commands that read the pool: --pool, or --servers with --hash for one-off runs. */
+export const poolFlags = {
+  pool: Flags.string({
+    description: 'Pool file (default: $MEMDRAIN_POOL, else ./memdrain.json).',
+    helpGroup: 'POOL',
+  }),
+  servers: Flags.string({
+    description: 'One-off pool without a file: comma-separated host:port[=weight], in the client\'s order.',
+    helpGroup: 'POOL',
+  }),
+  hash: Flags.string({
+    description: 'Placement strategy for --servers (see `memdrain hashes`).',
+    helpGroup: 'POOL',
+  }),
+  replicas: Flags.integer({
+    description: 'Copies per key for --servers (default 1).',
+    min: 1,
+    helpGroup: 'POOL',
+  }),
+}
+
+export type PoolFlagValues = Interfaces.InferredFlags<typeof poolFlags>
+
+export function poolStoreFromFlags(flags: PoolFlagValues): PoolStore {
+  return resolvePoolStore({ pool: flags.pool, servers: flags.servers, hash: flags.hash, replicas: flags.replicas })
+}
+
+export function usageError(message: string, suggestions: string[] = []): MemdrainError {
+  return new MemdrainError(message, { code: 'USAGE', exitCode: ExitCode.usage, suggestions })
+}

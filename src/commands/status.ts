@@ -1,0 +1,93 @@
+import { Flags } from '@oclif/core'
+import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags } from '../cli/base-command.js'
+import { ExitCode, MemdrainError } from '../core/errors.js'
+import { probeServer, type ServerStatus } from '../core/inspect/server-status.js'
+import { estimateShares, poolPlacement } from '../core/pool/placement.js'
+import type { TransitionRecord } from '../core/pool/model.js'
+import { formatBytes, formatCount, formatDuration, formatPercent } from '../ui/format.js'
+import { paint, renderTable } from '../ui/style.js'
+
+export interface StatusResult {
+  pool: string
+  hash: string
+  replicas: number
+  clients: string
+  servers: (ServerStatus & { transition?: TransitionRecord })[]
+}
+
+export default class Status extends BaseCommand<StatusResult> {
+  static override summary = 'Show every server of the pool: state, reachability, version, items, memory, evictions, hit ratio.'
+  static override description = `Unreachable servers, servers too old for memdrain (< 1.6.10) and servers whose key dumps are
+disabled are reported as warnings (exit 0); with --strict they make the command exit 3.
+
+${EXIT_CODES_HELP}`
+  static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --pool /etc/memdrain/pool.json --json', '<%= config.bin %> status --strict']
+  static override flags = {
+    ...poolFlags,
+    strict: Flags.boolean({ description: 'Exit 3 when any server that is not removed is unreachable, too old, or cannot be dumped.' }),
+    timeout: Flags.integer({ description: 'Connect and request timeout per server, in milliseconds.', default: 2000, min: 1 }),
+  }
+
+  async run(): Promise<StatusResult> {
+    const { flags } = await this.parse(Status)
+    const store = poolStoreFromFlags(flags)
+    const { pool } = await store.load()
+    const shares = estimateShares(poolPlacement(pool))
+    const servers = await Promise.all(
+      pool.servers.map(async (s) => {
+        if (s.state === 'removed') return { address: s.address, state: s.state, weight: s.weight, reachable: false, warnings: [], ...(s.transition ? { transition: s.transition } : {}) } as ServerStatus
+        const st: ServerStatus & { transition?: TransitionRecord } = await probeServer(s, { timeoutMs: flags.timeout })
+        const share = shares.get(s.address)
+        if (share !== undefined) st.share = share
+        if (s.transition !== undefined) st.transition = s.transition
+        return st
+      }),
+    )
+    const problems: string[] = []
+    for (const s of servers) for (const w of s.warnings) {
+      problems.push(`${s.address}: ${w}`)
+      this.note(`${s.address}: ${w}`)
+    }
+    const result: StatusResult = { pool: store.location, hash: pool.hash, replicas: pool.replicas, clients: pool.clients, servers }
+    if (!this.jsonEnabled()) this.render(result)
+    if (flags.strict && problems.length > 0) {
+      throw new MemdrainError(`${problems.length} problem(s) in the pool`, {
+        code: 'POOL_UNHEALTHY',
+        exitCode: ExitCode.precondition,
+        suggestions: problems,
+        data: result,
+      })
+    }
+    return result
+  }
+
+  private render(r: StatusResult): void {
+    this.log(`${paint.bold('pool')} ${r.pool}  ${paint.bold('hash')} ${r.hash}  ${paint.bold('replicas')} ${r.replicas}  ${paint.bold('clients')} ${r.clients}`)
+    const stateColor = (s: ServerStatus): string =>
+      s.state === 'active' ? paint.ok(s.state) : s.state === 'deactivating' ? paint.warn(s.state) : paint.dim(s.state)
+    const rows = r.servers.map((s) => [
+      s.name === undefined ? s.address : `${s.address} (${s.name})`,
+      stateColor(s),
+      s.state === 'removed' ? '-' : s.reachable ? (s.error ? paint.warn('yes') : paint.ok('yes')) : paint.bad('no'),
+      s.version ?? '-',
+      formatCount(s.items),
+      formatBytes(s.bytes),
+      formatBytes(s.limitBytes),
+      formatBytes(s.freeBytes),
+      formatCount(s.evictions),
+      s.hitRatio === null ? '-' : formatPercent(s.hitRatio),
+      formatPercent(s.share),
+      formatDuration(s.uptimeSeconds),
+    ])
+    this.log(renderTable(['SERVER', 'STATE', 'UP', 'VERSION', 'ITEMS', 'USED', 'LIMIT', 'FREE', 'EVICTIONS', 'HITS', 'SHARE', 'UPTIME'], rows, new Set([4, 5, 6, 7, 8, 9, 10, 11])))
+    for (const s of r.servers) {
+      const t = s.transition
+      if (t === undefined) continue
+      const done = t.moved + t.inPlace + t.movedByClients
+      const ratio = t.keysAtStart > 0 ? done / t.keysAtStart : 1
+      this.log(
+        `${s.address}: ${t.handoff} hand-off since ${t.startedAt}: ${formatCount(done)} of ${formatCount(t.keysAtStart)} keys transitioned (${formatPercent(ratio)}, threshold ${formatPercent(t.threshold)}), ${formatCount(t.failed)} failed${t.finishedAt ? `, finished ${t.finishedAt}` : ''}`,
+      )
+    }
+  }
+}

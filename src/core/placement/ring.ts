@@ -1,0 +1,130 @@
+/**
+ * The hash ring shared by the ring strategies (libmemcached consistent/ketama, twemproxy ketama,
+ * node hashring, pecl memcache consistent): points sorted ascending (ties by server index), and
+ * the SPEC §0 lookup rule: the first point whose value is >= h, wrapping to the first point.
+ */
+
+import { chainOut, clampChain, SeenSet } from './common.js'
+import type { Placement, PlacementServer } from './types.js'
+
+/** Server index limit of the packed sort key (value × 2^21 + server stays below 2^53). */
+const OWNER_SPACE = 0x200000
+
+export class Ring {
+  /** Point values, ascending. */
+  readonly points: Uint32Array
+  /** owners[i]: index (into the configured servers) of the server owning points[i]. */
+  readonly owners: Uint32Array
+
+  private constructor(points: Uint32Array, owners: Uint32Array) {
+    this.points = points
+    this.owners = owners
+  }
+
+  /** Sorts (value, owner) pairs by value, then owner. */
+  static build(values: readonly number[], owners: readonly number[]): Ring {
+    const n = values.length
+    if (n === 0) throw new Error('placement: the hash ring has no points')
+    const packed = new Float64Array(n)
+    for (let i = 0; i < n; i++) {
+      const owner = owners[i]!
+      if (owner >= OWNER_SPACE) throw new Error('placement: too many servers for a hash ring')
+      packed[i] = (values[i]! >>> 0) * OWNER_SPACE + owner
+    }
+    packed.sort()
+    const points = new Uint32Array(n)
+    const ownerArr = new Uint32Array(n)
+    for (let i = 0; i < n; i++) {
+      const p = packed[i]!
+      const v = Math.floor(p / OWNER_SPACE)
+      points[i] = v
+      ownerArr[i] = p - v * OWNER_SPACE
+    }
+    return new Ring(points, ownerArr)
+  }
+
+  /** Index of the first point >= h (h a u32), or 0 when h is above every point. */
+  lookup(h: number): number {
+    const points = this.points
+    let lo = 0
+    let hi = points.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (points[mid]! < h) lo = mid + 1
+      else hi = mid
+    }
+    return lo === points.length ? 0 : lo
+  }
+
+  /** Number of distinct servers that own at least one point. */
+  distinctOwners(): number {
+    return new Set(this.owners).size
+  }
+}
+
+/** Collects pairs for Ring.build. */
+export class RingBuilder {
+  private readonly values: number[] = []
+  private readonly owners: number[] = []
+
+  add(value: number, owner: number): void {
+    this.values.push(value)
+    this.owners.push(owner)
+  }
+
+  build(): Ring {
+    return Ring.build(this.values, this.owners)
+  }
+}
+
+/**
+ * A Placement over a ring. `startPoint(key)` gives the ring position the client lands on (a
+ * lookup of the key hash, or pecl's bucket table). owner = the server of that point.
+ *
+ * chain rule (all ring strategies): walk the ring clockwise from the start point, wrapping,
+ * collecting distinct servers. A server that owns no point (a tiny weight in a weighted ring)
+ * is never reached, so the chain is clamped to the servers that own points.
+ */
+export class RingPlacement implements Placement {
+  readonly servers: readonly PlacementServer[]
+  readonly ring: Ring
+  private readonly startPoint: (key: Uint8Array) => number
+  private readonly single: boolean
+  private readonly reachable: number
+  private readonly seen: SeenSet
+
+  constructor(servers: readonly PlacementServer[], ring: Ring, startPoint: (key: Uint8Array) => number) {
+    this.servers = servers
+    this.ring = ring
+    this.startPoint = startPoint
+    this.single = servers.length === 1
+    this.reachable = ring.distinctOwners()
+    this.seen = new SeenSet(servers.length)
+  }
+
+  owner(key: Uint8Array): number {
+    if (this.single) return 0
+    return this.ring.owners[this.startPoint(key)]!
+  }
+
+  chain(key: Uint8Array, n: number, out?: number[]): number[] {
+    const res = chainOut(out)
+    const want = clampChain(n, this.single ? 1 : this.reachable)
+    if (want === 0) return res
+    if (this.single) {
+      res.push(0)
+      return res
+    }
+    const owners = this.ring.owners
+    const len = owners.length
+    const seen = this.seen
+    seen.clear()
+    let p = this.startPoint(key)
+    for (let steps = 0; steps < len && res.length < want; steps++) {
+      const s = owners[p]!
+      if (seen.add(s)) res.push(s)
+      if (++p === len) p = 0
+    }
+    return res
+  }
+}

@@ -1,0 +1,74 @@
+import type { HashName } from '../placement/registry.js'
+import type { PlacementServer } from '../placement/types.js'
+
+export const SERVER_STATES = ['active', 'deactivating', 'removed'] as const
+export type ServerState = (typeof SERVER_STATES)[number]
+
+/** How applications learn about a change: by reading the pool (move hand-off) or by a config push (copy hand-off). */
+export const CLIENT_KINDS = ['static', 'pool-aware'] as const
+export type ClientKind = (typeof CLIENT_KINDS)[number]
+
+/**
+ * The figures of a server in transition (being drained). Kept in the pool file so that a rerun
+ * resumes and so that `status` and the application library can report progress.
+ */
+export interface TransitionRecord {
+  startedAt: string
+  updatedAt: string
+  /** Live keys found by the first full dump; the denominator of the transitioned ratio. */
+  keysAtStart: number
+  moved: number
+  inPlace: number
+  /** Keys moved by pool-aware application clients (lazy migration), summed from the library. */
+  movedByClients: number
+  skipped: Record<string, number>
+  failed: number
+  conflicts: number
+  threshold: number
+  handoff: 'move' | 'copy'
+  passes: number
+  /** Set once the copy hand-off's switch happened (the application no longer reads the source). */
+  switchedAt?: string
+  finishedAt?: string
+}
+
+export interface PoolServer extends PlacementServer {
+  readonly state: ServerState
+  readonly transition?: TransitionRecord | undefined
+}
+
+export interface Pool {
+  readonly hash: HashName
+  readonly replicas: number
+  readonly clients: ClientKind
+  readonly servers: readonly PoolServer[]
+}
+
+/** Servers that own keys: only `active` ones (a deactivating server is a source, never a destination). */
+export function activeServers(pool: Pool): PoolServer[] {
+  return pool.servers.filter((s) => s.state === 'active')
+}
+
+export function findServer(pool: Pool, address: string): PoolServer | undefined {
+  return pool.servers.find((s) => s.address === address || s.name === address)
+}
+
+export function withServer(pool: Pool, address: string, change: (s: PoolServer) => PoolServer): Pool {
+  return { ...pool, servers: pool.servers.map((s) => (s.address === address ? change(s) : s)) }
+}
+
+/** The pool as written to disk: defaults left out so a hand-written file stays as short as it was. */
+export function poolToDocument(pool: Pool): Record<string, unknown> {
+  return {
+    hash: pool.hash,
+    replicas: pool.replicas,
+    ...(pool.clients === 'static' ? {} : { clients: pool.clients }),
+    servers: pool.servers.map((s) => ({
+      address: s.address,
+      ...(s.weight === 1 ? {} : { weight: s.weight }),
+      ...(s.name === undefined ? {} : { name: s.name }),
+      state: s.state,
+      ...(s.transition === undefined ? {} : { transition: s.transition }),
+    })),
+  }
+}

@@ -1,0 +1,118 @@
+import { readFile, access, constants } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import path from 'node:path'
+import { MemdrainError, ExitCode } from '../errors.js'
+import { poolToDocument, type Pool } from './model.js'
+import { parsePoolText } from './validate.js'
+import { writeFileAtomic } from './atomic-write.js'
+import { acquireFileLock, type HeldLock } from './lock.js'
+
+/** A loaded pool and the revision it was read at (for compare-and-swap on save). */
+export interface PoolSnapshot {
+  readonly pool: Pool
+  readonly revision: string
+}
+
+/**
+ * Where the pool lives. The file store is the default; other stores (etcd) implement the same
+ * contract: validated loads, saves that refuse to overwrite a change made since the load, and
+ * an exclusive lock for jobs that change the pool.
+ */
+export interface PoolStore {
+  /** Human name of the location, used in every message ("memdrain.json", "etcd://…/pool"). */
+  readonly location: string
+  readonly writable: boolean
+  load(): Promise<PoolSnapshot>
+  /** Write `pool` if the stored revision is still `expectedRevision`; returns the new revision. */
+  save(pool: Pool, expectedRevision: string): Promise<string>
+  lock(command: string): Promise<HeldLock>
+}
+
+function revisionOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16)
+}
+
+export class FilePoolStore implements PoolStore {
+  readonly writable = true
+  constructor(readonly file: string) {}
+
+  get location(): string {
+    return this.file
+  }
+
+  async load(): Promise<PoolSnapshot> {
+    let text: string
+    try {
+      text = await readFile(this.file, 'utf8')
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      throw new MemdrainError(
+        code === 'ENOENT' ? `pool file ${this.file} does not exist` : `cannot read pool file ${this.file}: ${(err as Error).message}`,
+        {
+          code: code === 'ENOENT' ? 'POOL_NOT_FOUND' : 'POOL_UNREADABLE',
+          exitCode: ExitCode.precondition,
+          suggestions: [
+            'Pass --pool FILE or set MEMDRAIN_POOL, or create memdrain.json (see README, "The pool file").',
+            'For a one-off run without a file: --servers host:port,host:port --hash NAME.',
+          ],
+        },
+      )
+    }
+    return { pool: parsePoolText(text, this.file), revision: revisionOf(text) }
+  }
+
+  async save(pool: Pool, expectedRevision: string): Promise<string> {
+    const current = await readFile(this.file, 'utf8').catch(() => undefined)
+    if (current !== undefined && revisionOf(current) !== expectedRevision) {
+      throw new MemdrainError(`pool file ${this.file} was changed by someone else since memdrain read it; not overwriting`, {
+        code: 'POOL_CHANGED',
+        exitCode: ExitCode.precondition,
+        suggestions: ['Run the command again: it re-reads the pool file.'],
+      })
+    }
+    const text = JSON.stringify(poolToDocument(pool), null, 2) + '\n'
+    try {
+      await access(path.dirname(this.file), constants.W_OK)
+      await writeFileAtomic(this.file, text)
+    } catch (err) {
+      throw new MemdrainError(`cannot write pool file ${this.file}: ${(err as Error).message}`, {
+        code: 'POOL_UNWRITABLE',
+        exitCode: ExitCode.precondition,
+        suggestions: [`Give this user write permission on ${path.dirname(this.file)} (memdrain replaces the file atomically).`],
+      })
+    }
+    return revisionOf(text)
+  }
+
+  lock(command: string): Promise<HeldLock> {
+    return acquireFileLock(`${this.file}.lock`, command)
+  }
+}
+
+/** A pool given on the command line (--servers/--hash): read-only, nothing to lock. */
+export class InlinePoolStore implements PoolStore {
+  readonly writable = false
+  readonly location = '--servers'
+  constructor(private readonly pool: Pool) {}
+
+  load(): Promise<PoolSnapshot> {
+    return Promise.resolve({ pool: this.pool, revision: 'inline' })
+  }
+
+  save(): Promise<string> {
+    return Promise.reject(
+      new MemdrainError('this command records state in the pool, but the pool was given with --servers', {
+        code: 'POOL_READ_ONLY',
+        exitCode: ExitCode.usage,
+        suggestions: ['Write the pool to a file (see README, "The pool file") and pass --pool FILE.'],
+      }),
+    )
+  }
+
+  lock(): Promise<HeldLock> {
+    return Promise.resolve({
+      holder: { pid: process.pid, host: '', command: '', startedAt: new Date().toISOString(), token: 'inline' },
+      release: () => Promise.resolve(),
+    })
+  }
+}
