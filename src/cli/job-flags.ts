@@ -1,0 +1,83 @@
+import { Flags } from '@oclif/core'
+import { usageError } from './base-command.js'
+
+/** Flags shared by the jobs that move keys (drain, rebalance, warm, mirror), with their parsing. */
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?$/i
+export function parseSize(text: string, flag: string): number {
+  const m = SIZE.exec(text.trim())
+  if (m === null) throw usageError(`--${flag} must be a size like 50MB, 512KiB or 1048576, got "${text}"`)
+  const unit = (m[2] ?? '').toLowerCase().replace(/i?b$/, '')
+  const mult = unit === '' ? 1 : unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1024 ** 4
+  return Math.round(Number(m[1]) * mult)
+}
+
+export function parseRatio(text: string, flag: string): number {
+  const v = Number(text)
+  if (text.trim() === '' || !Number.isFinite(v) || v < 0 || v > 1) throw usageError(`--${flag} must be a number from 0 to 1, got "${text}"`)
+  return v
+}
+
+export function parseNonNegativeInt(text: string, flag: string): number {
+  if (!/^\d+$/.test(text.trim())) throw usageError(`--${flag} must be a whole number ≥ 0, got "${text}"`)
+  return Number(text)
+}
+
+/** "10%" → 0.1 (fraction of the destination's memory), "64MB" → bytes. */
+export function parseMinFree(text: string): number {
+  const t = text.trim()
+  if (t.endsWith('%')) {
+    const v = Number(t.slice(0, -1))
+    if (!Number.isFinite(v) || v < 0 || v >= 100) throw usageError(`--min-free as a percentage must be from 0% to 99%, got "${text}"`)
+    return v / 100
+  }
+  const bytes = parseSize(t, 'min-free')
+  return bytes === 0 ? 0 : Math.max(1, bytes)
+}
+
+export const throttleFlags = {
+  rate: Flags.string({ description: 'Keys per second at most (0 = unthrottled).', default: '20000', helpGroup: 'THROTTLE' }),
+  bandwidth: Flags.string({ description: 'Bytes per second at most, e.g. 50MB (0 = unthrottled).', default: '50MB', helpGroup: 'THROTTLE' }),
+  'min-free': Flags.string({ description: 'Stop sending to a destination whose free memory falls under this (bytes, or a percentage of its memory).', default: '10%', helpGroup: 'THROTTLE' }),
+  'allow-evictions': Flags.boolean({ description: 'Move even when the preflight says destinations lack room (they evict their coldest keys).', helpGroup: 'THROTTLE' }),
+  'min-ttl': Flags.string({ description: 'Skip keys that expire within this many seconds.', default: '2', helpGroup: 'THROTTLE' }),
+  order: Flags.string({ description: 'hot-first: most recently used keys first; dump: the dump\'s order.', options: ['hot-first', 'dump'], default: 'hot-first' }),
+  'spool-dir': Flags.string({ description: 'Directory for the on-disk key spool (default: the system temp directory).' }),
+}
+
+export interface ThrottleValues {
+  rate: number
+  bandwidth: number
+  minFree: number
+  minTtl: number
+}
+
+export function parseThrottle(flags: { rate: string; bandwidth: string; 'min-free': string; 'min-ttl': string }): ThrottleValues {
+  return {
+    rate: parseNonNegativeInt(flags.rate, 'rate'),
+    bandwidth: parseSize(flags.bandwidth, 'bandwidth'),
+    minFree: parseMinFree(flags['min-free']),
+    minTtl: parseNonNegativeInt(flags['min-ttl'], 'min-ttl'),
+  }
+}
+
+/** SIGINT/SIGTERM: stop reading, finish what is in flight, save, exit 69. A second signal exits at once. */
+export function interruptOnSignals(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController()
+  let count = 0
+  const handler = (sig: NodeJS.Signals): void => {
+    count++
+    if (count > 1) process.exit(69)
+    process.stderr.write(`\n${sig}: finishing the batches in flight and saving state (send again to quit at once)…\n`)
+    ac.abort()
+  }
+  process.on('SIGINT', handler)
+  process.on('SIGTERM', handler)
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      process.off('SIGINT', handler)
+      process.off('SIGTERM', handler)
+    },
+  }
+}

@@ -1,0 +1,98 @@
+import { Args, Flags } from '@oclif/core'
+import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
+import { confirm, waitForEnter } from '../cli/confirm.js'
+import { interruptOnSignals, parseRatio, parseThrottle, throttleFlags } from '../cli/job-flags.js'
+import type { DrainResult } from '../core/mover/drain.js'
+import { renderDrainSummary } from '../ui/drain-summary.js'
+import { createProgress } from '../ui/progress.js'
+
+export default class Drain extends BaseCommand<DrainResult> {
+  static override summary = 'Move every live key off a server to its new owners, then purge it and mark it removed.'
+  static override description = `Marks SERVER deactivating in the pool file, dumps its keys (lru_crawler metadump) into a spool on
+disk, and moves each key to its owner(s) under the pool without SERVER — value, client flags and
+remaining TTL kept — with add (a newer value at the destination is never overwritten) and a
+CAS-checked delete at the source. Throttled (--rate, --bandwidth) and guarded (destinations that
+start evicting slow the job down; one short of --min-free gets nothing more). Dumps again until
+nothing is left. At --threshold it flushes SERVER (that server only) and marks it removed.
+
+Hand-offs: --handoff move (default when the pool says "clients": "pool-aware") deletes each key
+from SERVER as it moves; --handoff copy (default otherwise) copies, waits for the applications to
+switch (--switch-command, --wait-for-switch, or Enter on a terminal), then catches up and purges.
+
+Interrupted (Ctrl-C, SIGTERM) or below the threshold, the record stays in the pool file: run the
+same command again to resume.
+
+${EXIT_CODES_HELP}`
+  static override examples = [
+    '<%= config.bin %> drain 10.0.0.3:11211 --yes',
+    '<%= config.bin %> drain 10.0.0.3:11211 --handoff copy --switch-command "./deploy-new-config.sh" --yes',
+    '<%= config.bin %> drain 10.0.0.3:11211 --rate 5000 --bandwidth 20MB --threshold 0.99 --yes --json',
+    '<%= config.bin %> drain 10.0.0.3:11211 --dry-run',
+  ]
+  static override args = { server: Args.string({ description: 'The server to drain (host:port as in the pool, or its name).', required: true }) }
+  static override flags = {
+    ...poolFlags,
+    ...throttleFlags,
+    handoff: Flags.string({ description: 'move: delete from the source as keys move (pool-aware clients). copy: copy, switch, catch up (static clients).', options: ['move', 'copy'] }),
+    threshold: Flags.string({ description: 'Transitioned ratio (moved + in place) / live keys at which the server is purged and removed.', default: '0.95' }),
+    purge: Flags.boolean({ description: 'Flush the drained server once the threshold is reached (--no-purge keeps its items).', default: true, allowNo: true }),
+    'dry-run': Flags.boolean({ description: 'Only plan: keys and bytes per destination, room check, estimated duration. Writes nothing.' }),
+    yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
+    'switch-command': Flags.string({ description: 'Copy hand-off: shell command that switches the applications to the new server list (must exit 0).', helpGroup: 'COPY HAND-OFF' }),
+    'wait-for-switch': Flags.boolean({ description: 'Copy hand-off: wait until the source\'s get rate stays under --switch-floor.', helpGroup: 'COPY HAND-OFF' }),
+    'switch-floor': Flags.integer({ description: 'Gets per second under which the source counts as no longer read.', default: 1, min: 0, helpGroup: 'COPY HAND-OFF' }),
+    'switch-timeout': Flags.integer({ description: 'Seconds to wait for the switch.', default: 3600, min: 1, helpGroup: 'COPY HAND-OFF' }),
+  }
+
+  async run(): Promise<DrainResult> {
+    const { args, flags } = await this.parse(Drain)
+    const throttle = parseThrottle(flags)
+    const threshold = parseRatio(flags.threshold, 'threshold')
+    const store = poolStoreFromFlags(flags)
+    const dryRun = flags['dry-run']
+    if (flags['switch-command'] !== undefined && flags['wait-for-switch']) throw usageError('give --switch-command or --wait-for-switch, not both')
+    if (!dryRun && !(await confirm(`Drain ${args.server}: move its keys to the other servers, then flush it?`, flags.yes))) {
+      throw usageError('not confirmed; nothing was changed')
+    }
+    const { runDrain } = await import('../core/mover/drain.js')
+    const { runSwitchCommand, waitForTrafficToStop } = await import('../core/mover/switch-wait.js')
+    const interrupt = interruptOnSignals()
+    const progress = createProgress({ json: this.jsonEnabled(), label: `drain ${args.server}` })
+    const switchCommand = flags['switch-command']
+    const waitForSwitch =
+      switchCommand !== undefined
+        ? (ctx: { source: string; destinations: string[] }) =>
+            runSwitchCommand(switchCommand, { MEMDRAIN_SOURCE: ctx.source, MEMDRAIN_DESTINATIONS: ctx.destinations.join(',') })
+        : flags['wait-for-switch']
+          ? (ctx: { source: string }) =>
+              waitForTrafficToStop(ctx.source, { floor: flags['switch-floor'], quietSeconds: 5, timeoutSeconds: flags['switch-timeout'], signal: interrupt.signal })
+          : process.stdin.isTTY && process.stderr.isTTY
+            ? (ctx: { source: string; destinations: string[] }) =>
+                waitForEnter(`All keys are copied. Switch the applications to the server list without ${ctx.source}, then press Enter to catch up and purge.`)
+            : undefined
+    try {
+      const result = await runDrain({
+        store,
+        server: args.server,
+        handoff: flags.handoff as 'move' | 'copy' | undefined,
+        threshold,
+        purge: flags.purge,
+        ...throttle,
+        allowEvictions: flags['allow-evictions'],
+        order: flags.order as 'hot-first' | 'dump',
+        spoolDir: flags['spool-dir'],
+        dryRun,
+        signal: interrupt.signal,
+        onEvent: (e) => progress.event(e),
+        waitForSwitch,
+      })
+      progress.stop()
+      this.status = result.status
+      if (!this.jsonEnabled()) this.log(renderDrainSummary(result, throttle.rate))
+      return result
+    } finally {
+      progress.stop()
+      interrupt.dispose()
+    }
+  }
+}

@@ -1,0 +1,268 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { MemdrainError } from '../errors.js'
+import { MetaConnection, metadump, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
+import { FingerprintSet } from './fingerprint-set.js'
+import { KeyBatch } from './key-batch.js'
+import { KeySpool, type SpoolOrder } from './spool.js'
+import { Tally } from './tally.js'
+import { TargetGuard, type DestinationHealth } from './target-guard.js'
+import { TokenBucket } from './throttle.js'
+import { BatchTransfer, type RouteFn, type TransferTarget } from './transfer.js'
+
+/**
+ * The engine every job uses, for one source server: dump (to a disk spool, deduplicated,
+ * bucketed by recency) → route each key → pipelined transfer under the throttle and the guard
+ * → tally; pass after pass until a dump finds nothing left to move.
+ */
+
+export interface PreflightDestination {
+  address: string
+  keys: number
+  bytes: number
+  freeBytes: number
+  limitBytes: number
+  itemSizeMax: number
+  fits: boolean
+}
+
+export type EngineEvent =
+  | { type: 'phase'; phase: 'connect' | 'dump' | 'preflight' | 'move'; pass: number }
+  | { type: 'dumped'; pass: number; entries: number; toMove: number; bytes: number }
+  | { type: 'progress'; pass: number; toMove: number; tally: Tally; keysPerSecond: number; rateFactor: number }
+  | { type: 'guard'; health: DestinationHealth }
+  | { type: 'pass-done'; pass: number; moved: number; inPlace: number; failed: number }
+
+export interface SourceJobOptions {
+  source: string
+  targets: readonly string[]
+  /** Built once the job knows its targets; returns destination indexes into `targets`. */
+  route: RouteFn
+  maxChain: number
+  mode: 'move' | 'copy'
+  store: 'add' | 'set'
+  order: SpoolOrder
+  spoolDir?: string | undefined
+  /** keys/s, 0 = unthrottled. */
+  rate: number
+  /** bytes/s, 0 = unthrottled. */
+  bandwidth: number
+  minTtl: number
+  /** Bytes (≥ 1) or a fraction of the destination's memory (< 1). */
+  minFree: number
+  allowEvictions: boolean
+  batchSize?: number | undefined
+  inFlight?: number | undefined
+  maxPasses?: number | undefined
+  /** Copy mode: keys already handled in an earlier pass are skipped (the source keeps them). */
+  handled?: FingerprintSet | undefined
+  signal?: AbortSignal | undefined
+  onEvent?: ((e: EngineEvent) => void) | undefined
+  onCopied?: ((key: Buffer, target: number, sourceCas: string, destCas: string) => void) | undefined
+  /** Called after the first dump with what moving would need; throw to refuse (preflight). */
+  onPreflight?: ((dests: PreflightDestination[], keys: number, bytes: number) => void | Promise<void>) | undefined
+  /** Stop after the dump and preflight (plan / --dry-run). */
+  dryRun?: boolean | undefined
+}
+
+export interface SourceJobResult {
+  /** Distinct live keys the first dump found that had to move. */
+  keysAtStart: number
+  bytesAtStart: number
+  passes: number
+  tally: Tally
+  interrupted: boolean
+  preflight: PreflightDestination[]
+  durationMs: number
+}
+
+export async function connectChecked(address: string, role: string): Promise<MetaConnection> {
+  const conn = await MetaConnection.connect(parseAddress(address))
+  try {
+    await conn.checkVersion(MIN_MEMCACHED_VERSION)
+  } catch (err) {
+    await conn.close().catch(() => undefined)
+    if (err instanceof MemdrainError) err.message = `${role} ${err.message}`
+    throw err
+  }
+  return conn
+}
+
+export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobResult> {
+  const started = performance.now()
+  const emit = opts.onEvent ?? (() => undefined)
+  const batchSize = opts.batchSize ?? 500
+  const inFlight = opts.inFlight ?? 4
+  const maxPasses = opts.maxPasses ?? 6
+  const tally = new Tally(opts.targets)
+  const guard = new TargetGuard(opts.targets, { minFree: opts.minFree, ...(opts.signal ? { signal: opts.signal } : {}) })
+  guard.on('change', (health: DestinationHealth) => emit({ type: 'guard', health }))
+
+  emit({ type: 'phase', phase: 'connect', pass: 0 })
+  const source = await connectChecked(opts.source, 'source')
+  const targetConns: MetaConnection[] = []
+  // One connection per target per worker keeps each worker's replies in its own FIFO.
+  const closeAll = async (): Promise<void> => {
+    await guard.stop()
+    await Promise.all([source, ...targetConns].map((c) => c.close().catch(() => undefined)))
+  }
+  try {
+    for (const t of opts.targets) targetConns.push(await connectChecked(t, 'destination'))
+    await guard.start()
+    const targets: TransferTarget[] = opts.targets.map((address, i) => ({
+      address,
+      conn: targetConns[i]!,
+      state: () => {
+        const s = guard.stateOf(address)
+        return s === 'full' ? 'full' : s === 'down' ? 'down' : 'ok'
+      },
+      itemSizeMax: () => guard.health.get(address)?.itemSizeMax ?? 1048576,
+      clockOffset: () => guard.health.get(address)?.clockOffset ?? 0,
+    }))
+    const keys = new TokenBucket(opts.rate)
+    const bytes = new TokenBucket(opts.bandwidth)
+    const result: SourceJobResult = { keysAtStart: 0, bytesAtStart: 0, passes: 0, tally, interrupted: false, preflight: [], durationMs: 0 }
+    const handled = opts.mode === 'copy' ? (opts.handled ?? new FingerprintSet()) : undefined
+
+    for (let pass = 1; pass <= maxPasses; pass++) {
+      if (opts.signal?.aborted) break
+      emit({ type: 'phase', phase: 'dump', pass })
+      const serverNow = Number((await source.stats()).get('time') ?? Math.floor(Date.now() / 1000))
+      const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
+      try {
+        const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0 }))
+        const seen = new FingerprintSet(1024)
+        const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
+        let entries = 0
+        const onEntry = (e: DumpEntry): void => {
+          entries++
+          if (e.exp !== -1 && e.exp <= serverNow) return
+          const n = opts.route(e.key, routeScratch, 0)
+          if (n === 0) return
+          if (!seen.add(e.key)) return
+          if (handled !== undefined && handled.has(e.key)) return
+          spool.add(e.key, e.size, e.exp, e.la)
+          for (let j = 0; j < n; j++) {
+            const d = perDest[routeScratch[j]!]!
+            d.keys++
+            d.bytes += e.size
+          }
+        }
+        await metadump(parseAddress(opts.source), { onEntry, ...(opts.signal ? { signal: opts.signal } : {}) }).catch((err: unknown) => {
+          if (opts.signal?.aborted) return
+          throw err
+        })
+        if (opts.signal?.aborted) {
+          result.interrupted = true
+          break
+        }
+        spool.finish()
+        emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
+        if (pass === 1) {
+          result.keysAtStart = spool.count
+          result.bytesAtStart = spool.bytes
+          emit({ type: 'phase', phase: 'preflight', pass })
+          result.preflight = opts.targets.map((address, i) => {
+            const h = guard.health.get(address)!
+            const d = perDest[i]!
+            return {
+              address,
+              keys: d.keys,
+              bytes: d.bytes,
+              freeBytes: h.freeBytes,
+              limitBytes: h.limitBytes,
+              itemSizeMax: h.itemSizeMax,
+              fits: d.bytes <= h.freeBytes,
+            }
+          })
+          await opts.onPreflight?.(result.preflight, spool.count, spool.bytes)
+          if (opts.dryRun) break
+        }
+        if (spool.count === 0) break
+        result.passes = pass
+        emit({ type: 'phase', phase: 'move', pass })
+        const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
+        await movePass(opts, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
+        if (opts.signal?.aborted) {
+          result.interrupted = true
+          break
+        }
+        const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
+        emit({ type: 'pass-done', pass, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
+        // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed.
+        if (progressed === 0) break
+      } finally {
+        spool.remove()
+      }
+    }
+    result.durationMs = performance.now() - started
+    return result
+  } finally {
+    await closeAll()
+  }
+}
+
+async function movePass(
+  opts: SourceJobOptions,
+  source: MetaConnection,
+  spool: KeySpool,
+  targets: TransferTarget[],
+  tally: Tally,
+  guard: TargetGuard,
+  keys: TokenBucket,
+  bytes: TokenBucket,
+  batchSize: number,
+  inFlight: number,
+  handled: FingerprintSet | undefined,
+  pass: number,
+  emit: (e: EngineEvent) => void,
+): Promise<void> {
+  const reader = spool.reader()
+  const toMove = spool.count
+  const startedAt = performance.now()
+  const processedAtStart = tally.processed
+  let lastEmit = 0
+  const report = (force: boolean): void => {
+    const now = performance.now()
+    if (!force && now - lastEmit < 250) return
+    lastEmit = now
+    const secs = (now - startedAt) / 1000
+    emit({ type: 'progress', pass, toMove, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
+  }
+  const worker = async (): Promise<void> => {
+    const batch = new KeyBatch(batchSize)
+    const transfer = new BatchTransfer(
+      {
+        source,
+        targets,
+        route: opts.route,
+        maxChain: opts.maxChain,
+        mode: opts.mode,
+        store: opts.store,
+        minTtl: opts.minTtl,
+        tally,
+        onCopied: opts.onCopied,
+      },
+      batchSize,
+    )
+    while (!opts.signal?.aborted) {
+      // Pause while the guard says a destination is under memory pressure it cannot shake off.
+      while (guard.rateFactor() === 0 && !opts.signal?.aborted) {
+        report(true)
+        await sleep(250)
+      }
+      const n = reader.next(batch)
+      if (n === 0) break
+      const f = guard.rateFactor()
+      keys.factor = f
+      bytes.factor = f
+      await keys.take(n, opts.signal)
+      await bytes.take(batch.totalSize(), opts.signal)
+      await transfer.run(batch)
+      if (handled !== undefined) for (let i = 0; i < batch.count; i++) handled.add(batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
+      report(false)
+    }
+  }
+  await Promise.all(Array.from({ length: inFlight }, worker))
+  report(true)
+}
+

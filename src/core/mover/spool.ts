@@ -1,0 +1,188 @@
+import { openSync, writeSync, readSync, closeSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import path from 'node:path'
+import { tmpdir } from 'node:os'
+import { MemdrainError, ExitCode } from '../errors.js'
+import type { KeyBatch } from './key-batch.js'
+
+/**
+ * The dump, spooled to disk as it arrives (memcached must be read promptly; the move is slow
+ * and throttled), so memory stays flat however many keys a server holds. Records go into
+ * recency buckets by last access, so `hot-first` moves the most recently used keys first.
+ *
+ * Record: u8 key length, key bytes, u32 item size, f64 expiry (absolute, -1 none).
+ */
+
+/** Upper bounds of the buckets, as age since last access in seconds. */
+export const RECENCY_BUCKETS_S = [10, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, Number.POSITIVE_INFINITY]
+export type SpoolOrder = 'hot-first' | 'dump'
+
+const WRITE_BUFFER = 256 * 1024
+const READ_BUFFER = 1024 * 1024
+const RECORD_FIXED = 1 + 4 + 8
+
+function spoolError(dir: string, err: unknown): MemdrainError {
+  const code = (err as NodeJS.ErrnoException).code
+  return new MemdrainError(
+    code === 'ENOSPC' || code === 'EDQUOT'
+      ? `the spool directory ${dir} is full (${code})`
+      : `cannot write the key spool in ${dir}: ${(err as Error).message}`,
+    {
+      code: 'SPOOL_FAILED',
+      exitCode: ExitCode.precondition,
+      suggestions: ['Pass --spool-dir on a disk with room (about 270 bytes per key on the server), or free space there.'],
+      cause: err,
+    },
+  )
+}
+
+export class KeySpool {
+  private readonly fds: number[] = []
+  private readonly bufs: Buffer[] = []
+  private readonly fill: number[] = []
+  private readonly counts: number[] = []
+  count = 0
+  /** Sum of item sizes spooled. */
+  bytes = 0
+  private finished = false
+
+  private constructor(
+    readonly dir: string,
+    readonly order: SpoolOrder,
+    private readonly serverNow: number,
+  ) {
+    const buckets = order === 'hot-first' ? RECENCY_BUCKETS_S.length : 1
+    try {
+      for (let b = 0; b < buckets; b++) {
+        this.fds.push(openSync(path.join(dir, `bucket-${b}.spool`), 'w+', 0o600))
+        this.bufs.push(Buffer.allocUnsafe(WRITE_BUFFER))
+        this.fill.push(0)
+        this.counts.push(0)
+      }
+    } catch (err) {
+      this.close()
+      throw spoolError(dir, err)
+    }
+  }
+
+  /** A fresh spool in a private directory under `root` (default: the system temp dir). */
+  static create(opts: { root?: string | undefined; order: SpoolOrder; serverNow: number; label: string }): KeySpool {
+    const root = opts.root ?? path.join(tmpdir(), 'memdrain')
+    let dir: string
+    try {
+      mkdirSync(root, { recursive: true, mode: 0o700 })
+      dir = mkdtempSync(path.join(root, `${opts.label.replace(/[^A-Za-z0-9.-]/g, '_')}-`))
+    } catch (err) {
+      throw spoolError(root, err)
+    }
+    return new KeySpool(dir, opts.order, opts.serverNow)
+  }
+
+  private bucketOf(la: number): number {
+    if (this.fds.length === 1) return 0
+    const age = this.serverNow - la
+    for (let b = 0; b < RECENCY_BUCKETS_S.length; b++) if (age <= RECENCY_BUCKETS_S[b]!) return b
+    return RECENCY_BUCKETS_S.length - 1
+  }
+
+  add(key: Uint8Array, size: number, exp: number, la: number): void {
+    const b = this.bucketOf(la)
+    const need = RECORD_FIXED + key.length
+    if (this.fill[b]! + need > WRITE_BUFFER) this.flushBucket(b)
+    const buf = this.bufs[b]!
+    let p = this.fill[b]!
+    buf[p++] = key.length
+    buf.set(key, p)
+    p += key.length
+    buf.writeUInt32LE(Math.min(size, 0xffffffff), p)
+    p += 4
+    buf.writeDoubleLE(exp, p)
+    p += 8
+    this.fill[b] = p
+    this.counts[b]!++
+    this.count++
+    this.bytes += size
+  }
+
+  private flushBucket(b: number): void {
+    const n = this.fill[b]!
+    if (n === 0) return
+    try {
+      let off = 0
+      while (off < n) off += writeSync(this.fds[b]!, this.bufs[b]!, off, n - off)
+    } catch (err) {
+      throw spoolError(this.dir, err)
+    }
+    this.fill[b] = 0
+  }
+
+  /** Flushes what is buffered; the spool can then be read (any number of times). */
+  finish(): void {
+    for (let b = 0; b < this.fds.length; b++) this.flushBucket(b)
+    this.finished = true
+  }
+
+  reader(): SpoolReader {
+    if (!this.finished) this.finish()
+    return new SpoolReader(this.fds)
+  }
+
+  close(): void {
+    for (const fd of this.fds.splice(0)) closeSync(fd)
+  }
+
+  /** Closes and deletes the spool directory. */
+  remove(): void {
+    this.close()
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}
+
+/** Reads records back, hottest bucket first, filling reusable KeyBatches. */
+export class SpoolReader {
+  private bucket = 0
+  private filePos = 0
+  private buf = Buffer.allocUnsafe(READ_BUFFER)
+  private start = 0
+  private end = 0
+
+  constructor(private readonly fds: readonly number[]) {}
+
+  /** Fills `batch` (cleared first) with up to its capacity; returns the count (0 at the end). */
+  next(batch: KeyBatch): number {
+    batch.clear()
+    while (!batch.full) {
+      if (!this.ensureRecord()) break
+      const b = this.buf
+      const len = b[this.start]!
+      const keyStart = this.start + 1
+      const keyEnd = keyStart + len
+      batch.push(b, keyStart, keyEnd, b.readUInt32LE(keyEnd), b.readDoubleLE(keyEnd + 4))
+      this.start = keyEnd + 12
+    }
+    return batch.count
+  }
+
+  /** Makes sure a whole record is buffered; moves to the next bucket at EOF. */
+  private ensureRecord(): boolean {
+    for (;;) {
+      if (this.end - this.start >= 1) {
+        const need = RECORD_FIXED + this.buf[this.start]!
+        if (this.end - this.start >= need) return true
+      }
+      if (this.bucket >= this.fds.length) return false
+      // Compact and refill.
+      this.buf.copy(this.buf, 0, this.start, this.end)
+      this.end -= this.start
+      this.start = 0
+      const n = readSync(this.fds[this.bucket]!, this.buf, this.end, this.buf.length - this.end, this.filePos)
+      if (n === 0) {
+        if (this.end !== 0) throw new MemdrainError('the key spool is truncated', { code: 'SPOOL_CORRUPT', exitCode: ExitCode.failed })
+        this.bucket++
+        this.filePos = 0
+        continue
+      }
+      this.filePos += n
+      this.end += n
+    }
+  }
+}
