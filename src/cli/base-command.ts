@@ -121,7 +121,7 @@ export const poolFlags = {
   }),
 }
 
-export type PoolFlagValues = Interfaces.InferredFlags<typeof poolFlags>
+export type PoolFlagValues = Partial<Interfaces.InferredFlags<typeof poolFlags>>
 
 export function poolStoreFromFlags(flags: PoolFlagValues): PoolStore {
   return resolvePoolStore({ pool: flags.pool, servers: flags.servers, hash: flags.hash, replicas: flags.replicas })

@@ -8,7 +8,8 @@ import { formatBytes, formatCount } from '../ui/format.js'
 import { paint } from '../ui/style.js'
 
 export interface DemoResult {
-  action: 'started' | 'stopped'
+  action: 'started' | 'stopped' | 'verified'
+  verification?: { keys: number; atOwner: number; missing: number; wrongValue: number; elsewhere: number }
   pool: string
   hash?: string
   servers: { address: string; pid: number }[] | number[]
@@ -39,12 +40,23 @@ ${EXIT_CODES_HELP}`
     hash: Flags.string({ description: `Placement strategy of the demo pool (one of \`memdrain hashes\`).`, default: 'php-memcached-libketama' }),
     force: Flags.boolean({ description: 'Replace a running demo, or overwrite an existing pool file.' }),
     stop: Flags.boolean({ description: 'Stop the demo servers started for this pool file.' }),
+    verify: Flags.boolean({ description: 'Check that every demo key is at the owner the pool\'s client would ask, with its value (exit 68 if not).' }),
   }
 
   async run(): Promise<DemoResult> {
     const { flags } = await this.parse(Demo)
     const poolFile = path.resolve(flags.pool ?? process.env.MEMDRAIN_POOL ?? DEFAULT_POOL_FILE)
-    const { startDemoPool, stopDemo, loadDemoKeys } = await import('../core/local/demo.js')
+    const { startDemoPool, stopDemo, loadDemoKeys, verifyDemoKeys } = await import('../core/local/demo.js')
+    if (flags.verify) {
+      const { FilePoolStore } = await import('../core/pool/store.js')
+      const { pool } = await new FilePoolStore(poolFile).load()
+      const v = await verifyDemoKeys(pool, flags.keys)
+      if (v.atOwner !== v.keys) this.status = 68
+      if (!this.jsonEnabled()) {
+        this.log(`${formatCount(v.atOwner)} of ${formatCount(v.keys)} demo keys are at their owner with their value; ${formatCount(v.missing)} missing, ${formatCount(v.elsewhere)} on another server, ${formatCount(v.wrongValue)} with another value`)
+      }
+      return { action: 'verified', pool: poolFile, servers: [], verification: v }
+    }
     if (flags.stop) {
       const { stopped } = await stopDemo(poolFile)
       if (!this.jsonEnabled()) this.log(`Stopped ${stopped.length} memcached process(es): ${stopped.join(', ') || 'none were still running'}`)

@@ -29,7 +29,7 @@ ${EXIT_CODES_HELP}`
     '<%= config.bin %> drain 10.0.0.3:11211 --rate 5000 --bandwidth 20MB --threshold 0.99 --yes --json',
     '<%= config.bin %> drain 10.0.0.3:11211 --dry-run',
   ]
-  static override args = { server: Args.string({ description: 'The server to drain (host:port as in the pool, or its name).', required: true }) }
+  static override args = { server: Args.string({ description: 'The server to drain (host:port as in the pool, or its name).', required: true, ignoreStdin: true }) }
   static override flags = {
     ...poolFlags,
     ...throttleFlags,

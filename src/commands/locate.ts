@@ -26,7 +26,7 @@ ${EXIT_CODES_HELP}`
     'printf "a\\nb\\n" | <%= config.bin %> locate --servers 10.0.0.1:11211,10.0.0.2:11211 --hash memjs',
   ]
   static override strict = false
-  static override args = { key: Args.string({ description: 'Keys to locate.', required: false }) }
+  static override args = { key: Args.string({ description: 'Keys to locate.', required: false, ignoreStdin: true }) }
   static override flags = {
     ...poolFlags,
     'keys-file': Flags.string({ description: 'File with one key per line.' }),

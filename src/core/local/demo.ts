@@ -1,7 +1,7 @@
 import { readFile, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { MemdrainError, ExitCode } from '../errors.js'
-import { MetaConnection, MetaPayload, parseAddress, ERR, NS } from '../protocol/index.js'
+import { MetaConnection, MetaPayload, parseAddress, ERR, NS, VA } from '../protocol/index.js'
 import type { HashName } from '../placement/registry.js'
 import { validatePool } from '../pool/validate.js'
 import { poolToDocument, type Pool } from '../pool/model.js'
@@ -174,4 +174,48 @@ export async function loadDemoKeys(pool: Pool, count: number, onProgress?: (writ
     throw new MemdrainError(`${errors} demo keys were not stored`, { code: 'DEMO_LOAD_FAILED', exitCode: ExitCode.failed })
   }
   return { keys: count, bytes }
+}
+
+export interface DemoVerification {
+  keys: number
+  atOwner: number
+  missing: number
+  wrongValue: number
+  elsewhere: number
+}
+
+/**
+ * Checks every demo key against the pool as it is now: present at the owner the client would
+ * ask, with the value it was loaded with; counts keys that are missing or sit on a non-owner.
+ */
+export async function verifyDemoKeys(pool: Pool, count: number): Promise<DemoVerification> {
+  const pp = poolPlacement(pool)
+  const all = pool.servers.filter((s) => s.state !== 'removed')
+  const conns = await Promise.all(all.map((s) => MetaConnection.connect(parseAddress(s.address))))
+  const ownerConn = pp.servers.map((s) => all.findIndex((a) => a.address === s.address))
+  const out: DemoVerification = { keys: count, atOwner: 0, missing: 0, wrongValue: 0, elsewhere: 0 }
+  try {
+    for (let start = 0; start < count; start += 500) {
+      const end = Math.min(count, start + 500)
+      const payloads = all.map(() => new MetaPayload())
+      for (let i = start; i < end; i++) for (const p of payloads) p.command('mg', demoKey(i).key).flags('v q').flag('O', i).end()
+      const found = all.map(() => new Map<number, Buffer>())
+      await Promise.all(conns.map((c, s) => c.batch(payloads[s]!.noop().take(), (r) => {
+        if (r.status === VA) found[s]!.set(r.opaque, Buffer.from(r.value!))
+      })))
+      for (let i = start; i < end; i++) {
+        const k = demoKey(i)
+        const owner = ownerConn[pp.placement.owner(k.key)]!
+        const v = found[owner]!.get(i)
+        if (v === undefined) {
+          if (found.some((m) => m.has(i))) out.elsewhere++
+          else out.missing++
+        } else if (!v.equals(k.value)) out.wrongValue++
+        else out.atOwner++
+      }
+    }
+  } finally {
+    await Promise.all(conns.map((c) => c.close().catch(() => undefined)))
+  }
+  return out
 }

@@ -1,0 +1,26 @@
+import { Args } from '@oclif/core'
+import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags } from '../cli/base-command.js'
+import { markServer, type MarkResult } from '../core/pool/mark.js'
+import { SERVER_STATES } from '../core/pool/model.js'
+
+export default class Mark extends BaseCommand<MarkResult> {
+  static override summary = 'Set a server\'s state in the pool file: active, deactivating or removed.'
+  static override description = `Pool-aware applications (memdrain's library) place keys as if a deactivating server were gone and
+move what they read from it. Marking does not move or delete any key; \`memdrain drain\` does both.
+Marking a server active again clears its transition record.
+
+${EXIT_CODES_HELP}`
+  static override examples = ['<%= config.bin %> mark 10.0.0.3:11211 deactivating', '<%= config.bin %> mark 10.0.0.3:11211 active --json']
+  static override args = {
+    server: Args.string({ description: 'Server address (host:port as in the pool) or name.', required: true, ignoreStdin: true }),
+    state: Args.string({ description: 'New state.', required: true, options: [...SERVER_STATES], ignoreStdin: true }),
+  }
+  static override flags = { pool: poolFlags.pool }
+
+  async run(): Promise<MarkResult> {
+    const { args, flags } = await this.parse(Mark)
+    const result = await markServer(poolStoreFromFlags(flags), args.server, args.state as MarkResult['to'])
+    if (!this.jsonEnabled()) this.log(`${result.server}: ${result.from} → ${result.to}`)
+    return result
+  }
+}

@@ -1,0 +1,32 @@
+export { DEFAULT_PORT, formatAddress, parseAddress, type ServerAddress } from './address.js'
+export {
+  compareVersions,
+  EN,
+  ERR,
+  EX,
+  HD,
+  ME,
+  META_CONNECTION_DEFAULTS,
+  MetaConnection,
+  MetaReply,
+  MN,
+  NF,
+  NS,
+  statusName,
+  VA,
+  type MetaConnectionOptions,
+} from './connection.js'
+export { isServerError, MIN_MEMCACHED_VERSION, ServerError, type ServerErrorCode } from './errors.js'
+export {
+  keyEncoding,
+  keyToken,
+  keyTokenLength,
+  MAX_BASE64_KEY_LENGTH,
+  MAX_KEY_LENGTH,
+  unaddressableKey,
+  uriDecodeInto,
+  writeKeyToken,
+  type KeyEncoding,
+} from './keys.js'
+export { metadump, METADUMP_DEFAULTS, type DumpEntry, type MetadumpOptions, type MetadumpResult } from './metadump.js'
+export { MetaPayload, writeInt, type MetaVerb } from './payload.js'

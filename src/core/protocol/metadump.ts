@@ -1,0 +1,320 @@
+import { connect as netConnect, type Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { formatAddress, type ServerAddress } from './address.js'
+import {
+  connectTimedOut,
+  connectionClosed,
+  crawlerBusy,
+  crawlerDisabled,
+  dumpsDisabled,
+  excerpt,
+  interrupted,
+  protocolError,
+  timedOut,
+  unreachable,
+} from './errors.js'
+import { uriDecodeInto } from './keys.js'
+
+/**
+ * One item from `lru_crawler metadump`. The reader passes the SAME object for every entry and
+ * `key` is a view of a scratch buffer: both are valid only during the `onEntry` call. Copy the key
+ * (or write it to the spool) before returning.
+ */
+export interface DumpEntry {
+  /** The key's bytes (URI-decoded from the dump). */
+  key: Buffer
+  /** Absolute unix expiry time (server clock), -1 for none. */
+  exp: number
+  /** Last access, absolute unix time (server clock). */
+  la: number
+  /** CAS as decimal digits (can exceed 2^53). */
+  cas: string
+  /** Whether the item was ever fetched. */
+  fetched: boolean
+  /** Slab class. */
+  cls: number
+  /** Total item size in memory (header + key + value), not the value length. */
+  size: number
+  /** Client flags; -1 when the server does not print them (1.6.18 does not). */
+  flags: number
+}
+
+export interface MetadumpOptions {
+  onEntry: (entry: DumpEntry) => void
+  /** Aborting closes the dump connection and rejects with INTERRUPTED (exit 69). */
+  signal?: AbortSignal
+  /** Wait between attempts while the crawler is busy. */
+  retryDelayMs?: number
+  /** Attempts after the first while the crawler is busy, then CRAWLER_BUSY. */
+  maxRetries?: number
+  connectTimeoutMs?: number
+  /** No byte received for this long during a dump → SERVER_TIMEOUT. */
+  idleTimeoutMs?: number
+  /** Walk to ask for first; `hash` falls back to `all` when the server rejects it. */
+  mode?: 'hash' | 'all'
+}
+
+export const METADUMP_DEFAULTS = {
+  retryDelayMs: 1000,
+  maxRetries: 60,
+  connectTimeoutMs: 3000,
+  idleTimeoutMs: 60_000,
+  mode: 'hash',
+} as const satisfies Required<Omit<MetadumpOptions, 'onEntry' | 'signal'>>
+
+export interface MetadumpResult {
+  entries: number
+  /** The walk that answered. */
+  mode: 'hash' | 'all'
+  /** Attempts refused because the crawler was busy. */
+  busyRetries: number
+}
+
+/**
+ * Lists every item of one server with `lru_crawler metadump hash` (or `all`), on its own
+ * connection (a dump occupies it until END), calling `onEntry` synchronously per item. The
+ * socket is never paused: a slow reader would stall the server's crawler, so callers spool.
+ * A dump is a live walk, not a snapshot: keys may repeat or be missed.
+ *
+ * Errors: DUMPS_DISABLED (-X), CRAWLER_DISABLED (-o no_lru_crawler), CRAWLER_BUSY after
+ * maxRetries, SERVER_UNREACHABLE / SERVER_TIMEOUT, CONNECTION_CLOSED, INTERRUPTED (signal),
+ * or whatever onEntry throws (the dump stops).
+ */
+export async function metadump(addr: ServerAddress, options: MetadumpOptions): Promise<MetadumpResult> {
+  const opts: MetadumpOptions & Required<Omit<MetadumpOptions, 'onEntry' | 'signal'>> = { ...METADUMP_DEFAULTS, ...stripUndefined(options) }
+  const server = formatAddress(addr)
+  let mode: 'hash' | 'all' = opts.mode
+  let busyRetries = 0
+  for (;;) {
+    if (opts.signal?.aborted) throw interrupted(server, opts.signal.reason)
+    const outcome = await dumpOnce(addr, server, mode, opts)
+    if (outcome.kind === 'done') return { entries: outcome.entries, mode, busyRetries }
+    if (outcome.kind === 'rejected') {
+      if (mode === 'hash') {
+        mode = 'all'
+        continue
+      }
+      throw protocolError(server, `${excerpt(outcome.line)} in reply to "lru_crawler metadump all"`)
+    }
+    if (busyRetries >= opts.maxRetries) throw crawlerBusy(server, busyRetries + 1, outcome.line)
+    busyRetries++
+    try {
+      await sleep(opts.retryDelayMs, undefined, opts.signal === undefined ? undefined : { signal: opts.signal })
+    } catch (err) {
+      throw interrupted(server, opts.signal?.reason ?? err)
+    }
+  }
+}
+
+type Outcome = { kind: 'done'; entries: number } | { kind: 'busy'; line: string } | { kind: 'rejected'; line: string }
+
+const MAX_LINE = 64 * 1024
+
+function dumpOnce(
+  addr: ServerAddress,
+  server: string,
+  mode: 'hash' | 'all',
+  opts: MetadumpOptions & Required<Omit<MetadumpOptions, 'onEntry' | 'signal'>>,
+): Promise<Outcome> {
+  return new Promise<Outcome>((resolve, reject) => {
+    const entry: DumpEntry = { key: Buffer.alloc(0), exp: -1, la: 0, cas: '0', fetched: false, cls: 0, size: 0, flags: -1 }
+    let keyScratch = Buffer.allocUnsafe(1024)
+    let partial = Buffer.allocUnsafe(1024)
+    let partialLen = 0
+    let entries = 0
+    let settled = false
+    let connected = false
+    let lastData = Date.now()
+    let idleTimer: NodeJS.Timeout | undefined
+
+    const socket: Socket = netConnect({ host: addr.host, port: addr.port })
+    const connectTimer = setTimeout(() => finish(connectTimedOut(server, opts.connectTimeoutMs)), opts.connectTimeoutMs)
+
+    const onAbort = (): void => finish(interrupted(server, opts.signal?.reason))
+    opts.signal?.addEventListener('abort', onAbort, { once: true })
+
+    function finish(result: Outcome | Error): void {
+      if (settled) return
+      settled = true
+      clearTimeout(connectTimer)
+      if (idleTimer !== undefined) clearTimeout(idleTimer)
+      opts.signal?.removeEventListener('abort', onAbort)
+      socket.destroy()
+      if (result instanceof Error) reject(result)
+      else resolve(result)
+    }
+
+    const onIdle = (): void => {
+      idleTimer = undefined
+      if (settled) return
+      const idle = Date.now() - lastData
+      if (idle >= opts.idleTimeoutMs) finish(timedOut(server, `"lru_crawler metadump ${mode}" (no data)`, opts.idleTimeoutMs))
+      else idleTimer = setTimeout(onIdle, opts.idleTimeoutMs - idle)
+    }
+
+    socket.once('connect', () => {
+      connected = true
+      clearTimeout(connectTimer)
+      socket.setNoDelay(true)
+      lastData = Date.now()
+      idleTimer = setTimeout(onIdle, opts.idleTimeoutMs)
+      socket.write(`lru_crawler metadump ${mode}\r\n`)
+    })
+    socket.on('error', (err) => finish(connected ? connectionClosed(server, undefined, err) : unreachable(server, err)))
+    socket.on('close', () => finish(connectionClosed(server, undefined)))
+    socket.on('data', (chunk: Buffer) => {
+      if (settled) return
+      lastData = Date.now()
+      try {
+        onChunk(chunk)
+      } catch (err) {
+        finish(err instanceof Error ? err : new Error(String(err)))
+      }
+    })
+
+    function onChunk(chunk: Buffer): void {
+      let pos = 0
+      if (partialLen > 0) {
+        const lf = chunk.indexOf(0x0a)
+        const take = lf < 0 ? chunk.length : lf
+        if (partialLen + take > partial.length) {
+          if (partialLen + take > MAX_LINE) throw protocolError(server, `a metadump line longer than ${MAX_LINE} bytes`)
+          const grown = Buffer.allocUnsafe(Math.max(partial.length * 2, partialLen + take))
+          partial.copy(grown, 0, 0, partialLen)
+          partial = grown
+        }
+        chunk.copy(partial, partialLen, 0, take)
+        partialLen += take
+        if (lf < 0) return
+        const len = partialLen
+        partialLen = 0
+        if (!onLine(partial, 0, len)) return
+        pos = lf + 1
+      }
+      while (pos < chunk.length) {
+        const lf = chunk.indexOf(0x0a, pos)
+        if (lf < 0) break
+        if (!onLine(chunk, pos, lf)) return
+        pos = lf + 1
+      }
+      const rest = chunk.length - pos
+      if (rest > 0) {
+        if (rest > partial.length) {
+          if (rest > MAX_LINE) throw protocolError(server, `a metadump line longer than ${MAX_LINE} bytes`)
+          partial = Buffer.allocUnsafe(Math.max(rest, partial.length * 2))
+        }
+        chunk.copy(partial, 0, pos)
+        partialLen = rest
+      }
+    }
+
+    /** Handles one line (without "\n"); returns false once the dump is over. */
+    function onLine(buf: Buffer, start: number, end: number): boolean {
+      if (end > start && buf[end - 1] === 0x0d) end--
+      // "key=" — the common case first.
+      if (end - start > 4 && buf[start] === 0x6b && buf[start + 1] === 0x65 && buf[start + 2] === 0x79 && buf[start + 3] === 0x3d) {
+        parseEntry(buf, start, end)
+        entries++
+        opts.onEntry(entry)
+        return true
+      }
+      const line = buf.toString('latin1', start, end).trim()
+      if (line === 'END') {
+        finish({ kind: 'done', entries })
+        return false
+      }
+      if (line === 'OK' || line === '') return true // 1.6.43+ acknowledges the command first
+      if (line.startsWith('BUSY') || line === 'ERROR locked try again later') {
+        finish({ kind: 'busy', line })
+        return false
+      }
+      if (line === 'ERROR metadump not allowed') {
+        finish(dumpsDisabled(server))
+        return false
+      }
+      if (line === 'CLIENT_ERROR lru crawler disabled') {
+        finish(crawlerDisabled(server))
+        return false
+      }
+      if (entries === 0 && (line.startsWith('ERROR') || line.startsWith('CLIENT_ERROR') || line.startsWith('BADCLASS'))) {
+        finish({ kind: 'rejected', line })
+        return false
+      }
+      finish(protocolError(server, `${excerpt(line)} in a metadump`))
+      return false
+    }
+
+    function parseEntry(buf: Buffer, start: number, end: number): void {
+      entry.exp = -1
+      entry.la = 0
+      entry.cas = '0'
+      entry.fetched = false
+      entry.cls = 0
+      entry.size = 0
+      entry.flags = -1
+      let haveKey = false
+      let i = start
+      while (i < end) {
+        while (i < end && (buf[i] === 0x20 || buf[i] === 0x09)) i++
+        if (i >= end) break
+        const nameStart = i
+        let eq = -1
+        while (i < end && buf[i] !== 0x20 && buf[i] !== 0x09) {
+          if (eq < 0 && buf[i] === 0x3d) eq = i
+          i++
+        }
+        if (eq < 0) continue
+        const v = eq + 1
+        const c0 = buf[nameStart]!
+        switch (eq - nameStart) {
+          case 3:
+            if (c0 === 0x6b) {
+              // key
+              const n = i - v
+              if (n > keyScratch.length) keyScratch = Buffer.allocUnsafe(Math.max(n, keyScratch.length * 2))
+              entry.key = keyScratch.subarray(0, uriDecodeInto(buf, v, i, keyScratch))
+              haveKey = true
+            } else if (c0 === 0x65) entry.exp = parseIntAt(buf, v, i)
+            else if (c0 === 0x63 && buf[nameStart + 1] === 0x61) entry.cas = buf.toString('latin1', v, i)
+            else if (c0 === 0x63 && buf[nameStart + 1] === 0x6c) entry.cls = parseIntAt(buf, v, i)
+            break
+          case 2:
+            if (c0 === 0x6c && buf[nameStart + 1] === 0x61) entry.la = parseIntAt(buf, v, i)
+            break
+          case 4:
+            if (c0 === 0x73 && buf[nameStart + 1] === 0x69) entry.size = parseIntAt(buf, v, i)
+            break
+          case 5:
+            if (c0 === 0x66 && buf[nameStart + 1] === 0x65) entry.fetched = buf[v] === 0x79 // fetch=yes
+            else if (c0 === 0x66 && buf[nameStart + 1] === 0x6c) entry.flags = parseIntAt(buf, v, i)
+            break
+        }
+      }
+      if (!haveKey) throw protocolError(server, `a metadump line without key: ${excerpt(buf.toString('latin1', start, end))}`)
+    }
+  })
+}
+
+/** Decimal integer (optionally negative) in buf[start, end); NaN if not digits. */
+function parseIntAt(buf: Buffer, start: number, end: number): number {
+  let i = start
+  let negative = false
+  if (buf[i] === 0x2d) {
+    negative = true
+    i++
+  }
+  if (i >= end) return NaN
+  let n = 0
+  for (; i < end; i++) {
+    const d = buf[i]! - 0x30
+    if (d < 0 || d > 9) return NaN
+    n = n * 10 + d
+  }
+  return negative ? -n : n
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  const out = {} as T
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
+  return out
+}

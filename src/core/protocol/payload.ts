@@ -1,0 +1,168 @@
+import { keyEncoding, unaddressableKey, writeKeyToken, keyTokenLength } from './keys.js'
+
+export type MetaVerb = 'mg' | 'ms' | 'md' | 'ma' | 'me'
+
+/**
+ * Builds a pipelined batch of meta commands in one Buffer, for `MetaConnection.batch`, without a
+ * string or Buffer per key. Usage, one command:
+ *
+ *   p.command('ms', key).size(value.length).flag('F', flags).flag('T', ttl).flags('ME q').flag('O', id).end(value)
+ *
+ * `command` writes "<verb> <key>" and remembers whether the key went base64; the ` b` flag is
+ * written before the first flag (after the `ms` data length). Finish the batch with `noop()`
+ * ("mn") and hand it off with `take()`: the returned Buffer is owned by the caller (the socket
+ * may still be reading it), and the builder starts a fresh one.
+ */
+export class MetaPayload {
+  private buf: Buffer
+  private pos = 0
+  private pendingB = false
+
+  constructor(private sizeHint = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(sizeHint)
+  }
+
+  get length(): number {
+    return this.pos
+  }
+
+  /** Starts "<verb> <key>". Throws KEY_UNADDRESSABLE (check `keyEncoding` first to skip quietly). */
+  command(verb: MetaVerb, key: Uint8Array): this {
+    const encoding = keyEncoding(key)
+    if (encoding === 'unaddressable') throw unaddressableKey(key)
+    this.ensure(3 + keyTokenLength(key, encoding) + 2)
+    const b = this.buf
+    b[this.pos++] = verb.charCodeAt(0)
+    b[this.pos++] = verb.charCodeAt(1)
+    b[this.pos++] = 0x20
+    this.pos = writeKeyToken(b, this.pos, key, encoding)
+    this.pendingB = encoding === 'base64'
+    return this
+  }
+
+  /** The `ms` data length: must come right after the key. */
+  size(n: number): this {
+    this.ensure(22)
+    this.buf[this.pos++] = 0x20
+    this.pos = writeInt(this.buf, this.pos, n)
+    return this
+  }
+
+  /** " <letter><n>", e.g. flag('T', 0), flag('O', 17). Omit n for a bare flag: flag('q'). */
+  flag(letter: string, n?: number): this {
+    this.flushB()
+    this.ensure(23)
+    this.buf[this.pos++] = 0x20
+    this.buf[this.pos++] = letter.charCodeAt(0)
+    if (n !== undefined) this.pos = writeInt(this.buf, this.pos, n)
+    return this
+  }
+
+  /** " <letter><token>" for a value kept as text, e.g. the CAS: flagToken('C', '18446744073709551615'). */
+  flagToken(letter: string, token: string): this {
+    this.flushB()
+    this.ensure(2 + token.length)
+    this.buf[this.pos++] = 0x20
+    this.buf[this.pos++] = letter.charCodeAt(0)
+    this.pos += this.buf.write(token, this.pos, 'latin1')
+    return this
+  }
+
+  /** " <text>": several flags at once, e.g. flags('k v f t c u q'). ASCII only. */
+  flags(text: string): this {
+    this.flushB()
+    this.ensure(1 + text.length)
+    this.buf[this.pos++] = 0x20
+    this.pos += this.buf.write(text, this.pos, 'latin1')
+    return this
+  }
+
+  /** Ends the command line; for `ms`, pass the value (followed by its own "\r\n"). */
+  end(value?: Uint8Array): this {
+    this.flushB()
+    this.ensure(2 + (value === undefined ? 0 : value.length + 2))
+    this.buf[this.pos++] = 0x0d
+    this.buf[this.pos++] = 0x0a
+    if (value !== undefined) {
+      this.buf.set(value, this.pos)
+      this.pos += value.length
+      this.buf[this.pos++] = 0x0d
+      this.buf[this.pos++] = 0x0a
+    }
+    return this
+  }
+
+  /** "mn\r\n": the end-of-batch marker `MetaConnection.batch` waits for. */
+  noop(): this {
+    this.ensure(4)
+    this.pos += this.buf.write('mn\r\n', this.pos, 'latin1')
+    return this
+  }
+
+  /** Appends raw bytes or ASCII text as-is. */
+  raw(data: Uint8Array | string): this {
+    if (typeof data === 'string') {
+      this.ensure(data.length)
+      this.pos += this.buf.write(data, this.pos, 'latin1')
+    } else {
+      this.ensure(data.length)
+      this.buf.set(data, this.pos)
+      this.pos += data.length
+    }
+    return this
+  }
+
+  /** Returns the batch built so far and starts a new one (sized like the last). */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.pos)
+    this.sizeHint = Math.max(this.sizeHint, this.pos)
+    this.buf = Buffer.allocUnsafe(this.sizeHint)
+    this.pos = 0
+    this.pendingB = false
+    return out
+  }
+
+  /** Drops what was built (e.g. after an exception half-way through a command). */
+  reset(): void {
+    this.pos = 0
+    this.pendingB = false
+  }
+
+  private flushB(): void {
+    if (!this.pendingB) return
+    this.pendingB = false
+    this.ensure(2)
+    this.buf[this.pos++] = 0x20
+    this.buf[this.pos++] = 0x62 // b
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n))
+    this.buf.copy(next, 0, 0, this.pos)
+    this.buf = next
+  }
+}
+
+/** Writes a safe integer in decimal at `pos`; returns the position after it. */
+export function writeInt(buf: Buffer, pos: number, n: number): number {
+  if (!Number.isSafeInteger(n)) throw new RangeError(`not a safe integer: ${n}`)
+  if (n < 0) {
+    buf[pos++] = 0x2d
+    n = -n
+  }
+  if (n < 10) {
+    buf[pos++] = 0x30 + n
+    return pos
+  }
+  let digits = 0
+  for (let t = n; t > 0; t = Math.floor(t / 10)) digits++
+  let i = pos + digits
+  const endPos = i
+  while (n > 0) {
+    const q = Math.floor(n / 10)
+    buf[--i] = 0x30 + (n - q * 10)
+    n = q
+  }
+  return endPos
+}
