@@ -1,0 +1,180 @@
+/**
+ * Counts of keys moved by application clients (lazy migration), and how they reach the CLI.
+ *
+ * The pool file belongs to the CLI (rewritten under its lock), so clients do not write it. Each
+ * client process writes its own report beside it instead, atomically, every few seconds when its
+ * counts changed and once more at close():
+ *
+ *   <pool file>.clients/<hostname>-<pid>.json
+ *   {
+ *     "version": 1, "host": "app-7", "pid": 4242, "updatedAt": "2025-01-01T12:00:00.000Z",
+ *     "moved": { "10.0.0.3:11211": 1834 },                        // server address → keys moved off it
+ *     "transitions": { "10.0.0.3:11211": "2025-01-01T11:58:02.113Z" } // that server's transition.startedAt
+ *   }
+ *
+ * `sumClientMigrations(poolFile)` adds the reports up per server address (what `status` and the
+ * drain's transitioned ratio include as `movedByClients`). A count is tagged with the
+ * `startedAt` of the server's transition record as the client saw it, and only counts matching
+ * the server's current record are summed, so the reports of an earlier drain of the same server
+ * do not inflate a later one. Reports of processes that have exited are kept (their moves
+ * happened); delete the directory once no server is in transition.
+ */
+import { mkdir, readdir, readFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import path from 'node:path'
+import { writeFileAtomic } from '../pool/atomic-write.js'
+import { parsePoolText } from '../pool/validate.js'
+
+export const CLIENT_REPORT_VERSION = 1
+
+export interface ClientMigrationReport {
+  version: typeof CLIENT_REPORT_VERSION
+  host: string
+  pid: number
+  updatedAt: string
+  /** Server address → keys this process moved off that server (during its current transition). */
+  moved: Record<string, number>
+  /** Server address → `transition.startedAt` of that server when the moves were counted. */
+  transitions: Record<string, string>
+}
+
+/** The directory of the client reports of a pool file: `<pool file>.clients`. */
+export function clientReportDir(poolFile: string): string {
+  return `${path.resolve(poolFile)}.clients`
+}
+
+/** Several PoolClients of one process on one pool file each get their own report file. */
+const reportsInUse = new Map<string, number>()
+
+function claimReportFile(poolFile: string): { file: string; release: () => void } {
+  const dir = clientReportDir(poolFile)
+  const base = `${hostname()}-${process.pid}`
+  let n = 1
+  while (reportsInUse.has(path.join(dir, n === 1 ? `${base}.json` : `${base}-${n}.json`))) n++
+  const file = path.join(dir, n === 1 ? `${base}.json` : `${base}-${n}.json`)
+  reportsInUse.set(file, 1)
+  return { file, release: () => reportsInUse.delete(file) }
+}
+
+/**
+ * Keys moved by this client, per source server, and the report file they are flushed to (none
+ * for a client without a pool file, or with `report: false`).
+ */
+export class MigrationLedger {
+  private readonly moved = new Map<string, number>()
+  private readonly transitions = new Map<string, string>()
+  private dirty = false
+  private timer: NodeJS.Timeout | undefined
+  private writing: Promise<void> = Promise.resolve()
+  private readonly report: { file: string; release: () => void } | undefined
+
+  constructor(
+    poolFile: string | undefined,
+    private readonly intervalMs: number,
+    private readonly onError: (err: Error) => void,
+  ) {
+    this.report = poolFile === undefined ? undefined : claimReportFile(poolFile)
+  }
+
+  /** The report file, when there is one. */
+  get file(): string | undefined {
+    return this.report?.file
+  }
+
+  start(): void {
+    if (this.report === undefined) return
+    this.timer = setInterval(() => void this.flush(), this.intervalMs)
+    this.timer.unref()
+  }
+
+  /** One key moved off `address`; `transitionStartedAt` is that server's transition record start, if any. */
+  record(address: string, transitionStartedAt: string | undefined): void {
+    const seen = this.transitions.get(address)
+    if (transitionStartedAt !== undefined && seen !== transitionStartedAt) {
+      // A new transition of this server: the counts of the previous one belong to it.
+      if (seen !== undefined) this.moved.delete(address)
+      this.transitions.set(address, transitionStartedAt)
+    }
+    this.moved.set(address, (this.moved.get(address) ?? 0) + 1)
+    this.dirty = true
+  }
+
+  counts(): Map<string, number> {
+    return new Map(this.moved)
+  }
+
+  /** Writes the report if the counts changed since the last write. */
+  flush(): Promise<void> {
+    const report = this.report
+    if (report === undefined || !this.dirty) return this.writing
+    this.dirty = false
+    const doc: ClientMigrationReport = {
+      version: CLIENT_REPORT_VERSION,
+      host: hostname(),
+      pid: process.pid,
+      updatedAt: new Date().toISOString(),
+      moved: Object.fromEntries(this.moved),
+      transitions: Object.fromEntries(this.transitions),
+    }
+    this.writing = this.writing.then(async () => {
+      try {
+        await mkdir(path.dirname(report.file), { recursive: true, mode: 0o700 })
+        await writeFileAtomic(report.file, JSON.stringify(doc, null, 2) + '\n')
+      } catch (err) {
+        this.dirty = true
+        this.onError(new Error(`cannot write the client migration report ${report.file}: ${(err as Error).message}`, { cause: err }))
+      }
+    })
+    return this.writing
+  }
+
+  async close(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+    await this.flush()
+    this.report?.release()
+  }
+}
+
+/**
+ * Sums the migration reports of every client process of `poolFile` per server address: the keys
+ * moved by pool-aware application clients (`movedByClients`). Only counts made during each
+ * server's current transition (its `transition.startedAt` in the pool file) are included;
+ * counts from a client that saw no transition record are included too. Unreadable or foreign
+ * files in the directory are skipped. No directory: an empty map.
+ */
+export async function sumClientMigrations(poolFile: string): Promise<Map<string, number>> {
+  const dir = clientReportDir(poolFile)
+  const sums = new Map<string, number>()
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch {
+    return sums
+  }
+  const current = new Map<string, string>()
+  try {
+    const pool = parsePoolText(await readFile(path.resolve(poolFile), 'utf8'), poolFile)
+    for (const s of pool.servers) if (s.transition !== undefined) current.set(s.address, s.transition.startedAt)
+  } catch {
+    // Without the pool file no count can be matched to a transition: sum them all.
+  }
+  for (const name of names) {
+    if (!name.endsWith('.json') || name.startsWith('.')) continue
+    let doc: Partial<ClientMigrationReport>
+    try {
+      doc = JSON.parse(await readFile(path.join(dir, name), 'utf8')) as Partial<ClientMigrationReport>
+    } catch {
+      continue
+    }
+    if (doc.version !== CLIENT_REPORT_VERSION || typeof doc.moved !== 'object' || doc.moved === null) continue
+    for (const [address, count] of Object.entries(doc.moved)) {
+      if (typeof count !== 'number' || !Number.isFinite(count) || count < 0) continue
+      const tagged = doc.transitions?.[address]
+      const now = current.get(address)
+      if (tagged !== undefined && now !== undefined && tagged !== now) continue
+      sums.set(address, (sums.get(address) ?? 0) + count)
+    }
+  }
+  return sums
+}
