@@ -31,6 +31,9 @@ export function renderDrainSummary(r: DrainResult, rate: number): string {
       `, ${formatCount(r.conflicts)} conflicts, ${formatCount(r.failed)} failed` +
       (skipped.length > 0 ? `, skipped ${skipped.map(([k, v]) => `${formatCount(v)} ${k}`).join(', ')}` : ''),
   )
+  if (r.handoff === 'copy' && (r.caughtUp > 0 || r.invalidated > 0)) {
+    lines.push(`catch-up after the switch: ${formatCount(r.caughtUp)} re-copied, ${formatCount(r.invalidated)} invalidated`)
+  }
   lines.push(`${formatBytes(r.bytes)} in ${formatDuration(r.durationSeconds)} (${formatCount(r.keysPerSecond)} keys/s), ${r.passes} pass(es)`)
   lines.push(
     renderTable(

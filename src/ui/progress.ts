@@ -37,6 +37,8 @@ function describe(e: EngineEvent | { type: string; [k: string]: unknown }): stri
       return `${String(e.server)} marked ${String(e.state)}${e.resumed === true && e.state === 'deactivating' ? ' (resuming)' : ''}`
     case 'switch':
       return e.phase === 'waiting' ? 'waiting for applications to switch to the new servers' : 'switch confirmed'
+    case 'catch-up':
+      return e.phase === 'progress' ? undefined : `catch-up ${String(e.phase)}: ${String(e.checked)}/${String(e.total)} checked, ${String(e.caughtUp)} re-copied, ${String(e.invalidated)} invalidated`
     case 'purged':
       return `purged ${String(e.server)} (flush_all on that server only)`
     default:

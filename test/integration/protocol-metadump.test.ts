@@ -230,7 +230,19 @@ describe('metadump', () => {
     } finally {
       s.resume()
     }
-    assert.match(await rawCommand(s.address, 'version\r\n', { idleMs: 3000 }), /^VERSION /)
+    // The server answers again once continued (poll: a loaded machine may take a moment).
+    let reply = ''
+    for (let deadline = Date.now() + 10_000; !reply.startsWith('VERSION ') && Date.now() < deadline; ) {
+      reply = await rawCommand(s.address, 'version\r\n', { idleMs: 1000 })
+    }
+    if (!reply.startsWith('VERSION ')) {
+      const { readdirSync, readFileSync } = await import('node:fs')
+      const { execSync } = await import('node:child_process')
+      for (const t of readdirSync(`/proc/${s.pid}/task`)) console.log('DIAG', t, readFileSync(`/proc/${s.pid}/task/${t}/stat`, 'latin1').split(' ').slice(0, 3).join(' '), readFileSync(`/proc/${s.pid}/task/${t}/wchan`, 'latin1'))
+      console.log('DIAG', execSync(`ss -tnp | grep ${s.port} || true`).toString())
+      console.log('DIAG', execSync(`gdb -p ${s.pid} -batch -ex 'thread apply all bt' 2>&1 || true`).toString())
+    }
+    assert.match(reply, /^VERSION /)
   })
 })
 

@@ -1,12 +1,16 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { activeServers, findServer, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
 import type { HeldLock } from '../pool/lock.js'
-import { connectChecked, runSourceJob, type EngineEvent, type PreflightDestination } from './engine.js'
+import { connectChecked, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
+import { runCatchUp, type CatchUpResult } from './catch-up.js'
+import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from './copy-journal.js'
+import { FingerprintSet } from './fingerprint-set.js'
 import type { SpoolOrder } from './spool.js'
 import type { RouteFn } from './transfer.js'
-import type { Tally } from './tally.js'
+import { addTally, Tally } from './tally.js'
 
 export interface DrainOptions {
   store: PoolStore
@@ -29,11 +33,19 @@ export interface DrainOptions {
   waitForSwitch?: ((ctx: { source: string; destinations: string[] }) => Promise<void>) | undefined
   batchSize?: number | undefined
   inFlight?: number | undefined
+  /**
+   * Move hand-off, on a fresh start: seconds between marking the server deactivating and moving
+   * its first key. Pool-aware clients re-read the pool file every 2 s (checkInterval); one that
+   * has not yet seen the change still writes the source, and a key it writes there after the
+   * move would leave the moved (older) copy at the new owner. Default 3.
+   */
+  clientGraceSeconds?: number | undefined
 }
 
 export type DrainEvent =
-  | { type: 'marked'; server: string; state: 'deactivating' | 'removed'; resumed: boolean }
+  | { type: 'marked'; server: string; state: 'deactivating' | 'removed' | 'active'; resumed: boolean }
   | { type: 'switch'; phase: 'waiting' | 'done' }
+  | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
   | { type: 'purged'; server: string }
 
 export interface DrainResult {
@@ -48,6 +60,10 @@ export interface DrainResult {
   inPlace: number
   movedByClients: number
   conflicts: number
+  /** Copy hand-off: copies re-copied after the switch because the source changed in between. */
+  caughtUp: number
+  /** Copy hand-off: copies deleted after the switch (the source deleted the key, or both sides changed). */
+  invalidated: number
   skipped: Record<string, number>
   failed: number
   failedBy: Record<string, number>
@@ -92,14 +108,26 @@ function newRecord(threshold: number, handoff: 'move' | 'copy'): TransitionRecor
   return { startedAt: now, updatedAt: now, keysAtStart: 0, moved: 0, inPlace: 0, movedByClients: 0, skipped: {}, failed: 0, conflicts: 0, threshold, handoff, passes: 0 }
 }
 
+/**
+ * (moved + in place + moved by clients) / keys at start that are still live: a key deleted,
+ * expired or evicted at the source before it could move (`gone`), or skipped because it was
+ * about to expire, has nothing left to transition. Without that, a drain of a server whose keys
+ * expire while it runs could never reach its threshold.
+ */
 export function transitionedRatio(r: TransitionRecord): number {
-  if (r.keysAtStart === 0) return 1
-  return Math.min(1, (r.moved + r.inPlace + r.movedByClients) / r.keysAtStart)
+  const live = r.keysAtStart - (r.skipped.gone ?? 0) - (r.skipped.expiring ?? 0)
+  if (live <= 0) return 1
+  return Math.min(1, (r.moved + r.inPlace + r.movedByClients) / live)
 }
 
 /**
  * drain: mark the server deactivating, move every live key to its owner(s) under the pool
  * without it, and once the transitioned ratio reaches the threshold, purge it and mark it removed.
+ *
+ * Copy hand-off (static clients): copy every key (journaling each copy), and once the ratio
+ * reaches the threshold wait for the switch, catch up what changed at the source meanwhile, copy
+ * the keys that appeared since the first dump, then purge. A rerun after an interruption keeps
+ * the journal (see copy-journal.ts); one after the switch goes straight to the catch-up.
  */
 export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   const emit = opts.onEvent ?? (() => undefined)
@@ -107,6 +135,13 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   const server = checkDrainable(snap.pool, opts.server, opts.store.location)
   const resumed = server.state === 'deactivating'
   const handoff = opts.handoff ?? server.transition?.handoff ?? (snap.pool.clients === 'pool-aware' ? 'move' : 'copy')
+  if (resumed && server.transition?.handoff === 'copy' && handoff === 'move') {
+    // The copies made so far may be stale; the move hand-off takes a copy it finds at a
+    // destination for a newer one written by a pool-aware client, and would keep them.
+    throw refuse(`the drain of ${server.address} started with the copy hand-off: resume it with the copy hand-off`, [
+      `Run the drain again with --handoff copy (or without --handoff).`,
+    ], 'HANDOFF_CHANGED', ExitCode.usage)
+  }
   if (handoff === 'copy' && !opts.dryRun && opts.waitForSwitch === undefined) {
     throw refuse('the copy hand-off needs a way to learn when applications have switched', [
       'Pass --switch-command CMD, or --wait-for-switch, or run in a terminal to confirm by hand.',
@@ -116,14 +151,20 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
 
   let lock: HeldLock | undefined
   if (!opts.dryRun) lock = await opts.store.lock(`memdrain drain ${server.address}`)
+  let journal: CopyJournal | undefined
+  let journalFile: string | undefined
+  let marked = false
+  let moving = false
   try {
     let record: TransitionRecord
+    const markedAt = Date.now()
     if (!opts.dryRun) {
       snap = await opts.store.load()
       const current = checkDrainable(snap.pool, server.address, opts.store.location)
       record = current.transition !== undefined && current.state === 'deactivating' ? { ...current.transition, threshold: opts.threshold, handoff } : newRecord(opts.threshold, handoff)
       const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state: 'deactivating', transition: record }))
       snap = { pool, revision: await opts.store.save(pool, snap.revision) }
+      marked = true
       emit({ type: 'marked', server: server.address, state: 'deactivating', resumed })
     } else {
       record = server.transition ?? newRecord(opts.threshold, handoff)
@@ -139,87 +180,182 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       return c.length
     }
     const targets = remaining.map((s) => s.address)
-    let saving: Promise<void> = Promise.resolve()
-    let lastSave = Date.now()
+
+    // This run's figures over all its jobs; the record adds them to what earlier runs did.
+    const total = new Tally(targets)
     const base = { ...record, skipped: { ...record.skipped } }
-    const snapshotRecord = (t: Tally, keysAtStart: number, passes: number): TransitionRecord => {
+    let keysAtStart = record.keysAtStart
+    let passes = 0
+    let catchUp: CatchUpResult | undefined
+    const snapshotRecord = (current: Tally | undefined, currentPasses: number): TransitionRecord => {
+      // A key skipped for good (too large, unaddressable) is met again by every run (it stays
+      // on the source): keep the larger count rather than a sum that would count it once per
+      // run. Gone and expiring keys are not met again: those add up.
       const skipped: Record<string, number> = { ...base.skipped }
-      for (const [k, v] of Object.entries(t.skipped)) if (v > 0) skipped[k] = (skipped[k] ?? 0) + v
+      for (const [k, v] of Object.entries(total.skipped)) {
+        const n = v + (current?.skipped[k as keyof Tally['skipped']] ?? 0)
+        if (k === 'gone' || k === 'expiring') skipped[k] = (skipped[k] ?? 0) + n
+        else if (n > (skipped[k] ?? 0)) skipped[k] = n
+        if (skipped[k] === 0) delete skipped[k]
+      }
       return {
         ...base,
         updatedAt: new Date().toISOString(),
         keysAtStart,
-        moved: base.moved + t.moved,
-        inPlace: base.inPlace + t.inPlace,
-        failed: t.failed,
-        conflicts: base.conflicts + t.conflicts,
+        moved: base.moved + total.moved + (current?.moved ?? 0),
+        inPlace: base.inPlace + total.inPlace + (current?.inPlace ?? 0),
+        failed: total.failed + (current?.failed ?? 0) + (catchUp?.failed ?? 0),
+        conflicts: base.conflicts + total.conflicts + (current?.conflicts ?? 0),
         skipped,
-        passes: base.passes + passes,
+        passes: base.passes + passes + currentPasses,
       }
     }
+    let saving: Promise<void> = Promise.resolve()
+    let lastSave = Date.now()
     const persist = async (rec: TransitionRecord, state: PoolServer['state'] = 'deactivating'): Promise<void> => {
       if (opts.dryRun) return
       const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state, transition: rec }))
       snap = { pool, revision: await opts.store.save(pool, snap.revision) }
     }
-    let keysAtStart = record.keysAtStart
-    let currentPass = 0
 
-    const job = await runSourceJob({
-      source: server.address,
-      targets,
-      route,
-      maxChain: Math.max(1, pp.replicas),
-      mode: handoff === 'move' ? 'move' : 'copy',
-      store: 'add',
-      order: opts.order,
-      spoolDir: opts.spoolDir,
-      rate: opts.rate,
-      bandwidth: opts.bandwidth,
-      minTtl: opts.minTtl,
-      minFree: opts.minFree,
-      allowEvictions: opts.allowEvictions,
-      dryRun: opts.dryRun,
-      signal: opts.signal,
-      batchSize: opts.batchSize,
-      inFlight: opts.inFlight,
-      onPreflight: (dests) => {
-        const short = dests.filter((d) => !d.fits)
-        if (short.length > 0 && !opts.allowEvictions && !opts.dryRun) {
-          throw refuse(
-            `moving these keys would make ${short.map((d) => d.address).join(', ')} evict: ${short.map((d) => `${d.address} needs ${d.bytes} bytes, has ${d.freeBytes} free`).join('; ')}`,
-            ['Add memory or servers first, or pass --allow-evictions to move anyway (the destination then evicts its coldest keys).'],
-            'NO_ROOM',
-          )
-        }
-      },
-      onEvent: (e) => {
-        if (e.type === 'dumped' && e.pass === 1 && !resumed) keysAtStart = e.toMove
-        if (e.type === 'dumped' && e.pass === 1 && resumed && keysAtStart === 0) keysAtStart = e.toMove
-        if (e.type === 'phase') currentPass = e.pass
-        if (e.type === 'progress' && Date.now() - lastSave > 5000) {
-          lastSave = Date.now()
-          const rec = snapshotRecord(e.tally, keysAtStart, currentPass)
-          saving = saving.then(() => persist(rec)).catch(() => undefined)
-        }
-        emit(e)
-      },
-    })
-    await saving
-    record = snapshotRecord(job.tally, keysAtStart, job.passes)
+    // The copy journal, and the keys it already covers (a rerun does not copy them again).
+    const handled = handoff === 'copy' ? new FingerprintSet() : undefined
+    if (handoff === 'copy' && !opts.dryRun) {
+      journalFile = copyJournalFile(opts.spoolDir, opts.store.location, server.address)
+      if (!resumed) removeCopyJournal(journalFile) // left by an earlier drain of this server whose record is gone
+      journal = CopyJournal.open(journalFile, targets.join('\n'), (key) => handled!.add(key))
+    }
+    const switchedBefore = handoff === 'copy' && record.switchedAt !== undefined
 
-    if (!opts.dryRun && !job.interrupted && handoff === 'copy') {
-      emit({ type: 'switch', phase: 'waiting' })
-      await opts.waitForSwitch!({ source: server.address, destinations: targets })
-      record.switchedAt = new Date().toISOString()
-      emit({ type: 'switch', phase: 'done' })
-      await persist(record)
+    const runJob = async (phase: 'main' | 'after-switch', extra: Partial<SourceJobOptions>): Promise<SourceJobResult> => {
+      let currentPass = 0
+      const job = await runSourceJob({
+        source: server.address,
+        targets,
+        route,
+        maxChain: Math.max(1, pp.replicas),
+        mode: handoff === 'move' ? 'move' : 'copy',
+        store: 'add',
+        order: opts.order,
+        spoolDir: opts.spoolDir,
+        rate: opts.rate,
+        bandwidth: opts.bandwidth,
+        minTtl: opts.minTtl,
+        minFree: opts.minFree,
+        allowEvictions: opts.allowEvictions,
+        signal: opts.signal,
+        batchSize: opts.batchSize,
+        inFlight: opts.inFlight,
+        handled,
+        ...extra,
+        onEvent: (e) => {
+          if (phase === 'main' && e.type === 'dumped' && e.pass === 1) {
+            if (!resumed || base.keysAtStart === 0) {
+              keysAtStart = e.toMove
+            } else {
+              // Resuming: keys deleted or expired at the source since the earlier run will never
+              // move. Live now = what earlier runs transitioned + what this dump still lists.
+              const live = base.moved + base.inPlace + base.movedByClients + e.toMove
+              if (live < base.keysAtStart - (base.skipped.gone ?? 0) - (base.skipped.expiring ?? 0)) {
+                keysAtStart = live
+                delete base.skipped.gone
+                delete base.skipped.expiring
+              }
+            }
+          }
+          if (e.type === 'phase') {
+            currentPass = e.pass
+            if (e.phase === 'move') moving = true
+          }
+          if (e.type === 'progress' && Date.now() - lastSave > 5000) {
+            lastSave = Date.now()
+            const rec = snapshotRecord(e.tally, currentPass)
+            saving = saving.then(() => persist(rec)).catch(() => undefined)
+          }
+          emit(e)
+        },
+      })
+      await saving
+      addTally(total, job.tally)
+      passes += job.passes
+      return job
+    }
+
+    // 1. The move, or the copy before the switch.
+    let main: SourceJobResult | undefined
+    let interrupted = false
+    let durationMs = 0
+    const graceUntil = handoff === 'move' && !resumed && !opts.dryRun ? markedAt + (opts.clientGraceSeconds ?? 3) * 1000 : 0
+    if (!switchedBefore) {
+      main = await runJob('main', {
+        dryRun: opts.dryRun,
+        ...(journal !== undefined ? { onCopied: (key, t, sourceCas, destCas) => journal!.append(key, t, sourceCas, destCas) } : {}),
+        onPreflight: async (dests, keys) => {
+          const short = dests.filter((d) => !d.fits)
+          if (short.length > 0 && !opts.allowEvictions && !opts.dryRun) {
+            throw refuse(
+              `moving these keys would make ${short.map((d) => d.address).join(', ')} evict: ${short.map((d) => `${d.address} needs ${d.bytes} bytes, has ${d.freeBytes} free`).join('; ')}`,
+              ['Add memory or servers first, or pass --allow-evictions to move anyway (the destination then evicts its coldest keys).'],
+              'NO_ROOM',
+            )
+          }
+          const wait = graceUntil - Date.now()
+          if (wait > 0 && keys > 0) await sleep(wait, undefined, opts.signal !== undefined ? { signal: opts.signal } : undefined).catch(() => undefined)
+        },
+      })
+      interrupted = main.interrupted
+      durationMs += main.durationMs
+    }
+    record = snapshotRecord(undefined, 0)
+
+    // 2. Copy hand-off: the switch, the catch-up, and the keys that appeared since the first dump.
+    if (handoff === 'copy' && !opts.dryRun && !interrupted && (switchedBefore || transitionedRatio(record) >= opts.threshold)) {
+      journal!.flush()
+      if (!switchedBefore) {
+        emit({ type: 'switch', phase: 'waiting' })
+        try {
+          await opts.waitForSwitch!({ source: server.address, destinations: targets })
+        } catch (err) {
+          await persist(record)
+          throw err
+        }
+        record.switchedAt = new Date().toISOString()
+        base.switchedAt = record.switchedAt
+        emit({ type: 'switch', phase: 'done' })
+        await persist(record)
+      }
+      if (!isCaughtUp(journalFile!)) {
+        const started = performance.now()
+        const totalRecords = journal!.count
+        emit({ type: 'catch-up', phase: 'start', checked: 0, total: totalRecords, caughtUp: 0, invalidated: 0 })
+        catchUp = await runCatchUp({
+          source: server.address,
+          targets,
+          journal: journal!,
+          rate: opts.rate,
+          batchSize: opts.batchSize,
+          inFlight: opts.inFlight,
+          signal: opts.signal,
+          onProgress: (c) => emit({ type: 'catch-up', phase: 'progress', checked: c.checked, total: totalRecords, caughtUp: c.caughtUp, invalidated: c.invalidated }),
+        })
+        durationMs += performance.now() - started
+        emit({ type: 'catch-up', phase: 'done', checked: catchUp.checked, total: totalRecords, caughtUp: catchUp.caughtUp, invalidated: catchUp.invalidated })
+        interrupted = catchUp.interrupted
+        if (!interrupted) markCaughtUp(journalFile!)
+      }
+      if (!interrupted) {
+        const after = await runJob('after-switch', {})
+        durationMs += after.durationMs
+        interrupted = after.interrupted
+      }
+      record = snapshotRecord(undefined, 0)
     }
 
     const ratio = transitionedRatio(record)
+    const switched = handoff === 'move' || record.switchedAt !== undefined
     let purged = false
     let state: PoolServer['state'] = opts.dryRun ? server.state : 'deactivating'
-    if (!opts.dryRun && !job.interrupted && ratio >= opts.threshold) {
+    if (!opts.dryRun && !interrupted && switched && ratio >= opts.threshold) {
       if (opts.purge) {
         const conn = await connectChecked(server.address, 'drained server')
         try {
@@ -234,13 +370,21 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       record.finishedAt = new Date().toISOString()
       state = 'removed'
       await persist(record, 'removed')
+      journal?.close()
+      journal = undefined
+      if (journalFile !== undefined) removeCopyJournal(journalFile)
       emit({ type: 'marked', server: server.address, state: 'removed', resumed })
     } else {
       await persist(record)
     }
-    const t = job.tally
-    const secs = job.durationMs / 1000
-    const status = job.interrupted ? ExitCode.interrupted : opts.dryRun ? ExitCode.ok : ratio < opts.threshold || t.failed > 0 ? ExitCode.partial : ExitCode.ok
+    const t = total
+    const failed = t.failed + (catchUp?.failed ?? 0)
+    const failedBy: Record<string, number> = { ...t.failedBy }
+    if (catchUp !== undefined && catchUp.failed > 0) failedBy['catch-up'] = catchUp.failed
+    const samples = [...t.samples]
+    for (const s of catchUp?.samples ?? []) if (samples.length < 20) samples.push(s)
+    const secs = durationMs / 1000
+    const status = interrupted ? ExitCode.interrupted : opts.dryRun ? ExitCode.ok : ratio < opts.threshold || failed > 0 ? ExitCode.partial : ExitCode.ok
     return {
       server: server.address,
       handoff,
@@ -248,28 +392,48 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       state,
       resumed,
       keysAtStart: record.keysAtStart,
-      bytesAtStart: job.bytesAtStart,
+      bytesAtStart: main?.bytesAtStart ?? 0,
       moved: record.moved,
       inPlace: record.inPlace,
       movedByClients: record.movedByClients,
       conflicts: record.conflicts,
+      caughtUp: catchUp?.caughtUp ?? 0,
+      invalidated: catchUp?.invalidated ?? 0,
       skipped: record.skipped,
-      failed: t.failed,
-      failedBy: { ...t.failedBy },
+      failed,
+      failedBy,
       bytes: t.bytes,
       ratio,
       threshold: opts.threshold,
       purged,
-      passes: job.passes,
+      passes,
       durationSeconds: secs,
       keysPerSecond: secs > 0 ? t.processed / secs : 0,
       destinations: t.perDestination.map((d) => ({ ...d })),
-      preflight: job.preflight,
-      samples: t.samples,
-      interrupted: job.interrupted,
+      preflight: main?.preflight ?? [],
+      samples,
+      interrupted,
       status,
     }
+  } catch (err) {
+    // Refused or failed before a key moved (no room, dumps disabled, a server unreachable): put
+    // the server back as it was, so that nothing is left half-started.
+    if (marked && !resumed && !moving) {
+      try {
+        journal?.close()
+        journal = undefined
+        if (journalFile !== undefined) removeCopyJournal(journalFile)
+        const now = await opts.store.load()
+        const pool = withServer(now.pool, server.address, (s) => ({ ...s, state: 'active', transition: undefined }))
+        await opts.store.save(pool, now.revision)
+        emit({ type: 'marked', server: server.address, state: 'active', resumed })
+      } catch {
+        // The refusal matters more; the server stays deactivating and a rerun resumes.
+      }
+    }
+    throw err
   } finally {
+    journal?.close()
     await lock?.release()
   }
 }

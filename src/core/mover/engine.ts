@@ -7,7 +7,7 @@ import { KeySpool, type SpoolOrder } from './spool.js'
 import { Tally } from './tally.js'
 import { TargetGuard, type DestinationHealth } from './target-guard.js'
 import { TokenBucket } from './throttle.js'
-import { BatchTransfer, type RouteFn, type TransferTarget } from './transfer.js'
+import { BatchTransfer, type CopiedFn, type RouteFn, type TransferTarget } from './transfer.js'
 
 /**
  * The engine every job uses, for one source server: dump (to a disk spool, deduplicated,
@@ -53,11 +53,16 @@ export interface SourceJobOptions {
   batchSize?: number | undefined
   inFlight?: number | undefined
   maxPasses?: number | undefined
-  /** Copy mode: keys already handled in an earlier pass are skipped (the source keeps them). */
+  /**
+   * Keys a pass does not take again. Copy mode: every key handled (copied, in place or skipped;
+   * the source keeps them all). Move mode: keys skipped for good (too large, expiring,
+   * unaddressable), so a later pass neither reads nor counts them again.
+   */
   handled?: FingerprintSet | undefined
   signal?: AbortSignal | undefined
   onEvent?: ((e: EngineEvent) => void) | undefined
-  onCopied?: ((key: Buffer, target: number, sourceCas: string, destCas: string) => void) | undefined
+  /** Copy mode: every copy made (see CopiedFn); with it the destinations answer each write with its CAS. */
+  onCopied?: CopiedFn | undefined
   /** Called after the first dump with what moving would need; throw to refuse (preflight). */
   onPreflight?: ((dests: PreflightDestination[], keys: number, bytes: number) => void | Promise<void>) | undefined
   /** Stop after the dump and preflight (plan / --dry-run). */
@@ -115,13 +120,15 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
         const s = guard.stateOf(address)
         return s === 'full' ? 'full' : s === 'down' ? 'down' : 'ok'
       },
+      reserve: (itemSize: number) => guard.reserve(i, itemSize),
+      settle: (itemSize: number) => guard.settle(i, itemSize),
       itemSizeMax: () => guard.health.get(address)?.itemSizeMax ?? 1048576,
       clockOffset: () => guard.health.get(address)?.clockOffset ?? 0,
     }))
     const keys = new TokenBucket(opts.rate)
     const bytes = new TokenBucket(opts.bandwidth)
     const result: SourceJobResult = { keysAtStart: 0, bytesAtStart: 0, passes: 0, tally, interrupted: false, preflight: [], durationMs: 0 }
-    const handled = opts.mode === 'copy' ? (opts.handled ?? new FingerprintSet()) : undefined
+    const handled = opts.handled ?? new FingerprintSet()
 
     for (let pass = 1; pass <= maxPasses; pass++) {
       if (opts.signal?.aborted) break
@@ -139,7 +146,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           const n = opts.route(e.key, routeScratch, 0)
           if (n === 0) return
           if (!seen.add(e.key)) return
-          if (handled !== undefined && handled.has(e.key)) return
+          if (handled.size > 0 && handled.has(e.key)) return
           spool.add(e.key, e.size, e.exp, e.la)
           for (let j = 0; j < n; j++) {
             const d = perDest[routeScratch[j]!]!
@@ -212,7 +219,7 @@ async function movePass(
   bytes: TokenBucket,
   batchSize: number,
   inFlight: number,
-  handled: FingerprintSet | undefined,
+  handled: FingerprintSet,
   pass: number,
   emit: (e: EngineEvent) => void,
 ): Promise<void> {
@@ -258,7 +265,10 @@ async function movePass(
       await keys.take(n, opts.signal)
       await bytes.take(batch.totalSize(), opts.signal)
       await transfer.run(batch)
-      if (handled !== undefined) for (let i = 0; i < batch.count; i++) handled.add(batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
+      // Failed keys (destination full, down, erroring) stay unhandled: the next pass tries them again.
+      for (let i = 0; i < batch.count; i++) {
+        if (opts.mode === 'copy' ? transfer.settled(i) : transfer.skippedKey(i)) handled.add(batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
+      }
       report(false)
     }
   }

@@ -62,3 +62,23 @@ export class Tally {
     }
   }
 }
+
+/** Adds the figures of `from` (a job over the same destinations, in the same order) to `into`. */
+export function addTally(into: Tally, from: Tally): void {
+  into.moved += from.moved
+  into.inPlace += from.inPlace
+  into.conflicts += from.conflicts
+  into.bytes += from.bytes
+  into.processed += from.processed
+  for (const k of Object.keys(from.skipped) as SkipReason[]) into.skipped[k] += from.skipped[k]
+  for (const k of Object.keys(from.failedBy) as FailReason[]) into.failedBy[k] += from.failedBy[k]
+  from.perDestination.forEach((d, i) => {
+    const t = into.perDestination[i]
+    if (t === undefined) return
+    t.keys += d.keys
+    t.bytes += d.bytes
+    t.inPlace += d.inPlace
+    t.failed += d.failed
+  })
+  for (const s of from.samples) if (into.samples.length < 20) into.samples.push(s)
+}

@@ -10,10 +10,21 @@ export interface TransferTarget {
   readonly conn: MetaConnection
   /** `ok` to send; anything else and keys for it fail with that reason. */
   state(): 'ok' | 'full' | 'down'
+  /** Reserves room for an item of this size (from the dump); false = no room above --min-free: do not send. */
+  reserve(itemSize: number): boolean
+  /** The writes holding these reservations were answered. */
+  settle(itemSize: number): void
   itemSizeMax(): number
   /** Server time minus local time, seconds. */
   clockOffset(): number
 }
+
+/**
+ * Copy mode: called for every key written at a destination, with the CAS the source had when it
+ * was read and the CAS the destination gave the copy (`undefined`: the destination already held
+ * the key, the add was not stored). Both are decimal digits, views valid only during the call.
+ */
+export type CopiedFn = (key: Buffer, target: number, sourceCas: Uint8Array, destCas: Uint8Array | undefined) => void
 
 export interface TransferOptions {
   source: MetaConnection
@@ -28,19 +39,31 @@ export interface TransferOptions {
   /** Skip keys whose remaining TTL is below this (seconds). */
   minTtl: number
   tally: Tally
-  /** Copy mode: called for every key stored at a destination, with the source CAS and the destination's new CAS. */
-  onCopied?: ((key: Buffer, target: number, sourceCas: string, destCas: string) => void) | undefined
+  onCopied?: CopiedFn | undefined
 }
 
-const THIRTY_DAYS = 2592000
+export const THIRTY_DAYS = 2592000
+/** Longest CAS in decimal (2^64 - 1). */
+const CAS_DIGITS = 20
 // Per (key, destination) outcome.
 const STORED = 0
 const IN_PLACE = 1
 const FAILED = 2
+// Per key, `read`.
+const NOT_READ = 0
+const QUEUED = 1
+const KEY_FAILED = 2
+const CONFLICT = 3
+const SKIPPED = 4
+
+/** The expiry to send for a remaining TTL `ttl` (-1 = none), the 30-day rule: relative up to 30 days, else absolute on the destination's clock. */
+export function expiryFor(ttl: number, clockOffset: number): number {
+  return ttl === -1 ? 0 : ttl <= THIRTY_DAYS ? ttl : Math.floor(Date.now() / 1000) + clockOffset + ttl
+}
 
 /**
  * Moves one batch of keys with pipelined meta commands: one write per phase and connection,
- * replies matched by opaque id, no per-key promise or object:
+ * replies matched by opaque id, no per-key promise, object or string:
  *   1. source:        mg <key> v f t c u q O<i>     (u: do not bump the source's LRU; q: misses are silent)
  *   2. destinations:  ms <key> <len> F<f> T<ttl> ME q O<i>  (add: a newer value there is never overwritten)
  *   3. source (move): md <key> C<cas> q O<i>        (EX/NF: it changed since read → invalidate the copies)
@@ -52,10 +75,14 @@ export class BatchTransfer {
   private readonly outcome: Uint8Array
   private readonly read: Uint8Array
   private readonly valueLen: Float64Array
-  private readonly cas: (string | undefined)[]
+  /** The CAS each key had when read, as digits: key i at i * CAS_DIGITS, casLen[i] long. */
+  private readonly cas: Buffer
+  private readonly casLen: Uint8Array
   private readonly sourcePayload = new MetaPayload()
   private readonly targetPayloads: MetaPayload[]
   private readonly targetUsed: Uint8Array
+  /** Room reserved on each target by this batch (item sizes), settled once its writes are answered. */
+  private readonly targetReserved: Float64Array
   private batch: KeyBatch | undefined
 
   constructor(
@@ -67,20 +94,46 @@ export class BatchTransfer {
     this.outcome = new Uint8Array(capacity * opts.maxChain)
     this.read = new Uint8Array(capacity)
     this.valueLen = new Float64Array(capacity)
-    this.cas = new Array<string | undefined>(capacity)
+    this.cas = Buffer.alloc(capacity * CAS_DIGITS)
+    this.casLen = new Uint8Array(capacity)
     this.targetPayloads = opts.targets.map(() => new MetaPayload())
     this.targetUsed = new Uint8Array(opts.targets.length)
+    this.targetReserved = new Float64Array(opts.targets.length)
+  }
+
+  /**
+   * Whether key i of the last batch is done with: moved, in place, or skipped for good (gone,
+   * expiring, too large). False for a key that failed (destination full, down or erroring): a
+   * later pass should try it again.
+   */
+  settled(i: number): boolean {
+    return this.read[i] !== KEY_FAILED
+  }
+
+  /** Whether key i of the last batch was skipped for good (too large, expiring, unaddressable): it stays where it is. */
+  skippedKey(i: number): boolean {
+    return this.read[i] === SKIPPED
   }
 
   async run(batch: KeyBatch): Promise<void> {
+    this.batch = batch
+    this.targetReserved.fill(0)
+    try {
+      await this.transfer(batch)
+    } finally {
+      const { targets } = this.opts
+      for (let t = 0; t < targets.length; t++) if (this.targetReserved[t]! > 0) targets[t]!.settle(this.targetReserved[t]!)
+    }
+  }
+
+  private async transfer(batch: KeyBatch): Promise<void> {
     const { opts } = this
     const { tally, targets, maxChain } = opts
-    this.batch = batch
     const src = this.sourcePayload
     let toRead = 0
     for (let i = 0; i < batch.count; i++) {
-      this.read[i] = 0
-      this.cas[i] = undefined
+      this.read[i] = NOT_READ
+      this.casLen[i] = 0
       const key = batch.key(i)
       const n = opts.route(key, this.dests, i * maxChain)
       this.destCount[i] = n
@@ -89,20 +142,29 @@ export class BatchTransfer {
         tally.skipped.unaddressable++
         tally.sample(key, 'unaddressable key (over 250 bytes, or over 186 bytes needing base64)')
         this.destCount[i] = 0
+        this.read[i] = SKIPPED
         continue
       }
       let blocked = false
       for (let j = 0; j < n; j++) {
-        const state = targets[this.dests[i * maxChain + j]!]!.state()
-        if (state !== 'ok') {
-          tally.failedBy[state === 'full' ? 'destination-full' : 'destination-down']++
-          tally.perDestination[this.dests[i * maxChain + j]!]!.failed++
-          blocked = true
-          break
+        const t = this.dests[i * maxChain + j]!
+        const target = targets[t]!
+        let state = target.state()
+        if (state === 'ok') {
+          if (target.reserve(batch.size[i]!)) {
+            this.targetReserved[t]! += batch.size[i]!
+            continue
+          }
+          state = 'full'
         }
+        tally.failedBy[state === 'full' ? 'destination-full' : 'destination-down']++
+        tally.perDestination[t]!.failed++
+        blocked = true
+        break
       }
       if (blocked) {
         this.destCount[i] = 0
+        this.read[i] = KEY_FAILED
         continue
       }
       src.command('mg', key).flags('v f t c u q').flag('O', i).end()
@@ -116,6 +178,10 @@ export class BatchTransfer {
     this.targetUsed.fill(0)
     await opts.source.batch(src.take(), this.onRead)
     tally.processed += toRead
+    for (let i = 0; i < batch.count; i++) {
+      // Asked for and not answered (`q` hides EN): deleted, expired or evicted since the dump.
+      if (this.read[i] === NOT_READ && this.destCount[i]! > 0) tally.skipped.gone++
+    }
 
     // Phase 2: write to the destinations, all in parallel.
     const writes: Promise<void>[] = []
@@ -134,7 +200,7 @@ export class BatchTransfer {
     // Tally, and phase 3 for a move: delete the source copy if it is still the one we read.
     let toDelete = 0
     for (let i = 0; i < batch.count; i++) {
-      if (this.read[i] !== 1) continue
+      if (this.read[i] !== QUEUED) continue
       const n = this.destCount[i]!
       let stored = 0
       let inPlace = 0
@@ -151,11 +217,11 @@ export class BatchTransfer {
       }
       if (failed > 0) {
         tally.failedBy['destination-error']++
-        this.read[i] = 2
+        this.read[i] = KEY_FAILED
         continue
       }
       if (opts.mode === 'move') {
-        src.command('md', batch.key(i)).flagToken('C', this.cas[i]!).flags('q').flag('O', i).end()
+        src.command('md', batch.key(i)).flags('C').raw(this.cas.subarray(i * CAS_DIGITS, i * CAS_DIGITS + this.casLen[i]!)).flags('q').flag('O', i).end()
         toDelete++
       }
       if (stored > 0) {
@@ -171,13 +237,17 @@ export class BatchTransfer {
     }
     src.noop()
     let conflicts = 0
+    let gone = 0
     await opts.source.batch(src.take(), (r) => {
-      if (r.status === EX || r.status === NF) {
-        this.read[r.opaque] = 3
-        conflicts++
+      if ((r.status === EX || r.status === NF) && r.opaque >= 0 && r.opaque < batch.count) {
+        this.read[r.opaque] = CONFLICT
+        // EX: rewritten since read (the next pass moves it); NF: deleted since read (nothing left to move).
+        if (r.status === EX) conflicts++
+        else gone++
       }
     })
-    if (conflicts > 0) await this.invalidate(conflicts)
+    tally.skipped.gone += gone
+    if (conflicts + gone > 0) await this.invalidate(conflicts)
   }
 
   /** Phase 1 replies: queue the value for each destination (copied straight into its payload). */
@@ -188,7 +258,7 @@ export class BatchTransfer {
     if (r.status !== VA || i < 0 || i >= batch.count) {
       if (r.status === ERR) {
         opts.tally.failedBy['source-error']++
-        opts.tally.sample(i >= 0 && i < batch.count ? batch.key(i) : Buffer.alloc(0), r.line())
+        opts.tally.sample(Buffer.alloc(0), r.line())
       }
       return
     }
@@ -196,6 +266,7 @@ export class BatchTransfer {
     const ttl = r.flagInt(0x74) // t: remaining seconds, -1 = never expires
     if (ttl !== -1 && ttl < Math.max(1, opts.minTtl)) {
       opts.tally.skipped.expiring++
+      this.read[i] = SKIPPED
       return
     }
     const flags = r.flagInt(0x66) // f
@@ -205,19 +276,26 @@ export class BatchTransfer {
       if (value.length + 512 > opts.targets[this.dests[base + j]!]!.itemSizeMax()) {
         opts.tally.skipped['too-large']++
         opts.tally.sample(batch.key(i), `value of ${value.length} bytes exceeds item_size_max of ${opts.targets[this.dests[base + j]!]!.address}`)
+        this.read[i] = SKIPPED
         return
       }
     }
-    this.cas[i] = r.flagToken(0x63) // c
+    const cas = r.flagBytes(0x63) // c, kept as digits: it can exceed 2^53
+    if (cas === undefined || cas.length > CAS_DIGITS) {
+      opts.tally.failedBy['source-error']++
+      opts.tally.sample(batch.key(i), `no CAS in ${r.line()}`)
+      this.read[i] = KEY_FAILED
+      return
+    }
+    cas.copy(this.cas, i * CAS_DIGITS)
+    this.casLen[i] = cas.length
     this.valueLen[i] = value.length
-    this.read[i] = 1
+    this.read[i] = QUEUED
     const key = batch.key(i)
     for (let j = 0; j < n; j++) {
       const t = this.dests[base + j]!
-      const target = opts.targets[t]!
-      const expiry = ttl === -1 ? 0 : ttl <= THIRTY_DAYS ? ttl : Math.floor(Date.now() / 1000) + target.clockOffset() + ttl
       const p = this.targetPayloads[t]!
-      p.command('ms', key).size(value.length).flag('F', Number.isNaN(flags) ? 0 : flags).flag('T', expiry)
+      p.command('ms', key).size(value.length).flag('F', Number.isNaN(flags) ? 0 : flags).flag('T', expiryFor(ttl, opts.targets[t]!.clockOffset()))
       p.flags(opts.store === 'add' ? 'ME' : 'MS')
       if (opts.onCopied !== undefined) p.flags('c')
       else p.flags('q')
@@ -232,11 +310,16 @@ export class BatchTransfer {
     const slot = r.opaque
     if (slot < 0 || slot >= this.outcome.length) return
     const i = Math.floor(slot / this.opts.maxChain)
+    const onCopied = this.opts.onCopied
     if (r.status === HD) {
-      this.opts.onCopied?.(this.batch!.key(i), t, this.cas[i]!, r.flagToken(0x63) ?? '0')
+      if (onCopied !== undefined) {
+        const destCas = r.flagBytes(0x63)
+        if (destCas !== undefined) onCopied(this.batch!.key(i), t, this.cas.subarray(i * CAS_DIGITS, i * CAS_DIGITS + this.casLen[i]!), destCas)
+      }
     } else if (r.status === NS) {
       this.outcome[slot] = IN_PLACE
       this.opts.tally.perDestination[t]!.inPlace++
+      onCopied?.(this.batch!.key(i), t, this.cas.subarray(i * CAS_DIGITS, i * CAS_DIGITS + this.casLen[i]!), undefined)
     } else {
       this.outcome[slot] = FAILED
       this.opts.tally.perDestination[t]!.failed++
@@ -244,15 +327,16 @@ export class BatchTransfer {
     }
   }
 
-  /** With `q`, a stored key sends no reply: count those here (once the batch has answered). */
+  /** The batch to target t failed as a whole (connection lost): every key sent there failed, whatever it answered before. */
   private failTarget(t: number): void {
     const { maxChain } = this.opts
     const batch = this.batch!
     for (let i = 0; i < batch.count; i++) {
-      if (this.read[i] !== 1) continue
+      if (this.read[i] !== QUEUED) continue
       for (let j = 0; j < this.destCount[i]!; j++) {
-        if (this.dests[i * maxChain + j] === t && this.outcome[i * maxChain + j] !== IN_PLACE) {
-          this.outcome[i * maxChain + j] = FAILED
+        const slot = i * maxChain + j
+        if (this.dests[slot] === t && this.outcome[slot] === STORED) {
+          this.outcome[slot] = FAILED
           this.opts.tally.perDestination[t]!.failed++
         }
       }
@@ -269,7 +353,7 @@ export class BatchTransfer {
     const { maxChain, tally, targets } = opts
     this.targetUsed.fill(0)
     for (let i = 0; i < batch.count; i++) {
-      if (this.read[i] !== 3) continue
+      if (this.read[i] !== CONFLICT) continue
       const n = this.destCount[i]!
       let storedHere = false
       for (let j = 0; j < n; j++) {
@@ -294,6 +378,22 @@ export class BatchTransfer {
       if (this.targetUsed[t] === 0) continue
       deletes.push(targets[t]!.conn.batch(this.targetPayloads[t]!.noop().take(), () => undefined))
     }
-    await Promise.all(deletes)
+    const results = await Promise.allSettled(deletes)
+    let w = 0
+    for (let t = 0; t < targets.length; t++) {
+      if (this.targetUsed[t] === 0) continue
+      const r = results[w++]!
+      if (r.status === 'fulfilled') continue
+      // A copy that may be stale could not be deleted: count its keys as failed, so the job does not report success.
+      for (let i = 0; i < batch.count; i++) {
+        if (this.read[i] !== CONFLICT) continue
+        for (let j = 0; j < this.destCount[i]!; j++) {
+          if (this.dests[i * maxChain + j] !== t || this.outcome[i * maxChain + j] !== STORED) continue
+          tally.failedBy['destination-error']++
+          tally.perDestination[t]!.failed++
+          tally.sample(batch.key(i), `${targets[t]!.address}: could not delete a copy that changed at the source (${(r.reason as Error).message})`)
+        }
+      }
+    }
   }
 }

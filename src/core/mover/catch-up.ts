@@ -1,0 +1,302 @@
+import { EX, HD, MetaConnection, MetaPayload, NF, VA, ERR, keyEncoding, type MetaReply } from '../protocol/index.js'
+import { connectChecked } from './engine.js'
+import { JournalBatch, type CopyJournal } from './copy-journal.js'
+import { TokenBucket } from './throttle.js'
+import { expiryFor } from './transfer.js'
+
+/**
+ * The copy hand-off's catch-up, after the switch: for every copy in the journal, compare the
+ * source's CAS with the one it had when copied.
+ *   - unchanged: the copy is current (or the destination has been written since: newer);
+ *   - changed:   `ms <key> <len> F T C<dest cas> q` re-copies it, only if nobody wrote the
+ *                destination since; EX (somebody did: which value is newer is unknowable, a
+ *                client may still have written the source during the switch) → `md <key> q`;
+ *                NF (gone from the destination) → nothing, absent is safe;
+ *   - gone from the source (deleted before the switch): `md <key> C<dest cas> q`, so the copy is
+ *                not resurrected; EX/NF there means the destination moved on: leave it.
+ * A record whose destination CAS is unknown (the add found the key already there) is invalidated.
+ * Pipelined like the transfer: batches of records, one write per phase and connection, `mn`.
+ */
+
+export interface CatchUpOptions {
+  source: string
+  /** Destination addresses, indexed like the journal's records. */
+  targets: readonly string[]
+  journal: CopyJournal
+  /** Records per second, 0 = unthrottled. */
+  rate: number
+  batchSize?: number | undefined
+  inFlight?: number | undefined
+  signal?: AbortSignal | undefined
+  onProgress?: ((r: CatchUpResult) => void) | undefined
+}
+
+export interface CatchUpResult {
+  /** Journal records looked at. */
+  checked: number
+  /** The source still had the value that was copied. */
+  unchanged: number
+  /** Copies replaced with the source's newer value. */
+  caughtUp: number
+  /** Copies deleted at the destination: the source deleted the key, or both sides changed, or the copy was unknown. */
+  invalidated: number
+  /** Copies the destination had already replaced or dropped since (left alone). */
+  superseded: number
+  /** Records that could not be checked or fixed (a stale copy may remain). */
+  failed: number
+  interrupted: boolean
+  samples: { key: string; reason: string }[]
+}
+
+// Per record.
+const UNCHANGED = 0
+const RECOPY = 1
+const DROP_IF_OURS = 2
+const INVALIDATE = 3
+const INVALIDATE_NEXT = 4
+const SUPERSEDED = 5
+const FAILED = 6
+
+export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
+  const result: CatchUpResult = { checked: 0, unchanged: 0, caughtUp: 0, invalidated: 0, superseded: 0, failed: 0, interrupted: false, samples: [] }
+  const source = await connectChecked(opts.source, 'source')
+  const conns: MetaConnection[] = []
+  try {
+    for (const t of opts.targets) conns.push(await connectChecked(t, 'destination'))
+    const limits = await Promise.all(
+      conns.map(async (c) => {
+        const [stats, settings] = await Promise.all([c.stats(), c.stats('settings')])
+        return { itemSizeMax: Number(settings.get('item_size_max') ?? 1048576), clockOffset: Number(stats.get('time') ?? 0) - Math.round(Date.now() / 1000) }
+      }),
+    )
+    const reader = opts.journal.reader()
+    const bucket = new TokenBucket(opts.rate)
+    const batchSize = opts.batchSize ?? 500
+    let lastProgress = 0
+    const worker = async (): Promise<void> => {
+      const w = new CatchUpBatch(source, conns, limits, batchSize, result)
+      while (!opts.signal?.aborted) {
+        const n = reader.next(w.batch)
+        if (n === 0) return
+        await bucket.take(n, opts.signal)
+        await w.run()
+        if (opts.onProgress !== undefined && performance.now() - lastProgress > 250) {
+          lastProgress = performance.now()
+          opts.onProgress(result)
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: opts.inFlight ?? 4 }, worker))
+    result.interrupted = opts.signal?.aborted === true
+    opts.onProgress?.(result)
+    return result
+  } finally {
+    await Promise.all([source, ...conns].map((c) => c.close().catch(() => undefined)))
+  }
+}
+
+/** One worker's scratch: a batch of records and its per-record state, reused. */
+class CatchUpBatch {
+  readonly batch: JournalBatch
+  private readonly state: Uint8Array
+  private readonly answered: Uint8Array
+  private readonly sourcePayload = new MetaPayload()
+  private readonly targetPayloads: MetaPayload[]
+  private readonly targetUsed: Uint8Array
+  /** A target answered an error line (no opaque): which of its re-copies failed is unknown. */
+  private readonly targetError: Uint8Array
+
+  constructor(
+    private readonly source: MetaConnection,
+    private readonly conns: readonly MetaConnection[],
+    private readonly limits: readonly { itemSizeMax: number; clockOffset: number }[],
+    capacity: number,
+    private readonly result: CatchUpResult,
+  ) {
+    this.batch = new JournalBatch(capacity)
+    this.state = new Uint8Array(capacity)
+    this.answered = new Uint8Array(capacity)
+    this.targetPayloads = conns.map(() => new MetaPayload())
+    this.targetUsed = new Uint8Array(conns.length)
+    this.targetError = new Uint8Array(conns.length)
+  }
+
+  async run(): Promise<void> {
+    const { batch, result } = this
+    const src = this.sourcePayload
+    this.targetUsed.fill(0)
+    let toRead = 0
+    for (let i = 0; i < batch.count; i++) {
+      this.answered[i] = 0
+      const key = batch.key(i)
+      if (batch.target[i]! >= this.conns.length || keyEncoding(key) === 'unaddressable') {
+        this.state[i] = FAILED
+        this.sample(key, 'journal record does not match this drain (destination or key)')
+        continue
+      }
+      if (!batch.destCasKnown(i)) {
+        this.queueDelete(i, false)
+        this.state[i] = INVALIDATE
+        continue
+      }
+      this.state[i] = UNCHANGED
+      src.command('mg', key).flags('v f t c q').flag('O', i).end()
+      toRead++
+    }
+    result.checked += batch.count
+
+    // Phase 1: read the source.
+    if (toRead > 0) {
+      await this.source.batch(src.noop().take(), this.onSource)
+      for (let i = 0; i < batch.count; i++) {
+        if (this.state[i] !== UNCHANGED || this.answered[i] === 1) continue
+        // No value: the key was deleted (or expired) at the source after it was copied.
+        this.state[i] = DROP_IF_OURS
+        this.queueDelete(i, true)
+      }
+    } else {
+      src.reset()
+    }
+
+    // Phase 2: re-copy, drop, invalidate at the destinations.
+    await this.sendToTargets(this.onTarget)
+    for (let i = 0; i < batch.count; i++) {
+      const s = this.state[i]
+      if (s === RECOPY && this.targetError[batch.target[i]!] === 1) {
+        // An error line cannot be matched to its command: re-copies there may not have landed.
+        this.state[i] = INVALIDATE_NEXT
+      }
+    }
+
+    // Phase 3: delete the copies both sides changed.
+    let next = 0
+    for (let i = 0; i < batch.count; i++) {
+      if (this.state[i] !== INVALIDATE_NEXT) continue
+      this.state[i] = INVALIDATE
+      this.queueDelete(i, false)
+      next++
+    }
+    if (next > 0) await this.sendToTargets(this.onTarget)
+
+    for (let i = 0; i < batch.count; i++) {
+      switch (this.state[i]) {
+        case UNCHANGED:
+          result.unchanged++
+          break
+        case RECOPY:
+          result.caughtUp++
+          break
+        case DROP_IF_OURS:
+        case INVALIDATE:
+          result.invalidated++
+          break
+        case SUPERSEDED:
+          result.superseded++
+          break
+        default:
+          result.failed++
+      }
+    }
+  }
+
+  private queueDelete(i: number, ifOurs: boolean): void {
+    const t = this.batch.target[i]!
+    const p = this.targetPayloads[t]!.command('md', this.batch.key(i))
+    if (ifOurs) p.flags('C').raw(this.batch.destCas(i))
+    p.flags('q').flag('O', i).end()
+    this.targetUsed[t] = 1
+  }
+
+  private async sendToTargets(onReply: (t: number, r: MetaReply) => void): Promise<void> {
+    const { batch } = this
+    const sends: Promise<void>[] = []
+    this.targetError.fill(0)
+    for (let t = 0; t < this.conns.length; t++) {
+      if (this.targetUsed[t] === 0) continue
+      sends.push(this.conns[t]!.batch(this.targetPayloads[t]!.noop().take(), (r) => onReply(t, r)))
+    }
+    const results = await Promise.allSettled(sends)
+    let w = 0
+    for (let t = 0; t < this.conns.length; t++) {
+      if (this.targetUsed[t] === 0) continue
+      const r = results[w++]!
+      this.targetUsed[t] = 0
+      if (r.status === 'fulfilled') continue
+      for (let i = 0; i < batch.count; i++) {
+        if (batch.target[i] !== t) continue
+        const s = this.state[i]
+        if (s === RECOPY || s === DROP_IF_OURS || s === INVALIDATE) {
+          this.state[i] = FAILED
+          this.sample(batch.key(i), `${this.conns[t]!.server}: ${(r.reason as Error).message}`)
+        }
+      }
+    }
+  }
+
+  /** Phase 1 replies: compare the CAS; queue a CAS-checked re-copy of what changed. */
+  private readonly onSource = (r: MetaReply): void => {
+    const i = r.opaque
+    const { batch } = this
+    if (i < 0 || i >= batch.count) {
+      if (r.status === ERR) this.sample(Buffer.alloc(0), `source: ${r.line()}`)
+      return
+    }
+    if (r.status !== VA) return
+    this.answered[i] = 1
+    const cas = r.flagBytes(0x63)
+    const copied = batch.sourceCas(i)
+    if (cas !== undefined && cas.equals(copied)) return
+    const value = r.value!
+    const ttl = r.flagInt(0x74)
+    const t = batch.target[i]!
+    if ((ttl !== -1 && ttl < 1) || value.length + 512 > this.limits[t]!.itemSizeMax) {
+      // About to expire, or too large for the destination now: drop the stale copy instead.
+      this.state[i] = INVALIDATE
+      this.queueDelete(i, false)
+      return
+    }
+    const flags = r.flagInt(0x66)
+    this.targetPayloads[t]!.command('ms', batch.key(i))
+      .size(value.length)
+      .flag('F', Number.isNaN(flags) ? 0 : flags)
+      .flag('T', expiryFor(ttl, this.limits[t]!.clockOffset))
+      .flags('C')
+      .raw(batch.destCas(i))
+      .flags('q')
+      .flag('O', i)
+      .end(value)
+    this.targetUsed[t] = 1
+    this.state[i] = RECOPY
+  }
+
+  /** Phase 2 and 3 replies; with `q` only what did not succeed answers. */
+  private readonly onTarget = (t: number, r: MetaReply): void => {
+    const i = r.opaque
+    const { batch } = this
+    if (i < 0 || i >= batch.count || batch.target[i] !== t) {
+      if (r.status === ERR) {
+        this.targetError[t] = 1
+        this.sample(Buffer.alloc(0), `${this.conns[t]!.server}: ${r.line()}`)
+      }
+      return
+    }
+    if (r.status === HD) return
+    const s = this.state[i]
+    if (s === RECOPY) {
+      // EX: written at the destination since the copy, and changed at the source too → invalidate.
+      if (r.status === NF) this.state[i] = SUPERSEDED
+      else this.state[i] = INVALIDATE_NEXT
+      if (r.status !== EX && r.status !== NF) this.sample(batch.key(i), `${this.conns[t]!.server}: ${r.line()}`)
+    } else if (s === DROP_IF_OURS || s === INVALIDATE) {
+      if (r.status === EX || r.status === NF) this.state[i] = SUPERSEDED
+      else {
+        this.state[i] = FAILED
+        this.sample(batch.key(i), `${this.conns[t]!.server}: ${r.line()}`)
+      }
+    }
+  }
+
+  private sample(key: Uint8Array, reason: string): void {
+    if (this.result.samples.length < 20) this.result.samples.push({ key: Buffer.from(key).toString('utf8'), reason })
+  }
+}

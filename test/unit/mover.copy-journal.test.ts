@@ -1,0 +1,94 @@
+import { describe, it, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { appendFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { CopyJournal, JournalBatch, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from '../../src/core/mover/copy-journal.js'
+import { transitionedRatio } from '../../src/core/mover/drain.js'
+
+const root = mkdtempSync(path.join(tmpdir(), 'memdrain-journal-test-'))
+after(() => rmSync(root, { recursive: true, force: true }))
+
+function readAll(j: CopyJournal): { key: string; target: number; src: string; dst: string | undefined }[] {
+  const out: { key: string; target: number; src: string; dst: string | undefined }[] = []
+  const reader = j.reader()
+  const batch = new JournalBatch(3)
+  while (reader.next(batch) > 0) {
+    for (let i = 0; i < batch.count; i++) {
+      out.push({ key: batch.key(i).toString('latin1'), target: batch.target[i]!, src: batch.sourceCas(i).toString(), dst: batch.destCasKnown(i) ? batch.destCas(i).toString() : undefined })
+    }
+  }
+  return out
+}
+
+describe('CopyJournal', () => {
+  it('lives at a stable place per pool and server', () => {
+    const a = copyJournalFile(root, '/etc/memdrain.json', '10.0.0.1:11211')
+    assert.equal(a, copyJournalFile(root, '/etc/memdrain.json', '10.0.0.1:11211'))
+    assert.notEqual(a, copyJournalFile(root, '/etc/other.json', '10.0.0.1:11211'))
+    assert.notEqual(a, copyJournalFile(root, '/etc/memdrain.json', '10.0.0.2:11211'))
+    assert.ok(a.startsWith(root))
+  })
+
+  it('round-trips records across reopen, including unknown destination CAS and binary keys', () => {
+    const file = copyJournalFile(root, 'pool-a', 's:1')
+    const j = CopyJournal.open(file, 'd1\nd2')
+    const keys = [Buffer.from('a'), Buffer.from([0, 0x20, 0xff]), Buffer.alloc(250, 0x6b), Buffer.from('ключ')]
+    keys.forEach((k, i) => j.append(k, i % 2, Buffer.from(`${1000 + i}`), i === 3 ? undefined : Buffer.from('18446744073709551615')))
+    assert.equal(j.count, 4)
+    j.close()
+
+    const seen: [string, number][] = []
+    const again = CopyJournal.open(file, 'd1\nd2', (key, t) => seen.push([key.toString('hex'), t]))
+    assert.equal(again.count, 4)
+    assert.deepEqual(seen, keys.map((k, i) => [k.toString('hex'), i % 2]))
+    again.append(Buffer.from('late'), 1, Buffer.from('7'), Buffer.from('8'))
+    const all = readAll(again)
+    assert.equal(all.length, 5)
+    assert.deepEqual(all[3], { key: Buffer.from('ключ').toString('latin1'), target: 1, src: '1003', dst: undefined })
+    assert.deepEqual(all[4], { key: 'late', target: 1, src: '7', dst: '8' })
+    assert.equal(all[0]!.dst, '18446744073709551615')
+    again.close()
+  })
+
+  it('cuts a torn last record at open and appends after it', () => {
+    const file = copyJournalFile(root, 'pool-b', 's:1')
+    const j = CopyJournal.open(file, 'ctx')
+    j.append(Buffer.from('one'), 0, Buffer.from('1'), Buffer.from('2'))
+    j.close()
+    const whole = statSync(file).size
+    appendFileSync(file, Buffer.from([5, 0x61, 0x62])) // a crash in the middle of a record
+    const again = CopyJournal.open(file, 'ctx')
+    assert.equal(again.count, 1)
+    assert.equal(statSync(file).size, whole)
+    again.append(Buffer.from('two'), 0, Buffer.from('3'), Buffer.from('4'))
+    assert.deepEqual(readAll(again).map((r) => r.key), ['one', 'two'])
+    again.close()
+  })
+
+  it('discards a journal written for other destinations, and remembers a finished catch-up', () => {
+    const file = copyJournalFile(root, 'pool-c', 's:1')
+    const j = CopyJournal.open(file, 'x\ny')
+    j.append(Buffer.from('k'), 1, Buffer.from('1'), Buffer.from('2'))
+    j.close()
+    markCaughtUp(file)
+    assert.equal(isCaughtUp(file), true)
+    const other = CopyJournal.open(file, 'x\ny\nz')
+    assert.equal(other.count, 0)
+    assert.equal(isCaughtUp(file), false)
+    other.close()
+    removeCopyJournal(file)
+    assert.equal(existsSync(path.dirname(file)), false)
+  })
+})
+
+describe('transitionedRatio', () => {
+  const base = { startedAt: '', updatedAt: '', movedByClients: 0, failed: 0, conflicts: 0, threshold: 0.95, handoff: 'move' as const, passes: 1 }
+  it('counts keys gone or expiring at the source as nothing left to move', () => {
+    assert.equal(transitionedRatio({ ...base, keysAtStart: 100, moved: 80, inPlace: 0, skipped: {} }), 0.8)
+    assert.equal(transitionedRatio({ ...base, keysAtStart: 100, moved: 80, inPlace: 10, skipped: { gone: 5, expiring: 5 } }), 1)
+    assert.equal(transitionedRatio({ ...base, keysAtStart: 100, moved: 90, inPlace: 0, skipped: { 'too-large': 10 } }), 0.9)
+    assert.equal(transitionedRatio({ ...base, keysAtStart: 10, moved: 0, inPlace: 0, skipped: { gone: 10 } }), 1)
+    assert.equal(transitionedRatio({ ...base, keysAtStart: 0, moved: 0, inPlace: 0, skipped: {} }), 1)
+  })
+})
