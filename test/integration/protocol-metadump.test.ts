@@ -214,6 +214,8 @@ describe('metadump', () => {
     for (let i = 0; i < 100_000; i++) p.command('ms', Buffer.from(`filler:${i}`)).size(1).flags('q').end(Buffer.from('x'))
     await c.batch(p.noop().take(), () => {})
     await c.close()
+    // 103k items pass 1.5 × 2^16: memcached expands its hash table at its next clock tick.
+    // metadump waits for that first (see expansionWaitMs: 1.6.18 can deadlock otherwise).
     const [a, b] = await Promise.all([
       metadump(s, { onEntry: () => {}, retryDelayMs: 20 }),
       metadump(s, { onEntry: () => {}, retryDelayMs: 20 }),
@@ -221,6 +223,9 @@ describe('metadump', () => {
     assert.equal(a.entries, written.size + 100_000)
     assert.equal(b.entries, written.size + 100_000)
     assert.ok(a.busyRetries + b.busyRetries >= 1, 'one of the dumps should have seen BUSY')
+    const stats = await rawCommand(s.address, 'stats\r\n')
+    assert.match(stats, /hash_power_level 17\r\n/)
+    assert.match(stats, /hash_is_expanding 0\r\n/)
   })
 
   it('a paused server → SERVER_TIMEOUT after idleTimeoutMs', async () => {
@@ -234,13 +239,6 @@ describe('metadump', () => {
     let reply = ''
     for (let deadline = Date.now() + 10_000; !reply.startsWith('VERSION ') && Date.now() < deadline; ) {
       reply = await rawCommand(s.address, 'version\r\n', { idleMs: 1000 })
-    }
-    if (!reply.startsWith('VERSION ')) {
-      const { readdirSync, readFileSync } = await import('node:fs')
-      const { execSync } = await import('node:child_process')
-      for (const t of readdirSync(`/proc/${s.pid}/task`)) console.log('DIAG', t, readFileSync(`/proc/${s.pid}/task/${t}/stat`, 'latin1').split(' ').slice(0, 3).join(' '), readFileSync(`/proc/${s.pid}/task/${t}/wchan`, 'latin1'))
-      console.log('DIAG', execSync(`ss -tnp | grep ${s.port} || true`).toString())
-      console.log('DIAG', execSync(`gdb -p ${s.pid} -batch -ex 'thread apply all bt' 2>&1 || true`).toString())
     }
     assert.match(reply, /^VERSION /)
   })
@@ -290,7 +288,7 @@ describe('metadump against scripted servers', () => {
     })
     try {
       const got: { key: string; exp: number; la: number; cas: string; fetched: boolean; cls: number; size: number; flags: number }[] = []
-      const r = await metadump(fake, { onEntry: (e) => got.push({ ...e, key: e.key.toString('latin1') }), retryDelayMs: 5 })
+      const r = await metadump(fake, { onEntry: (e) => got.push({ ...e, key: e.key.toString('latin1') }), retryDelayMs: 5, expansionWaitMs: 0 })
       assert.deepEqual(r, { entries: 2, mode: 'all', busyRetries: 2 })
       assert.deepEqual(fake.received, ['lru_crawler metadump hash', 'lru_crawler metadump all', 'lru_crawler metadump all', 'lru_crawler metadump all'])
       assert.deepEqual(got, [
@@ -305,7 +303,7 @@ describe('metadump against scripted servers', () => {
   it('gives up after maxRetries with CRAWLER_BUSY', async () => {
     const fake = await fakeServer(() => 'BUSY currently processing crawler request')
     try {
-      const err = await rejectsWithCode(metadump(fake, { onEntry: () => {}, retryDelayMs: 1, maxRetries: 3 }), 'CRAWLER_BUSY')
+      const err = await rejectsWithCode(metadump(fake, { onEntry: () => {}, retryDelayMs: 1, maxRetries: 3, expansionWaitMs: 0 }), 'CRAWLER_BUSY')
       assert.match(err.message, /4 attempts/)
       assert.equal(fake.received.length, 4)
     } finally {
@@ -330,6 +328,7 @@ describe('metadump against scripted servers', () => {
       const r = await metadump(
         { host: '127.0.0.1', port: (server.address() as { port: number }).port },
         {
+          expansionWaitMs: 0,
           onEntry: (e) => {
             assert.equal(hex(e.key), 'e9e9')
             assert.equal(e.cas, '5')
@@ -341,6 +340,27 @@ describe('metadump against scripted servers', () => {
       assert.equal(n, 200)
     } finally {
       server.close()
+    }
+  })
+
+  it('waits while the hash table is expanding or due to expand before dumping', async () => {
+    let statsCalls = 0
+    const fake = await fakeServer((line) => {
+      if (line === 'stats') {
+        statsCalls++
+        // due (curr_items > 1.5 × 2^16), then expanding, then done
+        if (statsCalls === 1) return 'STAT hash_power_level 16\r\nSTAT hash_is_expanding 0\r\nSTAT curr_items 100000\r\nEND'
+        if (statsCalls === 2) return 'STAT hash_power_level 16\r\nSTAT hash_is_expanding 1\r\nSTAT curr_items 100000\r\nEND'
+        return 'STAT hash_power_level 17\r\nSTAT hash_is_expanding 0\r\nSTAT curr_items 100000\r\nEND'
+      }
+      return 'key=a exp=-1 la=1 cas=1 fetch=no cls=1 size=50\nEND'
+    })
+    try {
+      const r = await metadump(fake, { onEntry: () => {} })
+      assert.equal(r.entries, 1)
+      assert.deepEqual(fake.received, ['stats', 'stats', 'stats', 'lru_crawler metadump hash'])
+    } finally {
+      await fake.close()
     }
   })
 

@@ -54,7 +54,10 @@ export function writeKeyToken(out: Buffer, offset: number, key: Uint8Array, enco
   return offset + out.write(view.toString('base64'), offset, 'latin1')
 }
 
-/** Convenience form (allocates a string): the token and whether the command needs the `b` flag. */
+/**
+ * Convenience form (allocates a string): the token and whether the command needs the `b` flag.
+ * A text token is a latin1 string (one char per byte): write it with the 'latin1' encoding.
+ */
 export function keyToken(key: Uint8Array): { token: string; base64: boolean } {
   const encoding = keyEncoding(key)
   if (encoding === 'unaddressable') throw unaddressableKey(key)
