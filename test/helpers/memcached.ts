@@ -1,3 +1,4 @@
+import { freeLoopbackPort } from '../../src/core/local/memcached-launcher.js'
 /**
  * Real memcached servers for tests, and small TCP tools to talk to them.
  *
@@ -107,15 +108,7 @@ function findMemcached(): string {
 }
 
 /** A TCP port that was free a moment ago (bind 127.0.0.1:0, read it, close). */
-export async function freePort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, HOST)
-  await once(server, 'listening')
-  const address = server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
+export const freePort = freeLoopbackPort
 
 function argsFor(port: number, opts: StartOptions): string[] {
   const args = ['-u', 'root', '-l', HOST, '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64), '-t', String(opts.threads ?? 2)]

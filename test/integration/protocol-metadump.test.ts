@@ -14,23 +14,13 @@ import {
   type DumpEntry,
 } from '../../src/core/protocol/index.js'
 import { MemdrainError } from '../../src/core/errors.js'
+import { rejectsWithCode } from '../helpers/assert.js'
 import { fakeServer, rawCommand, startMemcached, type MemcachedServer } from '../helpers/memcached.js'
 
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString('hex')
 }
 
-async function rejectsWithCode(p: Promise<unknown>, code: string, exitCode?: number): Promise<MemdrainError> {
-  try {
-    await p
-  } catch (err) {
-    assert.ok(err instanceof MemdrainError, `expected a MemdrainError, got ${String(err)}`)
-    assert.equal(err.code, code, err.message)
-    if (exitCode !== undefined) assert.equal(err.exitCode, exitCode)
-    return err
-  }
-  assert.fail(`expected rejection with ${code}`)
-}
 
 /** Collects a dump as hex(key) → copy of the entry. */
 async function dumpAll(addr: { host: string; port: number }): Promise<Map<string, Omit<DumpEntry, 'key'>>> {

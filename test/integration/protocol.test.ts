@@ -21,6 +21,7 @@ import {
   type MetaReply,
 } from '../../src/core/protocol/index.js'
 import { MemdrainError } from '../../src/core/errors.js'
+import { rejectsWithCode } from '../helpers/assert.js'
 import { fakeServer, freePort, pidAlive, rawCommand, startMemcached, type MemcachedServer } from '../helpers/memcached.js'
 
 /** What a test keeps from a reply (the MetaReply itself is reused). */
@@ -40,18 +41,6 @@ function seen(r: MetaReply): Seen {
   return s
 }
 
-async function rejectsWithCode(p: Promise<unknown>, code: string, exitCode?: number): Promise<MemdrainError> {
-  try {
-    await p
-  } catch (err) {
-    assert.ok(err instanceof MemdrainError, `expected a MemdrainError, got ${String(err)}`)
-    assert.equal(err.code, code, err.message)
-    if (exitCode !== undefined) assert.equal(err.exitCode, exitCode)
-    assert.ok(err.message.length > 0)
-    return err
-  }
-  assert.fail(`expected rejection with ${code}`)
-}
 
 describe('parseAddress', () => {
   it('parses host:port, [v6]:port, host, bare v6', () => {

@@ -4,7 +4,7 @@ import { activeServers, findServer, withServer, type Pool, type PoolServer, type
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
 import type { HeldLock } from '../pool/lock.js'
-import { connectChecked, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
+import { flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from './copy-journal.js'
 import { FingerprintSet } from './fingerprint-set.js'
@@ -357,13 +357,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     let state: PoolServer['state'] = opts.dryRun ? server.state : 'deactivating'
     if (!opts.dryRun && !interrupted && switched && ratio >= opts.threshold) {
       if (opts.purge) {
-        const conn = await connectChecked(server.address, 'drained server')
-        try {
-          const reply = await conn.simple('flush_all')
-          if (reply !== 'OK') throw refuse(`flush_all on ${server.address} answered ${reply}`, [], 'PURGE_FAILED', ExitCode.failed)
-        } finally {
-          await conn.close()
-        }
+        await flushServer(server.address, 'drained server')
         purged = true
         emit({ type: 'purged', server: server.address })
       }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemdrainError } from '../errors.js'
+import { MemdrainError, ExitCode } from '../errors.js'
 import { MetaConnection, metadump, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { KeyBatch } from './key-batch.js'
@@ -90,6 +90,17 @@ export async function connectChecked(address: string, role: string): Promise<Met
     throw err
   }
   return conn
+}
+
+/** `flush_all` on exactly one server (after checking it is a memcached memdrain supports). */
+export async function flushServer(address: string, role: string): Promise<void> {
+  const conn = await connectChecked(address, role)
+  try {
+    const reply = await conn.simple('flush_all')
+    if (reply !== 'OK') throw new MemdrainError(`flush_all on ${address} answered ${reply}`, { code: 'PURGE_FAILED', exitCode: ExitCode.failed })
+  } finally {
+    await conn.close().catch(() => undefined)
+  }
 }
 
 export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobResult> {

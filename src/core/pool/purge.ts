@@ -1,5 +1,5 @@
 import { MemdrainError, ExitCode } from '../errors.js'
-import { MetaConnection, parseAddress, MIN_MEMCACHED_VERSION } from '../protocol/index.js'
+import { flushServer } from '../mover/engine.js'
 import { transitionedRatio } from '../mover/drain.js'
 import { findServer, withServer } from './model.js'
 import type { PoolStore } from './store.js'
@@ -45,14 +45,7 @@ export async function purgeServer(store: PoolStore, server: string, force: boole
         })
       }
     }
-    const conn = await MetaConnection.connect(parseAddress(s.address))
-    try {
-      await conn.checkVersion(MIN_MEMCACHED_VERSION)
-      const reply = await conn.simple('flush_all')
-      if (reply !== 'OK') throw new MemdrainError(`flush_all on ${s.address} answered ${reply}`, { code: 'PURGE_FAILED', exitCode: ExitCode.failed })
-    } finally {
-      await conn.close().catch(() => undefined)
-    }
+    await flushServer(s.address, 'server to purge')
     const now = new Date().toISOString()
     const pool = withServer(snap.pool, s.address, (x) => ({
       ...x,
