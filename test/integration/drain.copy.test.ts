@@ -64,7 +64,9 @@ describe('drain (copy hand-off)', () => {
       else if (i < 200) assert.equal(v, undefined, `${key} was deleted before the switch and must not come back`)
       else assert.equal(v, 'v1')
     }
-    for (const key of fresh) assert.equal(held.get(key.toString()), 'new', `${key} appeared after the first dump`)
+    // Written at the source after the last copy pass: not copied after the switch, where an
+    // application's delete at the new owner could not be told from "not copied yet".
+    for (const key of fresh) assert.equal(held.get(key.toString()), undefined, `${key} appeared after the last copy pass`)
     const k0 = (await getAll(await conns.get(pool.chainWithout(src, keys[0]!)[0]!), [keys[0]!])).get(keys[0]!.toString('hex'))!
     assert.equal(k0.flags, 2)
     assert.ok(Math.abs(k0.ttl - 500) <= 3, `TTL ${k0.ttl}`)

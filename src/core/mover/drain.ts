@@ -125,9 +125,15 @@ export function transitionedRatio(r: TransitionRecord): number {
  * without it, and once the transitioned ratio reaches the threshold, purge it and mark it removed.
  *
  * Copy hand-off (static clients): copy every key (journaling each copy), and once the ratio
- * reaches the threshold wait for the switch, catch up what changed at the source meanwhile, copy
- * the keys that appeared since the first dump, then purge. A rerun after an interruption keeps
- * the journal (see copy-journal.ts); one after the switch goes straight to the catch-up.
+ * reaches the threshold wait for the switch, catch up what changed at the source meanwhile, then
+ * purge. A rerun after an interruption keeps the journal (see copy-journal.ts); one after the
+ * switch goes straight to the catch-up.
+ *
+ * Keys that first appear at the source after the last copy pass (written by applications still
+ * on the old server list while the switch is pending) are not copied after the switch: the
+ * destination has no copy of ours to compare with, so an application that deletes such a key
+ * at its new owner after the switch would see it come back with our late copy. A miss is safe;
+ * a resurrected key is stale data.
  */
 export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   const emit = opts.onEvent ?? (() => undefined)
@@ -227,7 +233,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     }
     const switchedBefore = handoff === 'copy' && record.switchedAt !== undefined
 
-    const runJob = async (phase: 'main' | 'after-switch', extra: Partial<SourceJobOptions>): Promise<SourceJobResult> => {
+    const runJob = async (extra: Partial<SourceJobOptions>): Promise<SourceJobResult> => {
       let currentPass = 0
       const job = await runSourceJob({
         source: server.address,
@@ -249,7 +255,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         handled,
         ...extra,
         onEvent: (e) => {
-          if (phase === 'main' && e.type === 'dumped' && e.pass === 1) {
+          if (e.type === 'dumped' && e.pass === 1) {
             if (!resumed || base.keysAtStart === 0) {
               keysAtStart = e.toMove
             } else {
@@ -287,7 +293,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     let durationMs = 0
     const graceUntil = handoff === 'move' && !resumed && !opts.dryRun ? markedAt + (opts.clientGraceSeconds ?? 3) * 1000 : 0
     if (!switchedBefore) {
-      main = await runJob('main', {
+      main = await runJob({
         dryRun: opts.dryRun,
         ...(journal !== undefined ? { onCopied: (key, t, sourceCas, destCas) => journal!.append(key, t, sourceCas, destCas) } : {}),
         onPreflight: async (dests, keys) => {
@@ -308,7 +314,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     }
     record = snapshotRecord(undefined, 0)
 
-    // 2. Copy hand-off: the switch, the catch-up, and the keys that appeared since the first dump.
+    // 2. Copy hand-off: the switch, then the catch-up of what changed at the source meanwhile.
     if (handoff === 'copy' && !opts.dryRun && !interrupted && (switchedBefore || transitionedRatio(record) >= opts.threshold)) {
       journal!.flush()
       if (!switchedBefore) {
@@ -342,11 +348,6 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         emit({ type: 'catch-up', phase: 'done', checked: catchUp.checked, total: totalRecords, caughtUp: catchUp.caughtUp, invalidated: catchUp.invalidated })
         interrupted = catchUp.interrupted
         if (!interrupted) markCaughtUp(journalFile!)
-      }
-      if (!interrupted) {
-        const after = await runJob('after-switch', {})
-        durationMs += after.durationMs
-        interrupted = after.interrupted
       }
       record = snapshotRecord(undefined, 0)
     }
