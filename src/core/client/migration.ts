@@ -12,6 +12,9 @@
  *     "transitions": { "10.0.0.3:11211": "2025-01-01T11:58:02.113Z" } // that server's transition.startedAt
  *   }
  *
+ * For a pool in etcd the same document goes to the key PREFIX/clients/<hostname>-<pid> (one key
+ * per process, so no update is lost), and `sumStoreMigrations(store, pool)` sums either kind.
+ *
  * `sumClientMigrations(poolFile)` adds the reports up per server address (what `status` and the
  * drain's transitioned ratio include as `movedByClients`). A count is tagged with the
  * `startedAt` of the server's transition record as the client saw it, and only counts matching
