@@ -2,6 +2,7 @@ import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
 import { ExitCode, MemdrainError, isMemdrainError } from '../core/errors.js'
 import { resolvePoolStore } from '../core/pool/resolve.js'
 import type { PoolStore } from '../core/pool/store.js'
+import { EtcdPoolStore } from '../core/pool/etcd-store.js'
 import { paintErr } from '../ui/style.js'
 
 export const EXIT_CODES_HELP = `EXIT CODES
@@ -103,7 +104,7 @@ export abstract class BaseCommand<T> extends Command {
 /** Commands that read the pool: --pool, or --servers with --hash for one-off runs. */
 export const poolFlags = {
   pool: Flags.string({
-    description: 'Pool file (default: $MEMDRAIN_POOL, else ./memdrain.json).',
+    description: 'Pool file, or a pool in etcd: etcd://HOST:PORT[,HOST:PORT]/PREFIX (default: $MEMDRAIN_POOL, else ./memdrain.json).',
     helpGroup: 'POOL',
   }),
   servers: Flags.string({
@@ -123,8 +124,11 @@ export const poolFlags = {
 
 export type PoolFlagValues = Partial<Interfaces.InferredFlags<typeof poolFlags>>
 
-export function poolStoreFromFlags(flags: PoolFlagValues): PoolStore {
-  return resolvePoolStore({ pool: flags.pool, servers: flags.servers, hash: flags.hash, replicas: flags.replicas })
+/** The pool store the flags name; `notice` hears what an operator should know (an expired lock taken over). */
+export function poolStoreFromFlags(flags: PoolFlagValues, notice?: (message: string) => void): PoolStore {
+  const store = resolvePoolStore({ pool: flags.pool, servers: flags.servers, hash: flags.hash, replicas: flags.replicas })
+  if (notice !== undefined && store instanceof EtcdPoolStore) store.onNotice = notice
+  return store
 }
 
 export function usageError(message: string, suggestions: string[] = []): MemdrainError {

@@ -49,7 +49,7 @@ ${EXIT_CODES_HELP}`
     const { args, flags } = await this.parse(Drain)
     const throttle = parseThrottle(flags)
     const threshold = parseRatio(flags.threshold, 'threshold')
-    const store = poolStoreFromFlags(flags)
+    const store = poolStoreFromFlags(flags, (m) => this.note(m))
     const dryRun = flags['dry-run']
     if (flags['switch-command'] !== undefined && flags['wait-for-switch']) throw usageError('give --switch-command or --wait-for-switch, not both')
     if (!dryRun && !(await confirm(`Drain ${args.server}: move its keys to the other servers, then flush it?`, flags.yes))) {

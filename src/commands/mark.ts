@@ -19,7 +19,7 @@ ${EXIT_CODES_HELP}`
 
   async run(): Promise<MarkResult> {
     const { args, flags } = await this.parse(Mark)
-    const result = await markServer(poolStoreFromFlags(flags), args.server, args.state as MarkResult['to'])
+    const result = await markServer(poolStoreFromFlags(flags, (m) => this.note(m)), args.server, args.state as MarkResult['to'])
     if (!this.jsonEnabled()) this.log(`${result.server}: ${result.from} → ${result.to}`)
     return result
   }

@@ -19,7 +19,7 @@ ${EXIT_CODES_HELP}`
   async run(): Promise<PurgeResult> {
     const { args, flags } = await this.parse(Purge)
     if (!(await confirm(`Flush every item on ${args.server}?`, flags.yes))) throw usageError('not confirmed; nothing was changed')
-    const result = await purgeServer(poolStoreFromFlags(flags), args.server, flags.force)
+    const result = await purgeServer(poolStoreFromFlags(flags, (m) => this.note(m)), args.server, flags.force)
     if (!this.jsonEnabled()) this.log(`${result.server} flushed and marked removed`)
     return result
   }

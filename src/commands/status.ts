@@ -32,14 +32,20 @@ ${EXIT_CODES_HELP}`
     const { flags } = await this.parse(Status)
     const store = poolStoreFromFlags(flags)
     const { pool } = await store.load()
+    // Keys pool-aware application clients moved off servers in transition (their reports, summed).
+    const { sumStoreMigrations } = await import('../core/client/migration.js')
+    const byClients = await sumStoreMigrations(store, pool).catch(() => new Map<string, number>())
+    const transitionOf = (s: (typeof pool.servers)[number]): TransitionRecord | undefined =>
+      s.transition === undefined ? undefined : { ...s.transition, movedByClients: Math.max(s.transition.movedByClients, byClients.get(s.address) ?? 0) }
     const shares = estimateShares(poolPlacement(pool))
     const servers = await Promise.all(
       pool.servers.map(async (s) => {
-        if (s.state === 'removed') return { address: s.address, state: s.state, weight: s.weight, reachable: false, warnings: [], ...(s.transition ? { transition: s.transition } : {}) } as ServerStatus
+        const transition = transitionOf(s)
+        if (s.state === 'removed') return { address: s.address, state: s.state, weight: s.weight, reachable: false, warnings: [], ...(transition ? { transition } : {}) } as ServerStatus
         const st: ServerStatus & { transition?: TransitionRecord } = await probeServer(s, { timeoutMs: flags.timeout })
         const share = shares.get(s.address)
         if (share !== undefined) st.share = share
-        if (s.transition !== undefined) st.transition = s.transition
+        if (transition !== undefined) st.transition = transition
         return st
       }),
     )

@@ -46,6 +46,21 @@ export interface TopologyEvent {
   deactivating: string[]
 }
 
+/** The pool store (etcd) stopped answering: the client keeps the topology it has (`revision`). */
+export interface PoolUnreachableEvent {
+  location: string
+  error: Error
+  /** The revision the client keeps placing keys with. */
+  revision: string
+  since: number
+}
+
+/** The pool store answers again (changes made meanwhile arrive through the watch). */
+export interface PoolReachableEvent {
+  location: string
+  downForMs: number
+}
+
 /** No server of the key's chain could be asked (all down): a read answered a miss, a write failed. */
 export interface UnavailableEvent {
   op: 'get' | 'set' | 'add' | 'delete' | 'touch'
@@ -72,6 +87,8 @@ export type PoolClientEvents = {
   migrated: [MigratedEvent]
   topology: [TopologyEvent]
   unavailable: [UnavailableEvent]
+  'pool-unreachable': [PoolUnreachableEvent]
+  'pool-reachable': [PoolReachableEvent]
   error: [Error, ErrorContext]
 }
 

@@ -13,10 +13,12 @@ export type {
   PoolClientCounters,
   PoolClientEvents,
   PoolClientStats,
+  PoolReachableEvent,
+  PoolUnreachableEvent,
   RepairEvent,
   ServerStats,
   TopologyEvent,
   UnavailableEvent,
   UpEvent,
 } from './events.js'
-export { clientReportDir, sumClientMigrations, CLIENT_REPORT_VERSION, type ClientMigrationReport } from './migration.js'
+export { clientReportDir, sumClientMigrations, sumStoreMigrations, CLIENT_REPORT_VERSION, type ClientMigrationReport } from './migration.js'

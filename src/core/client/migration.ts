@@ -12,6 +12,9 @@
  *     "transitions": { "10.0.0.3:11211": "2025-01-01T11:58:02.113Z" } // that server's transition.startedAt
  *   }
  *
+ * For a pool in etcd the same document goes to the key PREFIX/clients/<hostname>-<pid> (one key
+ * per process, so no update is lost), and `sumStoreMigrations(store, pool)` sums either kind.
+ *
  * `sumClientMigrations(poolFile)` adds the reports up per server address (what `status` and the
  * drain's transitioned ratio include as `movedByClients`). A count is tagged with the
  * `startedAt` of the server's transition record as the client saw it, and only counts matching
@@ -24,6 +27,9 @@ import { hostname } from 'node:os'
 import path from 'node:path'
 import { writeFileAtomic } from '../pool/atomic-write.js'
 import { parsePoolText } from '../pool/validate.js'
+import { EtcdPoolStore } from '../pool/etcd-store.js'
+import type { Pool } from '../pool/model.js'
+import { FilePoolStore, type PoolStore } from '../pool/store.js'
 
 export const CLIENT_REPORT_VERSION = 1
 
@@ -46,14 +52,40 @@ export function clientReportDir(poolFile: string): string {
 /** Several PoolClients of one process on one pool file each get their own report file. */
 const reportsInUse = new Map<string, number>()
 
-function claimReportFile(poolFile: string): { file: string; release: () => void } {
-  const dir = clientReportDir(poolFile)
+function claimReportName(dir: string, suffix: string): { file: string; name: string; release: () => void } {
   const base = `${hostname()}-${process.pid}`
   let n = 1
-  while (reportsInUse.has(path.join(dir, n === 1 ? `${base}.json` : `${base}-${n}.json`))) n++
-  const file = path.join(dir, n === 1 ? `${base}.json` : `${base}-${n}.json`)
+  const nameOf = (i: number): string => (i === 1 ? `${base}${suffix}` : `${base}-${i}${suffix}`)
+  while (reportsInUse.has(`${dir}/${nameOf(n)}`)) n++
+  const file = `${dir}/${nameOf(n)}`
   reportsInUse.set(file, 1)
-  return { file, release: () => reportsInUse.delete(file) }
+  return { file, name: nameOf(n), release: () => reportsInUse.delete(file) }
+}
+
+interface ReportTarget {
+  /** Where the report goes, for messages (a file, or etcd key). */
+  file: string
+  write(doc: ClientMigrationReport): Promise<void>
+  release(): void
+}
+
+function fileReport(poolFile: string): ReportTarget {
+  const claim = claimReportName(clientReportDir(poolFile), '.json')
+  const file = path.join(clientReportDir(poolFile), claim.name)
+  return {
+    file,
+    write: async (doc) => {
+      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 })
+      await writeFileAtomic(file, JSON.stringify(doc, null, 2) + '\n')
+    },
+    release: claim.release,
+  }
+}
+
+/** etcd: one key per client process under PREFIX/clients/, so no two clients write the same key. */
+function etcdReport(store: EtcdPoolStore): ReportTarget {
+  const claim = claimReportName(`${store.location}/clients`, '')
+  return { file: claim.file, write: (doc) => store.writeClientReport(claim.name, doc), release: claim.release }
 }
 
 /**
@@ -66,17 +98,17 @@ export class MigrationLedger {
   private dirty = false
   private timer: NodeJS.Timeout | undefined
   private writing: Promise<void> = Promise.resolve()
-  private readonly report: { file: string; release: () => void } | undefined
+  private readonly report: ReportTarget | undefined
 
   constructor(
-    poolFile: string | undefined,
+    pool: string | EtcdPoolStore | undefined,
     private readonly intervalMs: number,
     private readonly onError: (err: Error) => void,
   ) {
-    this.report = poolFile === undefined ? undefined : claimReportFile(poolFile)
+    this.report = pool === undefined ? undefined : typeof pool === 'string' ? fileReport(pool) : etcdReport(pool)
   }
 
-  /** The report file, when there is one. */
+  /** The report file (or etcd key), when there is one. */
   get file(): string | undefined {
     return this.report?.file
   }
@@ -118,8 +150,7 @@ export class MigrationLedger {
     }
     this.writing = this.writing.then(async () => {
       try {
-        await mkdir(path.dirname(report.file), { recursive: true, mode: 0o700 })
-        await writeFileAtomic(report.file, JSON.stringify(doc, null, 2) + '\n')
+        await report.write(doc)
       } catch (err) {
         this.dirty = true
         this.onError(new Error(`cannot write the client migration report ${report.file}: ${(err as Error).message}`, { cause: err }))
@@ -145,28 +176,49 @@ export class MigrationLedger {
  */
 export async function sumClientMigrations(poolFile: string): Promise<Map<string, number>> {
   const dir = clientReportDir(poolFile)
-  const sums = new Map<string, number>()
   let names: string[]
   try {
     names = await readdir(dir)
   } catch {
-    return sums
+    return new Map()
   }
-  const current = new Map<string, string>()
+  let pool: Pool | undefined
   try {
-    const pool = parsePoolText(await readFile(path.resolve(poolFile), 'utf8'), poolFile)
-    for (const s of pool.servers) if (s.transition !== undefined) current.set(s.address, s.transition.startedAt)
+    pool = parsePoolText(await readFile(path.resolve(poolFile), 'utf8'), poolFile)
   } catch {
     // Without the pool file no count can be matched to a transition: sum them all.
   }
+  const docs: unknown[] = []
   for (const name of names) {
     if (!name.endsWith('.json') || name.startsWith('.')) continue
-    let doc: Partial<ClientMigrationReport>
     try {
-      doc = JSON.parse(await readFile(path.join(dir, name), 'utf8')) as Partial<ClientMigrationReport>
+      docs.push(JSON.parse(await readFile(path.join(dir, name), 'utf8')))
     } catch {
       continue
     }
+  }
+  return sumReports(docs, pool)
+}
+
+/**
+ * The same sum for any store: the file store's report directory, or the etcd store's
+ * PREFIX/clients/ keys (read in one range request, so a sum never mixes two states of a key).
+ * The inline (--servers) pool has no reports.
+ */
+export async function sumStoreMigrations(store: PoolStore, pool: Pool | undefined): Promise<Map<string, number>> {
+  if (store instanceof EtcdPoolStore) return sumReports(await store.clientReports(), pool)
+  if (store instanceof FilePoolStore) return sumClientMigrations(store.file)
+  return new Map()
+}
+
+/** Adds up report documents per server, keeping counts tagged with each server's current transition (see above). */
+export function sumReports(docs: readonly unknown[], pool: Pool | undefined): Map<string, number> {
+  const sums = new Map<string, number>()
+  const current = new Map<string, string>()
+  for (const s of pool?.servers ?? []) if (s.transition !== undefined) current.set(s.address, s.transition.startedAt)
+  for (const raw of docs) {
+    if (typeof raw !== 'object' || raw === null) continue
+    const doc = raw as Partial<ClientMigrationReport>
     if (doc.version !== CLIENT_REPORT_VERSION || typeof doc.moved !== 'object' || doc.moved === null) continue
     for (const [address, count] of Object.entries(doc.moved)) {
       if (typeof count !== 'number' || !Number.isFinite(count) || count < 0) continue

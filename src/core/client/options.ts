@@ -45,6 +45,11 @@ export interface PoolClientOptions {
    * `new PoolClient(pool, {poolFile})` the client watches and reports as well.
    */
   poolFile?: string | undefined
+  /**
+   * A pool kept in etcd (`etcd://HOST:PORT[,HOST:PORT]/PREFIX`), watched and reported to like a
+   * pool file. Set by `PoolClient.fromPoolUrl`. Credentials and TLS: MEMDRAIN_ETCD_* variables.
+   */
+  poolUrl?: string | undefined
   /** Watch the pool file (fs.watch plus a periodic check) and switch topology when it changes. */
   watch?: boolean
   /** Seconds between two periodic checks of the pool file (fs.watch may miss changes on network file systems). */
@@ -66,9 +71,10 @@ export interface PoolClientOptions {
   logger?: ((line: string) => void) | undefined
 }
 
-export type ResolvedOptions = Required<Omit<PoolClientOptions, 'writeQuorum' | 'poolFile' | 'logger'>> & {
+export type ResolvedOptions = Required<Omit<PoolClientOptions, 'writeQuorum' | 'poolFile' | 'poolUrl' | 'logger'>> & {
   writeQuorum: number | undefined
   poolFile: string | undefined
+  poolUrl: string | undefined
   logger: ((line: string) => void) | undefined
 }
 
@@ -83,6 +89,7 @@ export const POOL_CLIENT_DEFAULTS = {
   migrate: true,
   defaultExpires: 0,
   poolFile: undefined,
+  poolUrl: undefined,
   watch: true,
   checkInterval: 2,
   report: true,

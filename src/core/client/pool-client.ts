@@ -10,6 +10,8 @@ import { MigrationLedger } from './migration.js'
 import { isTransportError, ServerNode, type ItemForMove } from './node.js'
 import { resolveOptions, type PoolClientOptions, type ResolvedOptions } from './options.js'
 import { PoolFileWatcher, Topology } from './topology.js'
+import { EtcdPoolWatcher, type PoolWatcher } from './etcd-watch.js'
+import { EtcdPoolStore, isEtcdLocation } from '../pool/etcd-store.js'
 
 const MAX_KEY_BYTES = 250
 
@@ -89,7 +91,8 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
   private readonly closingNodes = new Set<Promise<void>>()
   private readonly health: HealthTracker
   private readonly ledger: MigrationLedger
-  private readonly watcher: PoolFileWatcher | undefined
+  private readonly watcher: PoolWatcher | undefined
+  private readonly etcd: EtcdPoolStore | undefined
   private readonly counters = newCounters()
   private readonly perServer = new Map<string, { requests: number; errors: number }>()
   private readonly foreground = new Set<Promise<unknown>>()
@@ -105,6 +108,23 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
     const resolved = path.resolve(file)
     const snapshot = await new FilePoolStore(resolved).load()
     return new PoolClient(snapshot.pool, { ...options, poolFile: resolved }, snapshot.revision)
+  }
+
+  /**
+   * A pool file, or a pool kept in etcd (`etcd://HOST:PORT[,HOST:PORT]/PREFIX`, credentials and
+   * TLS from MEMDRAIN_ETCD_*): the same `--pool` / `MEMDRAIN_POOL` value the CLI takes. An etcd
+   * pool is watched (a change is applied within milliseconds on every host); while etcd is
+   * unreachable the client keeps its topology and emits `pool-unreachable`.
+   */
+  static async fromPoolUrl(location: string = process.env.MEMDRAIN_POOL ?? 'memdrain.json', options: PoolClientOptions = {}): Promise<PoolClient> {
+    if (!isEtcdLocation(location)) return PoolClient.fromPoolFile(location, options)
+    const store = new EtcdPoolStore(location)
+    try {
+      const snapshot = await store.load()
+      return new PoolClient(snapshot.pool, { ...options, poolUrl: location }, snapshot.revision)
+    } finally {
+      store.close()
+    }
   }
 
   /**
@@ -126,11 +146,21 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
       },
     })
     const poolFile = this.opts.poolFile === undefined ? undefined : path.resolve(this.opts.poolFile)
-    this.ledger = new MigrationLedger(this.opts.report ? poolFile : undefined, this.opts.reportInterval * 1000, (err) =>
+    this.etcd = this.opts.poolUrl === undefined ? undefined : new EtcdPoolStore(this.opts.poolUrl)
+    this.ledger = new MigrationLedger(this.opts.report ? (this.etcd ?? poolFile) : undefined, this.opts.reportInterval * 1000, (err) =>
       this.reportError(err, { during: 'report' }),
     )
     this.ledger.start()
-    if (poolFile !== undefined && this.opts.watch) {
+    if (this.etcd !== undefined && this.opts.watch) {
+      const location = this.etcd.location
+      this.watcher = new EtcdPoolWatcher(this.etcd, revision, this.opts.checkInterval * 1000, {
+        onChange: (snapshot) => this.switchTo(snapshot.pool, snapshot.revision),
+        onError: (err) => this.reportError(err, { during: 'topology' }),
+        onUnreachable: (error, since) => this.emit('pool-unreachable', { location, error, revision: this.topo.revision, since }),
+        onReachable: (downForMs) => this.emit('pool-reachable', { location, downForMs }),
+      })
+      this.watcher.start()
+    } else if (poolFile !== undefined && this.opts.watch) {
       this.watcher = new PoolFileWatcher(
         poolFile,
         revision,
@@ -722,6 +752,7 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
     // background work they started, which may start more.
     while (this.foreground.size + this.background.size > 0) await Promise.allSettled([...this.foreground, ...this.background])
     await this.ledger.close()
+    this.etcd?.close()
     this.closed = true
     await Promise.all([...[...this.nodes.values()].map((n) => n.close()), ...this.closingNodes])
     this.nodes.clear()

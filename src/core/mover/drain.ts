@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemdrainError, ExitCode } from '../errors.js'
+import { MemdrainError, ExitCode, isMemdrainError } from '../errors.js'
 import { activeServers, findServer, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
@@ -11,6 +11,7 @@ import { FingerprintSet } from './fingerprint-set.js'
 import type { SpoolOrder } from './spool.js'
 import type { RouteFn } from './transfer.js'
 import { addTally, Tally } from './tally.js'
+import { sumStoreMigrations } from '../client/migration.js'
 
 export interface DrainOptions {
   store: PoolStore
@@ -157,6 +158,9 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
 
   let lock: HeldLock | undefined
   if (!opts.dryRun) lock = await opts.store.lock(`memdrain drain ${server.address}`)
+  // A lock that can no longer be vouched for (etcd unreachable past its lease) stops the job as SIGINT does.
+  const lost = lock?.lost
+  const signal = lost === undefined ? opts.signal : opts.signal === undefined ? lost : AbortSignal.any([opts.signal, lost])
   let journal: CopyJournal | undefined
   let journalFile: string | undefined
   let marked = false
@@ -220,6 +224,12 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     let lastSave = Date.now()
     const persist = async (rec: TransitionRecord, state: PoolServer['state'] = 'deactivating'): Promise<void> => {
       if (opts.dryRun) return
+      // Keys pool-aware application clients moved off the server (their reports, summed).
+      const byClients = (await sumStoreMigrations(opts.store, snap.pool).catch(() => undefined))?.get(server.address)
+      if (byClients !== undefined && byClients > rec.movedByClients) {
+        rec.movedByClients = byClients
+        base.movedByClients = byClients
+      }
       const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state, transition: rec }))
       snap = { pool, revision: await opts.store.save(pool, snap.revision) }
     }
@@ -249,7 +259,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         minTtl: opts.minTtl,
         minFree: opts.minFree,
         allowEvictions: opts.allowEvictions,
-        signal: opts.signal,
+        signal,
         batchSize: opts.batchSize,
         inFlight: opts.inFlight,
         handled,
@@ -306,7 +316,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
             )
           }
           const wait = graceUntil - Date.now()
-          if (wait > 0 && keys > 0) await sleep(wait, undefined, opts.signal !== undefined ? { signal: opts.signal } : undefined).catch(() => undefined)
+          if (wait > 0 && keys > 0) await sleep(wait, undefined, signal !== undefined ? { signal } : undefined).catch(() => undefined)
         },
       })
       interrupted = main.interrupted
@@ -341,7 +351,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
           rate: opts.rate,
           batchSize: opts.batchSize,
           inFlight: opts.inFlight,
-          signal: opts.signal,
+          signal,
           onProgress: (c) => emit({ type: 'catch-up', phase: 'progress', checked: c.checked, total: totalRecords, caughtUp: c.caughtUp, invalidated: c.invalidated }),
         })
         durationMs += performance.now() - started
@@ -352,6 +362,10 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       record = snapshotRecord(undefined, 0)
     }
 
+    if (!opts.dryRun) {
+      const byClients = (await sumStoreMigrations(opts.store, snap.pool).catch(() => undefined))?.get(server.address)
+      if (byClients !== undefined && byClients > record.movedByClients) record.movedByClients = byClients
+    }
     const ratio = transitionedRatio(record)
     const switched = handoff === 'move' || record.switchedAt !== undefined
     let purged = false
@@ -411,6 +425,16 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       status,
     }
   } catch (err) {
+    if (moving && (lost?.aborted === true || (isMemdrainError(err) && err.code === 'POOL_STORE_UNREACHABLE'))) {
+      // Keys are moved one by one with add + CAS delete, so each is in one safe state; only the
+      // record's last figures may be missing. A rerun dumps what is left and continues.
+      throw new MemdrainError(`the drain of ${server.address} stopped: the pool store became unreachable (${(err as Error).message})`, {
+        code: 'INTERRUPTED',
+        exitCode: ExitCode.interrupted,
+        suggestions: ['Every key is either moved or still on the server; run the same command again once the pool store answers, to resume.'],
+        cause: err,
+      })
+    }
     // Refused or failed before a key moved (no room, dumps disabled, a server unreachable): put
     // the server back as it was, so that nothing is left half-started.
     if (marked && !resumed && !moving) {

@@ -10,12 +10,19 @@ export interface LockHolder {
   command: string
   startedAt: string
   token: string
+  /** A lock taken over after its holder's lease ran out (etcd): about when that happened. */
+  expiredAt?: string
 }
 
 export interface HeldLock {
   readonly holder: LockHolder
   /** Took over a lock whose holder had died (stale lock). */
   readonly tookOver?: LockHolder | undefined
+  /**
+   * Aborts when the lock can no longer be vouched for (etcd: its lease could not be renewed in
+   * time). A job stops as on SIGINT and saves its state. The file lock never aborts.
+   */
+  readonly lost?: AbortSignal | undefined
   release(): Promise<void>
 }
 

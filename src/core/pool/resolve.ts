@@ -1,5 +1,6 @@
 import path from 'node:path'
 import { MemdrainError, ExitCode } from '../errors.js'
+import { EtcdPoolStore, isEtcdLocation } from './etcd-store.js'
 import { FilePoolStore, InlinePoolStore, type PoolStore } from './store.js'
 import { validatePool } from './validate.js'
 
@@ -20,7 +21,7 @@ function usage(message: string, suggestions: string[]): MemdrainError {
 
 /**
  * Where the pool comes from, in order: --servers/--hash (one-off, read-only), --pool, $MEMDRAIN_POOL,
- * ./memdrain.json.
+ * ./memdrain.json. A location etcd://HOST:PORT[,HOST:PORT]/PREFIX is a pool kept in etcd.
  */
 export function resolvePoolStore(sel: PoolSelection): PoolStore {
   const env = sel.env ?? process.env
@@ -40,12 +41,6 @@ export function resolvePoolStore(sel: PoolSelection): PoolStore {
   }
   if (sel.hash !== undefined) throw usage('--hash goes with --servers; a pool file names its own hash', ['Edit "hash" in the pool file, or pass --servers too.'])
   const location = sel.pool ?? env.MEMDRAIN_POOL ?? DEFAULT_POOL_FILE
-  if (location.startsWith('etcd://')) {
-    throw new MemdrainError('etcd pools are not supported by this version of memdrain', {
-      code: 'POOL_UNSUPPORTED',
-      exitCode: ExitCode.usage,
-      suggestions: ['Use a pool file (--pool FILE).'],
-    })
-  }
+  if (isEtcdLocation(location)) return new EtcdPoolStore(location, env)
   return new FilePoolStore(path.resolve(sel.cwd ?? process.cwd(), location))
 }
