@@ -168,4 +168,23 @@ describe('warm', () => {
     assert.equal(ok.json.result.ratio, 1)
     assert.equal((await getAll(await conns.get(a), keys)).size, 100)
   })
+
+  it('status shows each server\'s share of keys, of owned keys and of copies with replicas 2', async () => {
+    const pool = await startPool(3, { hash: 'php-memcached-libketama', replicas: 2 })
+    pools.push(pool)
+    const r = await runCli(['status', '--pool', pool.file, '--json'])
+    assert.equal(r.code, 0, r.stderr)
+    const servers = r.json.result.servers as { share: number; primaryShare: number; copyShare: number }[]
+    const sum = (f: (s: (typeof servers)[number]) => number): number => servers.reduce((n, s) => n + f(s), 0)
+    assert.ok(Math.abs(sum((s) => s.share) - 2) < 1e-9, 'each key is on 2 chains')
+    assert.ok(Math.abs(sum((s) => s.primaryShare) - 1) < 1e-9)
+    assert.ok(Math.abs(sum((s) => s.copyShare) - 1) < 1e-9)
+    for (const s of servers) {
+      assert.ok(s.primaryShare > 0.1 && s.primaryShare < s.share, JSON.stringify(s))
+      assert.ok(Math.abs(s.copyShare - s.share / 2) < 1e-9)
+    }
+    const text = await runCli(['status', '--pool', pool.file])
+    assert.match(text.stdout, /PRIMARY/)
+    assert.match(text.stdout, /COPIES/)
+  })
 })
