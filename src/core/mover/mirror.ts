@@ -21,9 +21,9 @@ import type { RouteFn } from './transfer.js'
  *
  * Lag, per pass: the longest a change on the active can have waited before this pass copied it
  * — from the start of the previous pass's dump (a change made just after that start may not be
- * in that dump) to the end of this pass (for the first pass: from its own start). Every change
- * made before the previous pass's dump began is on the passive (unless that dump missed the
- * key), so this bounds the age of the oldest change not yet copied.
+ * in that dump) to the end of this pass (for the first pass: from its own start). When a pass
+ * ends, every change made before its dump began is on the passive (unless the dump missed the
+ * key), so between two pass ends the oldest change not yet copied is never older than this.
  */
 
 export interface MirrorOptions {
