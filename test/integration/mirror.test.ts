@@ -10,7 +10,9 @@ import { parsePoolText } from '../../src/core/pool/validate.js'
 import { MetaPayload, type MetaConnection } from '../../src/core/protocol/index.js'
 import { Conns, deleteAll, getAll, keysOf, setAll, type Item, type Stored } from './drain.fixtures.js'
 import { startMemcached, type MemcachedServer } from '../helpers/memcached.js'
-import { runCli } from '../helpers/cli.js'
+import { REPO_ROOT, runCli } from '../helpers/cli.js'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 
 /** mirror: a passive server kept a hot copy of an active one. */
 
@@ -167,5 +169,26 @@ describe('mirror', () => {
     assert.equal(ok.json.result.passes, 1)
     assert.equal(ok.json.result.copied, 300)
     assert.equal((await getAll(await conns.get(passive), keys)).size, 300)
+  })
+
+  it('runs until SIGINT, printing a line per pass, and exits 0', async () => {
+    const [active, passive] = await pair()
+    await setAll(await conns.get(active), keysOf('sig:', 100).map((key) => ({ key, value: Buffer.from('v') })))
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'mirror', active, passive, '--servers', active, '--hash', 'memjs', '--interval', '0.5', '--yes', '--rate', '0', '--spool-dir', path.join(dir, 'spool')], {
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stderr = ''
+    let stdout = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    const exited = once(child, 'exit')
+    const deadline = Date.now() + 30_000
+    while (!/pass 1: 100 keys on the active, 100 copied/.test(stderr) && Date.now() < deadline) await sleep(50)
+    assert.match(stderr, /pass 1: 100 keys on the active, 100 copied/)
+    child.kill('SIGINT')
+    const [code] = (await exited) as [number | null]
+    assert.equal(code, 0, stderr)
+    assert.match(stdout, /mirror .* pass\(es\), 100 copied/)
   })
 })

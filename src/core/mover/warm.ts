@@ -116,12 +116,31 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
     }
     return undefined
   }
-  const routeFrom = (peer: string): RouteFn => (key, out, offset) => {
-    if (!belongs.placement.chain(key, belongs.replicas, chainScratch).includes(targetIndex)) return 0
-    const holder = preferredHolder(key)
-    if (holder !== undefined && holder !== peer) return 0
-    out[offset] = 0
-    return 1
+  const routeFrom = (peer: string): RouteFn => {
+    const peerIndex = now.servers.findIndex((s) => s.address === peer)
+    if (old === undefined) {
+      // One placement: the key belongs on the target if its chain includes it, and is taken from
+      // the first other member of that same chain (replicas > 1: there always is one).
+      return (key, out, offset) => {
+        const chain = belongs.placement.chain(key, belongs.replicas, chainScratch)
+        let holder = -1
+        let includes = false
+        for (const i of chain) {
+          if (i === targetIndex) includes = true
+          else if (holder === -1) holder = i
+        }
+        if (!includes || holder !== peerIndex) return 0
+        out[offset] = 0
+        return 1
+      }
+    }
+    return (key, out, offset) => {
+      if (!belongs.placement.chain(key, belongs.replicas, chainScratch).includes(targetIndex)) return 0
+      const holder = preferredHolder(key)
+      if (holder !== undefined && holder !== peer) return 0
+      out[offset] = 0
+      return 1
+    }
   }
 
   // The warmed server must answer (and be a memcached memdrain supports) before anything starts.
