@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core'
 import { existsSync } from 'node:fs'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
-import { interruptOnSignals, parseThrottle, throttleFlags } from '../cli/job-flags.js'
+import { interruptOnSignals, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
 import type { MirrorResult } from '../core/mover/mirror.js'
 import { DEFAULT_POOL_FILE } from '../core/pool/resolve.js'
 import { renderMirrorPass, renderMirrorSummary } from '../ui/job-summary.js'
@@ -44,7 +44,7 @@ ${EXIT_CODES_HELP}`
 
   async run(): Promise<MirrorResult> {
     const { args, flags } = await this.parse(Mirror)
-    const throttle = parseThrottle(flags)
+    const knobs = parseJobFlags(flags)
     const interval = Number(flags.interval)
     if (flags.interval.trim() === '' || !Number.isFinite(interval) || interval <= 0) throw usageError(`--interval must be a number of seconds > 0, got "${flags.interval}"`)
     const { checkMirrorPool, runMirror } = await import('../core/mover/mirror.js')
@@ -66,10 +66,7 @@ ${EXIT_CODES_HELP}`
         intervalSeconds: interval,
         once: flags.once,
         delete: flags.delete,
-        ...throttle,
-        allowEvictions: flags['allow-evictions'],
-        order: flags.order as 'hot-first' | 'dump',
-        spoolDir: flags['spool-dir'],
+        ...knobs,
         signal: interrupt.signal,
         onEvent: (e) => {
           if (e.type === 'mirror-evictions') {

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags } from '../cli/base-command.js'
-import { interruptOnSignals, parseRatio, parseThrottle, throttleFlags } from '../cli/job-flags.js'
+import { interruptOnSignals, parseRatio, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
 import type { WarmResult } from '../core/mover/warm.js'
 import { renderWarmSummary } from '../ui/job-summary.js'
 import { createProgress } from '../ui/progress.js'
@@ -33,7 +33,7 @@ ${EXIT_CODES_HELP}`
 
   async run(): Promise<WarmResult> {
     const { args, flags } = await this.parse(Warm)
-    const throttle = parseThrottle(flags)
+    const knobs = parseJobFlags(flags)
     const threshold = parseRatio(flags.threshold, 'threshold')
     const store = poolStoreFromFlags(flags)
     const { resolvePoolStore } = await import('../core/pool/resolve.js')
@@ -47,10 +47,7 @@ ${EXIT_CODES_HELP}`
         server: args.server,
         from,
         threshold,
-        ...throttle,
-        allowEvictions: flags['allow-evictions'],
-        order: flags.order as 'hot-first' | 'dump',
-        spoolDir: flags['spool-dir'],
+        ...knobs,
         signal: interrupt.signal,
         onEvent: (e) => {
           if (e.type === 'peer-unreachable') this.note(`peer ${e.peer} skipped: ${e.message}`)

@@ -74,6 +74,35 @@ export interface SourceJobOptions {
   dryRun?: boolean | undefined
 }
 
+/** The knobs every job passes to the engine unchanged (throttle, guard, spool, interruption). */
+export interface JobKnobs {
+  rate: number
+  bandwidth: number
+  minTtl: number
+  minFree: number
+  allowEvictions: boolean
+  order: SpoolOrder
+  spoolDir?: string | undefined
+  signal?: AbortSignal | undefined
+  batchSize?: number | undefined
+  inFlight?: number | undefined
+}
+
+export function jobKnobs(o: JobKnobs): JobKnobs {
+  return {
+    rate: o.rate,
+    bandwidth: o.bandwidth,
+    minTtl: o.minTtl,
+    minFree: o.minFree,
+    allowEvictions: o.allowEvictions,
+    order: o.order,
+    spoolDir: o.spoolDir,
+    signal: o.signal,
+    batchSize: o.batchSize,
+    inFlight: o.inFlight,
+  }
+}
+
 export interface SourceJobResult {
   /** Distinct live keys the first dump found that had to move. */
   keysAtStart: number

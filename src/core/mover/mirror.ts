@@ -2,10 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import type { Pool } from '../pool/model.js'
 import { formatAddress, keyEncoding, metadump, MetaPayload, parseAddress, HD, type MetaConnection } from '../protocol/index.js'
-import { connectChecked, refuseWithoutRoom, runSourceJob, type EngineEvent } from './engine.js'
+import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from './engine.js'
 import { FingerprintCasMap } from './fingerprint-cas-map.js'
 import { KeyBatch } from './key-batch.js'
-import { KeySpool, type SpoolOrder } from './spool.js'
+import { KeySpool } from './spool.js'
 import type { RouteFn } from './transfer.js'
 
 /**
@@ -26,24 +26,14 @@ import type { RouteFn } from './transfer.js'
  * key), so between two pass ends the oldest change not yet copied is never older than this.
  */
 
-export interface MirrorOptions {
+export interface MirrorOptions extends JobKnobs {
   active: string
   passive: string
   /** Seconds from the start of one pass to the start of the next. */
   intervalSeconds: number
   once: boolean
   delete: boolean
-  rate: number
-  bandwidth: number
-  minTtl: number
-  minFree: number
-  allowEvictions: boolean
-  order: SpoolOrder
-  spoolDir?: string | undefined
-  signal?: AbortSignal | undefined
   onEvent?: ((e: EngineEvent | MirrorEvent) => void) | undefined
-  batchSize?: number | undefined
-  inFlight?: number | undefined
   /** Stop after this many passes (tests, benchmarks); default: until the signal (or 1 with `once`). */
   maxPasses?: number | undefined
 }
@@ -171,17 +161,8 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
         maxChain: 1,
         mode: 'copy',
         store: 'set',
-        order: opts.order,
-        spoolDir: opts.spoolDir,
-        rate: opts.rate,
-        bandwidth: opts.bandwidth,
-        minTtl: opts.minTtl,
-        minFree: opts.minFree,
-        allowEvictions: opts.allowEvictions,
-        batchSize: opts.batchSize,
-        inFlight: opts.inFlight,
+        ...jobKnobs(opts),
         maxPasses: 1,
-        signal: opts.signal,
         select: (e) => {
           listed++
           return map.seeChanged(e.key, e.cas)

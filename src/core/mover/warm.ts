@@ -2,9 +2,8 @@ import { MemdrainError, ExitCode } from '../errors.js'
 import { findServer, type Pool } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
-import { connectChecked, refuseWithoutRoom, runSourceJob, type EngineEvent } from './engine.js'
+import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from './engine.js'
 import { FingerprintSet } from './fingerprint-set.js'
-import type { SpoolOrder } from './spool.js'
 import { addTally, Tally } from './tally.js'
 import type { RouteFn } from './transfer.js'
 
@@ -22,24 +21,14 @@ import type { RouteFn } from './transfer.js'
  * after the other and share one set of handled keys, so a second holder does not copy it again.
  */
 
-export interface WarmOptions {
+export interface WarmOptions extends JobKnobs {
   store: PoolStore
   /** The server to warm (address or name). */
   server: string
   /** The previous pool (a replaced server): keys whose chain in it included the server. */
   from?: PoolStore | undefined
   threshold: number
-  rate: number
-  bandwidth: number
-  minTtl: number
-  minFree: number
-  allowEvictions: boolean
-  order: SpoolOrder
-  spoolDir?: string | undefined
-  signal?: AbortSignal | undefined
   onEvent?: ((e: EngineEvent | WarmEvent) => void) | undefined
-  batchSize?: number | undefined
-  inFlight?: number | undefined
 }
 
 export type WarmEvent =
@@ -175,17 +164,8 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
         maxChain: 1,
         mode: 'copy',
         store: 'add',
-        order: opts.order,
-        spoolDir: opts.spoolDir,
-        rate: opts.rate,
-        bandwidth: opts.bandwidth,
-        minTtl: opts.minTtl,
-        minFree: opts.minFree,
-        allowEvictions: opts.allowEvictions,
-        batchSize: opts.batchSize,
-        inFlight: opts.inFlight,
+        ...jobKnobs(opts),
         handled,
-        signal: opts.signal,
         onEvent: emit,
         onPreflight: (dests) => refuseWithoutRoom(dests, opts.allowEvictions),
       })
