@@ -61,6 +61,15 @@ export function parseThrottle(flags: { rate: string; bandwidth: string; 'min-fre
   }
 }
 
+/** Every throttle flag parsed, in the shape the jobs take (JobKnobs without the signal). */
+export function parseJobFlags(flags: Parameters<typeof parseThrottle>[0] & { 'allow-evictions': boolean; order: string; 'spool-dir'?: string | undefined }): ThrottleValues & {
+  allowEvictions: boolean
+  order: 'hot-first' | 'dump'
+  spoolDir: string | undefined
+} {
+  return { ...parseThrottle(flags), allowEvictions: flags['allow-evictions'], order: flags.order as 'hot-first' | 'dump', spoolDir: flags['spool-dir'] }
+}
+
 /** SIGINT/SIGTERM: stop reading, finish what is in flight, save, exit 69. A second signal exits at once. */
 export function interruptOnSignals(): { signal: AbortSignal; dispose: () => void } {
   const ac = new AbortController()

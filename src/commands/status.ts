@@ -44,7 +44,13 @@ ${EXIT_CODES_HELP}`
         if (s.state === 'removed') return { address: s.address, state: s.state, weight: s.weight, reachable: false, warnings: [], ...(transition ? { transition } : {}) } as ServerStatus
         const st: ServerStatus & { transition?: TransitionRecord } = await probeServer(s, { timeoutMs: flags.timeout })
         const share = shares.get(s.address)
-        if (share !== undefined) st.share = share
+        if (share !== undefined) {
+          st.share = share.keys
+          if (pool.replicas > 1) {
+            st.primaryShare = share.primary
+            st.copyShare = share.copies
+          }
+        }
         if (transition !== undefined) st.transition = transition
         return st
       }),
@@ -68,6 +74,7 @@ ${EXIT_CODES_HELP}`
   }
 
   private render(r: StatusResult): void {
+    const replicated = r.replicas > 1
     this.log(`${paint.bold('pool')} ${r.pool}  ${paint.bold('hash')} ${r.hash}  ${paint.bold('replicas')} ${r.replicas}  ${paint.bold('clients')} ${r.clients}`)
     const stateColor = (s: ServerStatus): string =>
       s.state === 'active' ? paint.ok(s.state) : s.state === 'deactivating' ? paint.warn(s.state) : paint.dim(s.state)
@@ -83,9 +90,14 @@ ${EXIT_CODES_HELP}`
       formatCount(s.evictions),
       s.hitRatio === null ? '-' : formatPercent(s.hitRatio),
       formatPercent(s.share),
+      ...(replicated ? [formatPercent(s.primaryShare), formatPercent(s.copyShare)] : []),
       formatDuration(s.uptimeSeconds),
     ])
-    this.log(renderTable(['SERVER', 'STATE', 'UP', 'VERSION', 'ITEMS', 'USED', 'LIMIT', 'FREE', 'EVICTIONS', 'HITS', 'SHARE', 'UPTIME'], rows, new Set([4, 5, 6, 7, 8, 9, 10, 11])))
+    // With replicas n, SHARE is the share of keys whose chain includes the server (adding up to n).
+    const shareHeads = replicated ? ['SHARE', 'PRIMARY', 'COPIES'] : ['SHARE']
+    const heads = ['SERVER', 'STATE', 'UP', 'VERSION', 'ITEMS', 'USED', 'LIMIT', 'FREE', 'EVICTIONS', 'HITS', ...shareHeads, 'UPTIME']
+    this.log(renderTable(heads, rows, new Set(heads.map((_, i) => i).filter((i) => i >= 4))))
+    if (replicated) this.log(paint.dim(`replicas ${r.replicas}: SHARE = keys whose chain includes the server, PRIMARY = keys it owns, COPIES = its part of all ${r.replicas} copies of each key`))
     for (const s of r.servers) {
       const t = s.transition
       if (t === undefined) continue

@@ -39,6 +39,8 @@ function describe(e: EngineEvent | { type: string; [k: string]: unknown }): stri
       return e.phase === 'waiting' ? 'waiting for applications to switch to the new servers' : 'switch confirmed'
     case 'catch-up':
       return e.phase === 'progress' ? undefined : `catch-up ${String(e.phase)}: ${String(e.checked)}/${String(e.total)} checked, ${String(e.caughtUp)} re-copied, ${String(e.invalidated)} invalidated`
+    case 'peer':
+      return `peer ${Number(e.index) + 1}/${String(e.of)}: copying from ${String(e.peer)}`
     case 'purged':
       return `purged ${String(e.server)} (flush_all on that server only)`
     default:

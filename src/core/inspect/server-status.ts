@@ -21,6 +21,10 @@ export interface ServerStatus {
   crawlerEnabled?: boolean
   /** Share of the pool's keys this server owns under the current placement (0..1), when known. */
   share?: number
+  /** With replicas > 1: share of the keys this server owns (first in their chain). */
+  primaryShare?: number
+  /** With replicas > 1: share of all key copies this server holds. */
+  copyShare?: number
   error?: { code: string; message: string }
   warnings: string[]
 }

@@ -4,7 +4,7 @@ import { activeServers, findServer, withServer, type Pool, type PoolServer, type
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
 import type { HeldLock } from '../pool/lock.js'
-import { flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
+import { flushServer, refuseWithoutRoom, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from './copy-journal.js'
 import { FingerprintSet } from './fingerprint-set.js'
@@ -307,14 +307,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         dryRun: opts.dryRun,
         ...(journal !== undefined ? { onCopied: (key, t, sourceCas, destCas) => journal!.append(key, t, sourceCas, destCas) } : {}),
         onPreflight: async (dests, keys) => {
-          const short = dests.filter((d) => !d.fits)
-          if (short.length > 0 && !opts.allowEvictions && !opts.dryRun) {
-            throw refuse(
-              `moving these keys would make ${short.map((d) => d.address).join(', ')} evict: ${short.map((d) => `${d.address} needs ${d.bytes} bytes, has ${d.freeBytes} free`).join('; ')}`,
-              ['Add memory or servers first, or pass --allow-evictions to move anyway (the destination then evicts its coldest keys).'],
-              'NO_ROOM',
-            )
-          }
+          if (!opts.dryRun) refuseWithoutRoom(dests, opts.allowEvictions)
           const wait = graceUntil - Date.now()
           if (wait > 0 && keys > 0) await sleep(wait, undefined, signal !== undefined ? { signal } : undefined).catch(() => undefined)
         },

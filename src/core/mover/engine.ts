@@ -59,6 +59,11 @@ export interface SourceJobOptions {
    * unaddressable), so a later pass neither reads nor counts them again.
    */
   handled?: FingerprintSet | undefined
+  /**
+   * Called once per distinct live key of a dump that route() sends somewhere (and `handled` does
+   * not hold); false = leave it this pass. Mirror compares the dump's CAS with the one it copied.
+   */
+  select?: ((e: DumpEntry) => boolean) | undefined
   signal?: AbortSignal | undefined
   onEvent?: ((e: EngineEvent) => void) | undefined
   /** Copy mode: every copy made (see CopiedFn); with it the destinations answer each write with its CAS. */
@@ -67,6 +72,35 @@ export interface SourceJobOptions {
   onPreflight?: ((dests: PreflightDestination[], keys: number, bytes: number) => void | Promise<void>) | undefined
   /** Stop after the dump and preflight (plan / --dry-run). */
   dryRun?: boolean | undefined
+}
+
+/** The knobs every job passes to the engine unchanged (throttle, guard, spool, interruption). */
+export interface JobKnobs {
+  rate: number
+  bandwidth: number
+  minTtl: number
+  minFree: number
+  allowEvictions: boolean
+  order: SpoolOrder
+  spoolDir?: string | undefined
+  signal?: AbortSignal | undefined
+  batchSize?: number | undefined
+  inFlight?: number | undefined
+}
+
+export function jobKnobs(o: JobKnobs): JobKnobs {
+  return {
+    rate: o.rate,
+    bandwidth: o.bandwidth,
+    minTtl: o.minTtl,
+    minFree: o.minFree,
+    allowEvictions: o.allowEvictions,
+    order: o.order,
+    spoolDir: o.spoolDir,
+    signal: o.signal,
+    batchSize: o.batchSize,
+    inFlight: o.inFlight,
+  }
 }
 
 export interface SourceJobResult {
@@ -101,6 +135,23 @@ export async function flushServer(address: string, role: string): Promise<void> 
   } finally {
     await conn.close().catch(() => undefined)
   }
+}
+
+/**
+ * The preflight refusal every job shares: the bytes to write would not fit some destination's
+ * free room (it would evict) and the operator did not allow evictions.
+ */
+export function refuseWithoutRoom(dests: readonly PreflightDestination[], allowEvictions: boolean): void {
+  const short = dests.filter((d) => !d.fits)
+  if (short.length === 0 || allowEvictions) return
+  throw new MemdrainError(
+    `moving these keys would make ${short.map((d) => d.address).join(', ')} evict: ${short.map((d) => `${d.address} needs ${d.bytes} bytes, has ${d.freeBytes} free`).join('; ')}`,
+    {
+      code: 'NO_ROOM',
+      exitCode: ExitCode.precondition,
+      suggestions: ['Add memory or servers first, or pass --allow-evictions to move anyway (the destination then evicts its coldest keys).'],
+    },
+  )
 }
 
 export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobResult> {
@@ -158,6 +209,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           if (n === 0) return
           if (!seen.add(e.key)) return
           if (handled.size > 0 && handled.has(e.key)) return
+          if (opts.select !== undefined && !opts.select(e)) return
           spool.add(e.key, e.size, e.exp, e.la)
           for (let j = 0; j < n; j++) {
             const d = perDest[routeScratch[j]!]!

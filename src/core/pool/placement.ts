@@ -28,18 +28,31 @@ export function locateKey(pp: PoolPlacement, key: string, scratch: number[] = []
   return { key, server: pp.servers[pp.placement.owner(bytes)]!.address, chain }
 }
 
+export interface ServerShare {
+  /** Share of the keys whose chain includes the server (with replicas n, the shares add up to n). */
+  keys: number
+  /** Share of the keys the server owns (first in the chain): the shares add up to 1. */
+  primary: number
+  /** Share of all key copies held by the server: keys / n, the shares add up to 1. */
+  copies: number
+}
+
 /**
- * Each server's share of the key space (0..1; with replicas, of the keys whose chain includes
- * it), estimated by placing `samples` synthetic keys: exact enough to show an operator how
- * uneven a pool is, and identical for every strategy.
+ * Each server's share of the key space (0..1), estimated by placing `samples` synthetic keys:
+ * exact enough to show an operator how uneven a pool is, and identical for every strategy.
  */
-export function estimateShares(pp: PoolPlacement, samples = 50_000): Map<string, number> {
-  const counts = new Array<number>(pp.servers.length).fill(0)
+export function estimateShares(pp: PoolPlacement, samples = 50_000): Map<string, ServerShare> {
+  const inChain = new Array<number>(pp.servers.length).fill(0)
+  const owner = new Array<number>(pp.servers.length).fill(0)
   const key = Buffer.alloc(32)
   const chain: number[] = []
+  let copies = 0
   for (let i = 0; i < samples; i++) {
     const len = key.write(`memdrain:share:${i}`, 0, 'latin1')
-    for (const s of pp.placement.chain(key.subarray(0, len), pp.replicas, chain)) counts[s] = (counts[s] ?? 0) + 1
+    const c = pp.placement.chain(key.subarray(0, len), pp.replicas, chain)
+    for (const s of c) inChain[s] = (inChain[s] ?? 0) + 1
+    if (c[0] !== undefined) owner[c[0]] = (owner[c[0]] ?? 0) + 1
+    copies += c.length
   }
-  return new Map(pp.servers.map((s, i) => [s.address, (counts[i] ?? 0) / samples]))
+  return new Map(pp.servers.map((s, i) => [s.address, { keys: (inChain[i] ?? 0) / samples, primary: (owner[i] ?? 0) / samples, copies: copies > 0 ? (inChain[i] ?? 0) / copies : 0 }]))
 }

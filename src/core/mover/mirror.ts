@@ -1,0 +1,286 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { MemdrainError, ExitCode } from '../errors.js'
+import type { Pool } from '../pool/model.js'
+import { formatAddress, keyEncoding, metadump, MetaPayload, parseAddress, HD, type MetaConnection } from '../protocol/index.js'
+import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from './engine.js'
+import { FingerprintCasMap } from './fingerprint-cas-map.js'
+import { KeyBatch } from './key-batch.js'
+import { KeySpool } from './spool.js'
+import type { RouteFn } from './transfer.js'
+
+/**
+ * mirror: keep a passive server a hot copy of an active one, for active/passive failover.
+ *
+ * Pass 1 copies every live key (`ms` with set semantics: the passive is never read by
+ * applications, so the active's value always wins). Each later pass dumps the active again and
+ * copies only keys whose CAS differs from the CAS the last copy was read with
+ * (FingerprintCasMap: 16–32 bytes per key in memory), so a key the active changed while it was
+ * being copied is copied again next pass. With `delete`, each pass then dumps the passive and
+ * deletes there every key the active's dump did not list and the active confirms it lacks
+ * (`mg`: a dump is a live walk and can miss a key being touched).
+ *
+ * Lag, per pass: the longest a change on the active can have waited before this pass copied it
+ * — from the start of the previous pass's dump (a change made just after that start may not be
+ * in that dump) to the end of this pass (for the first pass: from its own start). When a pass
+ * ends, every change made before its dump began is on the passive (unless the dump missed the
+ * key), so between two pass ends the oldest change not yet copied is never older than this.
+ */
+
+export interface MirrorOptions extends JobKnobs {
+  active: string
+  passive: string
+  /** Seconds from the start of one pass to the start of the next. */
+  intervalSeconds: number
+  once: boolean
+  delete: boolean
+  onEvent?: ((e: EngineEvent | MirrorEvent) => void) | undefined
+  /** Stop after this many passes (tests, benchmarks); default: until the signal (or 1 with `once`). */
+  maxPasses?: number | undefined
+}
+
+export interface PassiveHealth {
+  usedBytes: number
+  limitBytes: number
+  items: number
+  /** Evictions on the passive since the mirror started. */
+  evictions: number
+}
+
+export interface MirrorPass {
+  pass: number
+  startedAt: string
+  /** Live keys the active's dump listed. */
+  listed: number
+  /** Keys new or changed since the last pass (all of them in pass 1). */
+  changed: number
+  copied: number
+  /** Deleted on the passive (with `delete`): gone from the active. */
+  deleted: number
+  failed: number
+  skipped: number
+  bytes: number
+  durationMs: number
+  lagMs: number
+  passive: PassiveHealth
+}
+
+export type MirrorEvent = { type: 'mirror-pass'; result: MirrorPass } | { type: 'mirror-evictions'; passive: string; evictions: number }
+
+export interface MirrorResult {
+  active: string
+  passive: string
+  delete: boolean
+  intervalSeconds: number
+  passes: number
+  first: MirrorPass | undefined
+  last: MirrorPass | undefined
+  copied: number
+  deleted: number
+  failed: number
+  bytes: number
+  lag: { lastMs: number; medianMs: number; maxMs: number }
+  /** Memory held by the key → CAS map. */
+  mapBytes: number
+  keys: number
+  interrupted: boolean
+  /** 0; 68 with `once` when keys failed; 69 when `once` was interrupted. */
+  status: number
+}
+
+function sameAddress(a: string, b: string): boolean {
+  return formatAddress(parseAddress(a)) === formatAddress(parseAddress(b))
+}
+
+/**
+ * Refuses a passive server the pool lists as active or deactivating: applications would read
+ * it (or fall back to it), and the mirror overwrites whatever it holds. The active server need
+ * not be in the pool: mirroring a standalone server is fine.
+ */
+export function checkMirrorPool(pool: Pool | undefined, location: string, active: string, passive: string): void {
+  if (sameAddress(active, passive)) {
+    throw new MemdrainError(`the active and the passive server are the same (${active})`, { code: 'USAGE', exitCode: ExitCode.usage, suggestions: ['Give two different servers: memdrain mirror ACTIVE PASSIVE.'] })
+  }
+  const listed = pool?.servers.find((s) => s.state !== 'removed' && sameAddress(s.address, passive))
+  if (listed !== undefined) {
+    throw new MemdrainError(`the passive server ${listed.address} is ${listed.state} in the pool ${location}: applications read it, and the mirror would overwrite what they wrote`, {
+      code: 'PASSIVE_IN_POOL',
+      exitCode: ExitCode.precondition,
+      suggestions: [`Take it out of the pool first (memdrain drain ${listed.address}, or mark it removed), or mirror to a server outside the pool.`],
+    })
+  }
+}
+
+export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
+  const emit = opts.onEvent ?? (() => undefined)
+  const map = new FingerprintCasMap()
+  const route: RouteFn = (_key, out, offset) => {
+    out[offset] = 0
+    return 1
+  }
+  const maxPasses = opts.maxPasses ?? (opts.once ? 1 : Number.POSITIVE_INFINITY)
+  const activeConn = await connectChecked(opts.active, 'active')
+  let passiveConn: MetaConnection
+  try {
+    passiveConn = await connectChecked(opts.passive, 'passive')
+  } catch (err) {
+    await activeConn.close().catch(() => undefined)
+    throw err
+  }
+  const baseEvictions = Number((await passiveConn.stats()).get('evictions') ?? 0)
+  let lastEvictions = 0
+  const lags: number[] = []
+  const result: MirrorResult = {
+    active: opts.active,
+    passive: opts.passive,
+    delete: opts.delete,
+    intervalSeconds: opts.intervalSeconds,
+    passes: 0,
+    first: undefined,
+    last: undefined,
+    copied: 0,
+    deleted: 0,
+    failed: 0,
+    bytes: 0,
+    lag: { lastMs: 0, medianMs: 0, maxMs: 0 },
+    mapBytes: 0,
+    keys: 0,
+    interrupted: false,
+    status: ExitCode.ok,
+  }
+  let previousStart = 0
+  try {
+    for (let pass = 1; pass <= maxPasses; pass++) {
+      if (opts.signal?.aborted) break
+      const start = Date.now()
+      map.clearSeen()
+      let listed = 0
+      const job = await runSourceJob({
+        source: opts.active,
+        targets: [opts.passive],
+        route,
+        maxChain: 1,
+        mode: 'copy',
+        store: 'set',
+        ...jobKnobs(opts),
+        maxPasses: 1,
+        select: (e) => {
+          listed++
+          return map.seeChanged(e.key, e.cas)
+        },
+        onCopied: (key, _t, sourceCas) => map.copied(key, sourceCas),
+        onEvent: emit,
+        ...(pass === 1 ? { onPreflight: (dests) => refuseWithoutRoom(dests, opts.allowEvictions) } : {}),
+      })
+      if (job.interrupted) {
+        result.interrupted = true
+        break
+      }
+      let deleted = 0
+      if (opts.delete) {
+        deleted = await deleteGone(opts, map, activeConn, passiveConn)
+        if (opts.signal?.aborted) {
+          result.interrupted = true
+          break
+        }
+      }
+      // Keys the active no longer lists leave the map once they outnumber the live ones.
+      const seen = map.seenCount()
+      if (map.size > 2 * seen + 1024) map.compact()
+      const end = Date.now()
+      const stats = await passiveConn.stats()
+      const evictions = Number(stats.get('evictions') ?? 0) - baseEvictions
+      if (evictions > lastEvictions) emit({ type: 'mirror-evictions', passive: opts.passive, evictions })
+      lastEvictions = evictions
+      const t = job.tally
+      const p: MirrorPass = {
+        pass,
+        startedAt: new Date(start).toISOString(),
+        listed,
+        changed: job.keysAtStart,
+        copied: t.moved,
+        deleted,
+        failed: t.failed,
+        skipped: t.skippedTotal,
+        bytes: t.bytes,
+        durationMs: end - start,
+        lagMs: end - (pass === 1 ? start : previousStart),
+        passive: { usedBytes: Number(stats.get('bytes') ?? 0), limitBytes: Number(stats.get('limit_maxbytes') ?? 0), items: Number(stats.get('curr_items') ?? 0), evictions },
+      }
+      previousStart = start
+      result.passes = pass
+      result.first ??= p
+      result.last = p
+      result.copied += p.copied
+      result.deleted += deleted
+      result.failed += p.failed
+      result.bytes += p.bytes
+      if (pass > 1 || maxPasses === 1) {
+        lags.push(p.lagMs)
+        if (lags.length > 1000) lags.shift()
+      }
+      emit({ type: 'mirror-pass', result: p })
+      if (pass >= maxPasses) break
+      const wait = start + opts.intervalSeconds * 1000 - Date.now()
+      if (wait > 0) await sleep(wait, undefined, opts.signal !== undefined ? { signal: opts.signal } : undefined).catch(() => undefined)
+    }
+  } finally {
+    await Promise.all([activeConn.close().catch(() => undefined), passiveConn.close().catch(() => undefined)])
+  }
+  const sorted = [...lags].sort((a, b) => a - b)
+  result.lag = { lastMs: result.last?.lagMs ?? 0, medianMs: sorted[Math.floor(sorted.length / 2)] ?? 0, maxMs: sorted[sorted.length - 1] ?? 0 }
+  result.mapBytes = map.bytes
+  result.keys = map.size
+  // Stopping a continuous mirror is its normal end; only a one-shot pass can be cut short.
+  result.status = opts.once && result.interrupted ? ExitCode.interrupted : opts.once && result.failed > 0 ? ExitCode.partial : ExitCode.ok
+  return result
+}
+
+/**
+ * Deletes on the passive what the active no longer has: the passive's dump, minus the keys this
+ * pass's active dump listed, minus the keys the active confirms it still holds. Returns how many
+ * were deleted.
+ */
+async function deleteGone(opts: MirrorOptions, map: FingerprintCasMap, active: MetaConnection, passive: MetaConnection): Promise<number> {
+  const spool = KeySpool.create({ root: opts.spoolDir, order: 'dump', serverNow: 0, label: `${opts.passive}-gone` })
+  try {
+    await metadump(parseAddress(opts.passive), {
+      onEntry: (e) => {
+        if (!map.seen(e.key) && keyEncoding(e.key) !== 'unaddressable') spool.add(e.key, e.size, e.exp, e.la)
+      },
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    }).catch((err: unknown) => {
+      if (opts.signal?.aborted) return
+      throw err
+    })
+    if (opts.signal?.aborted || spool.count === 0) return 0
+    const reader = spool.reader()
+    const batch = new KeyBatch(opts.batchSize ?? 500)
+    const present = new Uint8Array(batch.capacity)
+    const payload = new MetaPayload()
+    let deleted = 0
+    while (reader.next(batch) > 0) {
+      present.fill(0)
+      // u: no LRU bump on the active; q: a miss answers nothing.
+      for (let i = 0; i < batch.count; i++) payload.command('mg', batch.key(i)).flags('u q').flag('O', i).end()
+      await active.batch(payload.noop().take(), (r) => {
+        if (r.status === HD && r.opaque >= 0 && r.opaque < batch.count) present[r.opaque] = 1
+      })
+      let n = 0
+      for (let i = 0; i < batch.count; i++) {
+        if (present[i] === 1) continue
+        payload.command('md', batch.key(i)).end()
+        n++
+      }
+      if (n === 0) {
+        payload.reset()
+        continue
+      }
+      await passive.batch(payload.noop().take(), (r) => {
+        if (r.status === HD) deleted++
+      })
+    }
+    return deleted
+  } finally {
+    spool.remove()
+  }
+}
