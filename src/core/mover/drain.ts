@@ -92,6 +92,9 @@ export function checkDrainable(pool: Pool, server: string, location: string): Po
   if (s === undefined) {
     throw refuse(`${server} is not in the pool ${location}`, [`Servers in the pool: ${pool.servers.map((x) => x.address).join(', ')}`], 'SERVER_NOT_IN_POOL', ExitCode.usage)
   }
+  if (pool.rebalance !== undefined) {
+    throw refuse(`a rebalance is in progress in ${location} (started ${pool.rebalance.startedAt})`, ['Finish it first (`memdrain rebalance` resumes it), or abort it (`memdrain rebalance --abort`).'], 'REBALANCE_IN_PROGRESS')
+  }
   if (s.state === 'removed') throw refuse(`${s.address} is already removed from the pool`, ['Nothing to drain. `memdrain status` shows the pool.'], 'ALREADY_REMOVED')
   const remaining = activeServers(pool).filter((x) => x.address !== s.address)
   if (remaining.length === 0) {
