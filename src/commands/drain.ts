@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
-import { confirm, waitForEnter } from '../cli/confirm.js'
+import { confirm } from '../cli/confirm.js'
+import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
 import { interruptOnSignals, parseRatio, parseThrottle, throttleFlags } from '../cli/job-flags.js'
 import type { DrainResult } from '../core/mover/drain.js'
 import { renderDrainSummary } from '../ui/drain-summary.js'
@@ -39,10 +40,7 @@ ${EXIT_CODES_HELP}`
     'client-grace': Flags.integer({ description: 'Move hand-off: seconds to wait after marking the server deactivating, so pool-aware clients (which re-read the pool every 2 s) stop writing to it first.', default: 3, min: 0 }),
     'dry-run': Flags.boolean({ description: 'Only plan: keys and bytes per destination, room check, estimated duration. Writes nothing.' }),
     yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
-    'switch-command': Flags.string({ description: 'Copy hand-off: shell command that switches the applications to the new server list (must exit 0).', helpGroup: 'COPY HAND-OFF' }),
-    'wait-for-switch': Flags.boolean({ description: 'Copy hand-off: wait until the source\'s get rate stays under --switch-floor.', helpGroup: 'COPY HAND-OFF' }),
-    'switch-floor': Flags.integer({ description: 'Gets per second under which the source counts as no longer read.', default: 1, min: 0, helpGroup: 'COPY HAND-OFF' }),
-    'switch-timeout': Flags.integer({ description: 'Seconds to wait for the switch.', default: 3600, min: 1, helpGroup: 'COPY HAND-OFF' }),
+    ...switchFlags,
   }
 
   async run(): Promise<DrainResult> {
@@ -56,21 +54,10 @@ ${EXIT_CODES_HELP}`
       throw usageError('not confirmed; nothing was changed')
     }
     const { runDrain } = await import('../core/mover/drain.js')
-    const { runSwitchCommand, waitForTrafficToStop } = await import('../core/mover/switch-wait.js')
     const interrupt = interruptOnSignals()
     const progress = createProgress({ json: this.jsonEnabled(), label: `drain ${args.server}` })
-    const switchCommand = flags['switch-command']
-    const waitForSwitch =
-      switchCommand !== undefined
-        ? (ctx: { source: string; destinations: string[] }) =>
-            runSwitchCommand(switchCommand, { MEMDRAIN_SOURCE: ctx.source, MEMDRAIN_DESTINATIONS: ctx.destinations.join(',') })
-        : flags['wait-for-switch']
-          ? (ctx: { source: string }) =>
-              waitForTrafficToStop(ctx.source, { floor: flags['switch-floor'], quietSeconds: 5, timeoutSeconds: flags['switch-timeout'], signal: interrupt.signal })
-          : process.stdin.isTTY && process.stderr.isTTY
-            ? (ctx: { source: string; destinations: string[] }) =>
-                waitForEnter(`All keys are copied. Switch the applications to the server list without ${ctx.source}, then press Enter to catch up and purge.`)
-            : undefined
+    const waiter = await switchWaiter(flags, interrupt.signal, (ctx) => `All keys are copied. Switch the applications to the server list without ${ctx.watched.join(', ')}, then press Enter to catch up and purge.`)
+    const waitForSwitch = waiter === undefined ? undefined : (ctx: { source: string; destinations: string[] }) => waiter({ watched: [ctx.source], destinations: ctx.destinations })
     try {
       const result = await runDrain({
         store,

@@ -39,6 +39,10 @@ function describe(e: EngineEvent | { type: string; [k: string]: unknown }): stri
       return e.phase === 'waiting' ? 'waiting for applications to switch to the new servers' : 'switch confirmed'
     case 'catch-up':
       return e.phase === 'progress' ? undefined : `catch-up ${String(e.phase)}: ${String(e.checked)}/${String(e.total)} checked, ${String(e.caughtUp)} re-copied, ${String(e.invalidated)} invalidated`
+    case 'rebalance': {
+      const change = [...(e.added as string[]).map((a) => `+${a}`), ...(e.removed as string[]).map((a) => `-${a}`)].join(' ')
+      return `rebalance ${String(e.phase)}${change !== '' ? ` (${change})` : ''}`
+    }
     case 'purged':
       return `purged ${String(e.server)} (flush_all on that server only)`
     default:
