@@ -1,8 +1,8 @@
-import { Args, Flags } from '@oclif/core'
+import { Args } from '@oclif/core'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
 import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
-import { interruptOnSignals, parseRatio, parseThrottle, throttleFlags } from '../cli/job-flags.js'
+import { handoffFlags, handoffJobOptions, interruptOnSignals, throttleFlags } from '../cli/job-flags.js'
 import type { DrainResult } from '../core/mover/drain.js'
 import { renderDrainSummary } from '../ui/drain-summary.js'
 import { createProgress } from '../ui/progress.js'
@@ -34,21 +34,15 @@ ${EXIT_CODES_HELP}`
   static override flags = {
     ...poolFlags,
     ...throttleFlags,
-    handoff: Flags.string({ description: 'move: delete from the source as keys move (pool-aware clients). copy: copy, switch, catch up (static clients).', options: ['move', 'copy'] }),
-    threshold: Flags.string({ description: 'Transitioned ratio (moved + in place) / live keys at which the server is purged and removed.', default: '0.95' }),
-    purge: Flags.boolean({ description: 'Flush the drained server once the threshold is reached (--no-purge keeps its items).', default: true, allowNo: true }),
-    'client-grace': Flags.integer({ description: 'Move hand-off: seconds to wait after marking the server deactivating, so pool-aware clients (which re-read the pool every 2 s) stop writing to it first.', default: 3, min: 0 }),
-    'dry-run': Flags.boolean({ description: 'Only plan: keys and bytes per destination, room check, estimated duration. Writes nothing.' }),
-    yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
+    ...handoffFlags('the drained server is'),
     ...switchFlags,
   }
 
   async run(): Promise<DrainResult> {
     const { args, flags } = await this.parse(Drain)
-    const throttle = parseThrottle(flags)
-    const threshold = parseRatio(flags.threshold, 'threshold')
+    const job = handoffJobOptions(flags)
     const store = poolStoreFromFlags(flags)
-    const dryRun = flags['dry-run']
+    const { dryRun } = job
     if (flags['switch-command'] !== undefined && flags['wait-for-switch']) throw usageError('give --switch-command or --wait-for-switch, not both')
     if (!dryRun && !(await confirm(`Drain ${args.server}: move its keys to the other servers, then flush it?`, flags.yes))) {
       throw usageError('not confirmed; nothing was changed')
@@ -62,22 +56,14 @@ ${EXIT_CODES_HELP}`
       const result = await runDrain({
         store,
         server: args.server,
-        handoff: flags.handoff as 'move' | 'copy' | undefined,
-        threshold,
-        purge: flags.purge,
-        ...throttle,
-        allowEvictions: flags['allow-evictions'],
-        order: flags.order as 'hot-first' | 'dump',
-        spoolDir: flags['spool-dir'],
-        dryRun,
-        clientGraceSeconds: flags['client-grace'],
+        ...job,
         signal: interrupt.signal,
         onEvent: (e) => progress.event(e),
         waitForSwitch,
       })
       progress.stop()
       this.status = result.status
-      if (!this.jsonEnabled()) this.log(renderDrainSummary(result, throttle.rate))
+      if (!this.jsonEnabled()) this.log(renderDrainSummary(result, job.rate))
       return result
     } finally {
       progress.stop()

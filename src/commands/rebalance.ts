@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
-import { interruptOnSignals, parseRatio, parseThrottle, throttleFlags } from '../cli/job-flags.js'
+import { handoffFlags, handoffJobOptions, interruptOnSignals, throttleFlags } from '../cli/job-flags.js'
 import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
 import type { AbortResult, RebalanceResult } from '../core/mover/rebalance.js'
 import { createProgress } from '../ui/progress.js'
@@ -43,12 +43,7 @@ ${EXIT_CODES_HELP}`
     remove: Flags.string({ description: 'Remove a server (ADDR); repeatable.', multiple: true, helpGroup: 'NEW POOL' }),
     weight: Flags.string({ description: 'Change a server\'s weight (ADDR=WEIGHT); repeatable.', multiple: true, helpGroup: 'NEW POOL' }),
     abort: Flags.boolean({ description: 'Go back to the previous pool (copy hand-off, before the switch): deletes the copies made.', exclusive: ['to', 'add', 'remove', 'weight', 'dry-run'] }),
-    handoff: Flags.string({ description: 'move: delete from the old owner as keys move (pool-aware clients). copy: copy, switch, catch up (static clients).', options: ['move', 'copy'] }),
-    threshold: Flags.string({ description: 'Transitioned ratio every source must reach before the servers leaving are purged and the rebalance ends.', default: '0.95' }),
-    purge: Flags.boolean({ description: 'Flush the servers that leave once done (--no-purge keeps their items).', default: true, allowNo: true }),
-    'client-grace': Flags.integer({ description: 'Move hand-off: seconds between writing the new pool and moving the first key (pool-aware clients re-read it every 2 s).', default: 3, min: 0 }),
-    'dry-run': Flags.boolean({ description: 'Only plan: keys and bytes per (old owner → new owner), room and item size checks, estimated duration. Writes nothing.' }),
-    yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
+    ...handoffFlags('the servers leaving the pool are'),
     ...switchFlags,
   }
 
@@ -65,9 +60,8 @@ ${EXIT_CODES_HELP}`
         if (!this.jsonEnabled()) this.log(renderAbortSummary(result))
         return result
       }
-      const throttle = parseThrottle(flags)
-      const threshold = parseRatio(flags.threshold, 'threshold')
-      const dryRun = flags['dry-run']
+      const job = handoffJobOptions(flags)
+      const { dryRun } = job
       if (flags['switch-command'] !== undefined && flags['wait-for-switch']) throw usageError('give --switch-command or --wait-for-switch, not both')
       if (flags['wait-for-switch'] && (flags.remove ?? []).length === 0 && flags.to === undefined) {
         throw usageError('--wait-for-switch watches the get rate of the servers that leave, and none does', ['Use --switch-command CMD, or confirm on a terminal.'])
@@ -91,15 +85,7 @@ ${EXIT_CODES_HELP}`
         const result = await runRebalance({
           store,
           edits,
-          handoff: flags.handoff as 'move' | 'copy' | undefined,
-          threshold,
-          purge: flags.purge,
-          ...throttle,
-          allowEvictions: flags['allow-evictions'],
-          order: flags.order as 'hot-first' | 'dump',
-          spoolDir: flags['spool-dir'],
-          dryRun,
-          clientGraceSeconds: flags['client-grace'],
+          ...job,
           signal: interrupt.signal,
           onEvent: (e) => progress.event(e),
           waitForSwitch:
@@ -114,7 +100,7 @@ ${EXIT_CODES_HELP}`
         })
         progress.stop()
         this.status = result.status
-        if (!this.jsonEnabled()) this.log(renderRebalanceSummary(result, throttle.rate))
+        if (!this.jsonEnabled()) this.log(renderRebalanceSummary(result, job.rate))
         return result
       } finally {
         progress.stop()

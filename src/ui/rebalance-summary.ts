@@ -1,4 +1,5 @@
 import type { AbortResult, RebalanceResult } from '../core/mover/rebalance.js'
+import { renderDestinations } from './drain-summary.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
 import { paint, renderTable } from './style.js'
 
@@ -81,13 +82,7 @@ export function renderRebalanceSummary(r: RebalanceResult, rate: number): string
       new Set([1, 2, 3, 4, 5]),
     ),
   )
-  lines.push(
-    renderTable(
-      ['DESTINATION', 'KEYS', 'BYTES', 'IN PLACE', 'FAILED'],
-      r.destinations.map((d) => [d.address, formatCount(d.keys), formatBytes(d.bytes), formatCount(d.inPlace), d.failed > 0 ? paint.bad(formatCount(d.failed)) : '0']),
-      new Set([1, 2, 3, 4]),
-    ),
-  )
+  lines.push(renderDestinations(r.destinations))
   for (const s of r.samples.slice(0, 5)) lines.push(paint.dim(`  ${s.key}: ${s.reason}`))
   return lines.join('\n')
 }

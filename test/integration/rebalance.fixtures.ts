@@ -5,35 +5,21 @@
  */
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import path from 'node:path'
 import { poolPlacement, locateKey } from '../../src/core/pool/placement.js'
 import { parsePoolText } from '../../src/core/pool/validate.js'
 import type { Pool } from '../../src/core/pool/model.js'
 import type { RebalanceOptions } from '../../src/core/mover/rebalance.js'
 import type { PoolEdits } from '../../src/core/pool/rebalance-target.js'
-import { Conns, getAll, setAll, stat, type Item, type TestPool } from './drain.fixtures.js'
+import { Conns, drainOptions, getAll, setAll, stat, type Item, type TestPool } from './drain.fixtures.js'
 
 export function edits(e: Partial<PoolEdits>): PoolEdits {
   return { add: [], remove: [], weight: [], ...e }
 }
 
 export function rebalanceOptions(pool: TestPool, e: Partial<PoolEdits>, extra: Partial<RebalanceOptions> = {}): RebalanceOptions {
-  return {
-    store: pool.store,
-    edits: edits(e),
-    threshold: 0.95,
-    purge: true,
-    rate: 0,
-    bandwidth: 0,
-    minTtl: 2,
-    minFree: 0.1,
-    allowEvictions: false,
-    order: 'hot-first',
-    spoolDir: path.join(pool.dir, 'spool'),
-    dryRun: false,
-    clientGraceSeconds: 0,
-    ...extra,
-  }
+  // The drain tests' job options (unthrottled, no client grace, spool in the test's directory), without a server.
+  const { server: _server, waitForSwitch: _wait, onEvent: _on, ...job } = drainOptions(pool, '')
+  return { ...job, edits: edits(e), ...extra }
 }
 
 export function readPool(file: string): Pool {

@@ -9,7 +9,7 @@ import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from './copy-journal.js'
 import { flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { FingerprintSet } from './fingerprint-set.js'
-import type { SpoolOrder } from './spool.js'
+import { sourceJobSettings, type HandoffJobOptions } from './job-options.js'
 import { deleteCopies } from './stale-copies.js'
 import { addTally, Tally } from './tally.js'
 import { TokenBucket } from './throttle.js'
@@ -29,28 +29,11 @@ import type { RouteFn } from './transfer.js'
  * stay, then purges the servers that left.
  */
 
-export interface RebalanceOptions {
-  store: PoolStore
+export interface RebalanceOptions extends HandoffJobOptions {
   edits: PoolEdits
-  handoff?: 'move' | 'copy' | undefined
-  threshold: number
-  purge: boolean
-  rate: number
-  bandwidth: number
-  minTtl: number
-  minFree: number
-  allowEvictions: boolean
-  order: SpoolOrder
-  spoolDir?: string | undefined
-  dryRun: boolean
-  signal?: AbortSignal | undefined
   onEvent?: ((e: EngineEvent | RebalanceEvent) => void) | undefined
   /** Copy hand-off: resolves once the applications use the new server list. */
   waitForSwitch?: ((ctx: { removed: string[]; destinations: string[] }) => Promise<void>) | undefined
-  batchSize?: number | undefined
-  inFlight?: number | undefined
-  /** Move hand-off, fresh start: seconds between writing the new pool and moving the first key (as drain). */
-  clientGraceSeconds?: number | undefined
 }
 
 export type RebalanceEvent =
@@ -419,17 +402,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
         route: routeFor(source),
         maxChain,
         mode: handoff === 'move' ? 'move' : 'copy',
-        store: 'add',
-        order: opts.order,
-        spoolDir: opts.spoolDir,
-        rate: opts.rate,
-        bandwidth: opts.bandwidth,
-        minTtl: opts.minTtl,
-        minFree: opts.minFree,
-        allowEvictions: opts.allowEvictions,
-        signal: opts.signal,
-        batchSize: opts.batchSize,
-        inFlight: opts.inFlight,
+        ...sourceJobSettings(opts),
         throttle,
         handled: handled.get(source),
         ...extra,
