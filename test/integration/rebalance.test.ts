@@ -59,8 +59,8 @@ describe('rebalance', () => {
     })
   }
 
-  it('4→3 under memjs (move hand-off): the leaving server hands over everything, is purged and removed; the others only what changes owner', async () => {
-    const pool = await startPool(4, { hash: 'memjs', clients: 'pool-aware' })
+  it('4→3 under php-memcached-libketama (move hand-off): the leaving server hands over everything, is purged and removed; the others only what changes owner', async () => {
+    const pool = await startPool(4, { hash: 'php-memcached-libketama', clients: 'pool-aware' })
     pools.push(pool)
     const all = pool.servers.map((s) => s.address)
     const leaving = all[1]!
