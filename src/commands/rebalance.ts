@@ -63,7 +63,8 @@ ${EXIT_CODES_HELP}`
       const job = handoffJobOptions(flags)
       const { dryRun } = job
       if (flags['switch-command'] !== undefined && flags['wait-for-switch']) throw usageError('give --switch-command or --wait-for-switch, not both')
-      if (flags['wait-for-switch'] && (flags.remove ?? []).length === 0 && flags.to === undefined) {
+      const onlyAdds = ((flags.add ?? []).length > 0 || (flags.weight ?? []).length > 0) && (flags.remove ?? []).length === 0 && flags.to === undefined
+      if (flags['wait-for-switch'] && onlyAdds) {
         throw usageError('--wait-for-switch watches the get rate of the servers that leave, and none does', ['Use --switch-command CMD, or confirm on a terminal.'])
       }
       let to: { pool: import('../core/pool/model.js').Pool; location: string } | undefined

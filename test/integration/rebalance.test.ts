@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { abortRebalance, runRebalance } from '../../src/core/mover/rebalance.js'
 import { runDrain } from '../../src/core/mover/drain.js'
+import { purgeServer } from '../../src/core/pool/purge.js'
 import { startMemcached, type MemcachedServer } from '../helpers/memcached.js'
 import { rejectsWithCode } from '../helpers/assert.js'
 import { Conns, drainOptions, getAll, setAll, startPool, type TestPool } from './drain.fixtures.js'
@@ -184,6 +185,7 @@ describe('rebalance', () => {
     assert.equal(p.servers.length, 3)
     await rejectsWithCode(runRebalance(rebalanceOptions(pool, { remove: [a] })), 'REBALANCE_IN_PROGRESS', 3)
     await rejectsWithCode(runDrain(drainOptions(pool, a)), 'REBALANCE_IN_PROGRESS', 3)
+    await rejectsWithCode(purgeServer(pool.store, b, false), 'PURGE_REFUSED', 3)
     await rejectsWithCode(abortRebalance(pool.store, undefined), 'ABORT_REFUSED', 3)
     // The same command resumes it.
     const r = await runRebalance(rebalanceOptions(pool, { remove: [b] }))
