@@ -90,3 +90,45 @@ export function interruptOnSignals(): { signal: AbortSignal; dispose: () => void
     },
   }
 }
+
+/** Flags of the jobs with a hand-off (drain, rebalance); `what` names what is purged. */
+export function handoffFlags(what: string) {
+  return {
+    handoff: Flags.string({ description: 'move: delete from the old owner as keys move (pool-aware clients). copy: copy, switch, catch up (static clients).', options: ['move', 'copy'] }),
+    threshold: Flags.string({ description: `Transitioned ratio (moved + in place) / live keys at which ${what} purged and removed.`, default: '0.95' }),
+    purge: Flags.boolean({ description: `Flush ${what} once the threshold is reached (--no-purge keeps the items).`, default: true, allowNo: true }),
+    'client-grace': Flags.integer({ description: 'Move hand-off: seconds between changing the pool file and moving the first key, so pool-aware clients (which re-read the pool every 2 s) see it first.', default: 3, min: 0 }),
+    'dry-run': Flags.boolean({ description: 'Only plan: keys and bytes per destination, room check, estimated duration. Writes nothing.' }),
+    yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
+  }
+}
+
+interface HandoffFlagValues {
+  handoff?: string | undefined
+  threshold: string
+  purge: boolean
+  'client-grace': number
+  'dry-run': boolean
+  rate: string
+  bandwidth: string
+  'min-free': string
+  'min-ttl': string
+  'allow-evictions': boolean
+  order: string
+  'spool-dir'?: string | undefined
+}
+
+/** The options every hand-off job takes, from its flags. */
+export function handoffJobOptions(flags: HandoffFlagValues) {
+  return {
+    handoff: flags.handoff as 'move' | 'copy' | undefined,
+    threshold: parseRatio(flags.threshold, 'threshold'),
+    purge: flags.purge,
+    ...parseThrottle(flags),
+    allowEvictions: flags['allow-evictions'],
+    order: flags.order as 'hot-first' | 'dump',
+    spoolDir: flags['spool-dir'],
+    dryRun: flags['dry-run'],
+    clientGraceSeconds: flags['client-grace'],
+  }
+}

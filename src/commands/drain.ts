@@ -1,7 +1,8 @@
-import { Args, Flags } from '@oclif/core'
+import { Args } from '@oclif/core'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
-import { confirm, waitForEnter } from '../cli/confirm.js'
-import { interruptOnSignals, parseRatio, parseThrottle, throttleFlags } from '../cli/job-flags.js'
+import { confirm } from '../cli/confirm.js'
+import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
+import { handoffFlags, handoffJobOptions, interruptOnSignals, throttleFlags } from '../cli/job-flags.js'
 import type { DrainResult } from '../core/mover/drain.js'
 import { renderDrainSummary } from '../ui/drain-summary.js'
 import { createProgress } from '../ui/progress.js'
@@ -33,64 +34,36 @@ ${EXIT_CODES_HELP}`
   static override flags = {
     ...poolFlags,
     ...throttleFlags,
-    handoff: Flags.string({ description: 'move: delete from the source as keys move (pool-aware clients). copy: copy, switch, catch up (static clients).', options: ['move', 'copy'] }),
-    threshold: Flags.string({ description: 'Transitioned ratio (moved + in place) / live keys at which the server is purged and removed.', default: '0.95' }),
-    purge: Flags.boolean({ description: 'Flush the drained server once the threshold is reached (--no-purge keeps its items).', default: true, allowNo: true }),
-    'client-grace': Flags.integer({ description: 'Move hand-off: seconds to wait after marking the server deactivating, so pool-aware clients (which re-read the pool every 2 s) stop writing to it first.', default: 3, min: 0 }),
-    'dry-run': Flags.boolean({ description: 'Only plan: keys and bytes per destination, room check, estimated duration. Writes nothing.' }),
-    yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
-    'switch-command': Flags.string({ description: 'Copy hand-off: shell command that switches the applications to the new server list (must exit 0).', helpGroup: 'COPY HAND-OFF' }),
-    'wait-for-switch': Flags.boolean({ description: 'Copy hand-off: wait until the source\'s get rate stays under --switch-floor.', helpGroup: 'COPY HAND-OFF' }),
-    'switch-floor': Flags.integer({ description: 'Gets per second under which the source counts as no longer read.', default: 1, min: 0, helpGroup: 'COPY HAND-OFF' }),
-    'switch-timeout': Flags.integer({ description: 'Seconds to wait for the switch.', default: 3600, min: 1, helpGroup: 'COPY HAND-OFF' }),
+    ...handoffFlags('the drained server is'),
+    ...switchFlags,
   }
 
   async run(): Promise<DrainResult> {
     const { args, flags } = await this.parse(Drain)
-    const throttle = parseThrottle(flags)
-    const threshold = parseRatio(flags.threshold, 'threshold')
+    const job = handoffJobOptions(flags)
     const store = poolStoreFromFlags(flags, (m) => this.note(m))
-    const dryRun = flags['dry-run']
+    const { dryRun } = job
     if (flags['switch-command'] !== undefined && flags['wait-for-switch']) throw usageError('give --switch-command or --wait-for-switch, not both')
     if (!dryRun && !(await confirm(`Drain ${args.server}: move its keys to the other servers, then flush it?`, flags.yes))) {
       throw usageError('not confirmed; nothing was changed')
     }
     const { runDrain } = await import('../core/mover/drain.js')
-    const { runSwitchCommand, waitForTrafficToStop } = await import('../core/mover/switch-wait.js')
     const interrupt = interruptOnSignals()
     const progress = createProgress({ json: this.jsonEnabled(), label: `drain ${args.server}` })
-    const switchCommand = flags['switch-command']
-    const waitForSwitch =
-      switchCommand !== undefined
-        ? (ctx: { source: string; destinations: string[] }) =>
-            runSwitchCommand(switchCommand, { MEMDRAIN_SOURCE: ctx.source, MEMDRAIN_DESTINATIONS: ctx.destinations.join(',') })
-        : flags['wait-for-switch']
-          ? (ctx: { source: string }) =>
-              waitForTrafficToStop(ctx.source, { floor: flags['switch-floor'], quietSeconds: 5, timeoutSeconds: flags['switch-timeout'], signal: interrupt.signal })
-          : process.stdin.isTTY && process.stderr.isTTY
-            ? (ctx: { source: string; destinations: string[] }) =>
-                waitForEnter(`All keys are copied. Switch the applications to the server list without ${ctx.source}, then press Enter to catch up and purge.`)
-            : undefined
+    const waiter = await switchWaiter(flags, interrupt.signal, (ctx) => `All keys are copied. Switch the applications to the server list without ${ctx.watched.join(', ')}, then press Enter to catch up and purge.`)
+    const waitForSwitch = waiter === undefined ? undefined : (ctx: { source: string; destinations: string[] }) => waiter({ watched: [ctx.source], destinations: ctx.destinations })
     try {
       const result = await runDrain({
         store,
         server: args.server,
-        handoff: flags.handoff as 'move' | 'copy' | undefined,
-        threshold,
-        purge: flags.purge,
-        ...throttle,
-        allowEvictions: flags['allow-evictions'],
-        order: flags.order as 'hot-first' | 'dump',
-        spoolDir: flags['spool-dir'],
-        dryRun,
-        clientGraceSeconds: flags['client-grace'],
+        ...job,
         signal: interrupt.signal,
         onEvent: (e) => progress.event(e),
         waitForSwitch,
       })
       progress.stop()
       this.status = result.status
-      if (!this.jsonEnabled()) this.log(renderDrainSummary(result, throttle.rate))
+      if (!this.jsonEnabled()) this.log(renderDrainSummary(result, job.rate))
       return result
     } finally {
       progress.stop()

@@ -1,4 +1,5 @@
 import type { DrainResult } from '../core/mover/drain.js'
+import type { DestinationTally } from '../core/mover/tally.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
 import { paint, renderTable } from './style.js'
 
@@ -35,13 +36,16 @@ export function renderDrainSummary(r: DrainResult, rate: number): string {
     lines.push(`catch-up after the switch: ${formatCount(r.caughtUp)} re-copied, ${formatCount(r.invalidated)} invalidated`)
   }
   lines.push(`${formatBytes(r.bytes)} in ${formatDuration(r.durationSeconds)} (${formatCount(r.keysPerSecond)} keys/s), ${r.passes} pass(es)`)
-  lines.push(
-    renderTable(
-      ['DESTINATION', 'KEYS', 'BYTES', 'IN PLACE', 'FAILED'],
-      r.destinations.map((d) => [d.address, formatCount(d.keys), formatBytes(d.bytes), formatCount(d.inPlace), d.failed > 0 ? paint.bad(formatCount(d.failed)) : '0']),
-      new Set([1, 2, 3, 4]),
-    ),
-  )
+  lines.push(renderDestinations(r.destinations))
   for (const s of r.samples.slice(0, 5)) lines.push(paint.dim(`  ${s.key}: ${s.reason}`))
   return lines.join('\n')
+}
+
+/** The per-destination figures of a finished job (drain, rebalance). */
+export function renderDestinations(destinations: readonly DestinationTally[]): string {
+  return renderTable(
+    ['DESTINATION', 'KEYS', 'BYTES', 'IN PLACE', 'FAILED'],
+    destinations.map((d) => [d.address, formatCount(d.keys), formatBytes(d.bytes), formatCount(d.inPlace), d.failed > 0 ? paint.bad(formatCount(d.failed)) : '0']),
+    new Set([1, 2, 3, 4]),
+  )
 }

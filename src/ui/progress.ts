@@ -41,6 +41,10 @@ function describe(e: EngineEvent | { type: string; [k: string]: unknown }): stri
       return e.phase === 'progress' ? undefined : `catch-up ${String(e.phase)}: ${String(e.checked)}/${String(e.total)} checked, ${String(e.caughtUp)} re-copied, ${String(e.invalidated)} invalidated`
     case 'peer':
       return `peer ${Number(e.index) + 1}/${String(e.of)}: copying from ${String(e.peer)}`
+    case 'rebalance': {
+      const change = [...(e.added as string[]).map((a) => `+${a}`), ...(e.removed as string[]).map((a) => `-${a}`)].join(' ')
+      return `rebalance ${String(e.phase)}${change !== '' ? ` (${change})` : ''}`
+    }
     case 'purged':
       return `purged ${String(e.server)} (flush_all on that server only)`
     default:

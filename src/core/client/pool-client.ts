@@ -327,20 +327,20 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
     const t = this.topo
     const moved = this.ledger.counts()
     const servers: Record<string, ServerStats> = {}
-    for (const s of (t.previous ?? t.current).servers) {
-      const h = this.health.snapshot(s.address)
-      const c = this.perServer.get(s.address)
+    for (const address of t.addresses) {
+      const h = this.health.snapshot(address)
+      const c = this.perServer.get(address)
       const entry: ServerStats = {
         state: h.state,
-        role: t.deactivating.has(s.address) ? 'deactivating' : 'active',
+        role: t.deactivating.has(address) ? 'deactivating' : 'active',
         requests: c?.requests ?? 0,
         errors: c?.errors ?? 0,
-        movedByClient: moved.get(s.address) ?? 0,
+        movedByClient: moved.get(address) ?? 0,
       }
       if (h.downSince !== undefined) entry.downSince = new Date(h.downSince).toISOString()
       if (h.retryAt !== undefined) entry.retryAt = new Date(h.retryAt).toISOString()
       if (h.lastError !== undefined) entry.lastError = h.lastError
-      servers[s.address] = entry
+      servers[address] = entry
     }
     return { ...this.counters, revision: t.revision, hash: t.pool.hash, replicas: t.replicas, backgroundPending: this.background.size, servers }
   }

@@ -32,8 +32,11 @@ export class Topology {
       this.current = poolPlacement(pool, activeServers(pool))
       const withDeactivating = pool.servers.filter((s) => s.state === 'active' || s.state === 'deactivating')
       this.deactivating = new Set(withDeactivating.filter((s) => s.state === 'deactivating').map((s) => s.address))
-      this.previous = migrate && this.deactivating.size > 0 ? poolPlacement(pool, withDeactivating) : undefined
-      this.addresses = new Set((this.previous ?? this.current).servers.map((s) => s.address))
+      // A rebalance in progress: a key not yet moved is at its owner under the previous pool
+      // (another hash, weights or order: the deactivating servers alone do not say where).
+      const before = pool.rebalance?.previous
+      this.previous = !migrate ? undefined : before !== undefined ? poolPlacement(before) : this.deactivating.size > 0 ? poolPlacement(pool, withDeactivating) : undefined
+      this.addresses = new Set([...this.current.servers, ...(this.previous?.servers ?? [])].map((s) => s.address))
     } catch (err) {
       if (err instanceof Error && err.name === 'PoolClientError') throw err
       throw optionInvalid('pool', `cannot be placed: ${(err as Error).message}`)
@@ -57,6 +60,7 @@ export class Topology {
   sameLayout(pool: Pool): boolean {
     const a = this.poolNow
     if (a.hash !== pool.hash || a.replicas !== pool.replicas || a.servers.length !== pool.servers.length) return false
+    if (a.rebalance?.startedAt !== pool.rebalance?.startedAt) return false
     return a.servers.every((s, i) => {
       const t = pool.servers[i]!
       return (

@@ -2,45 +2,22 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode, isMemdrainError } from '../errors.js'
 import { activeServers, findServer, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
-import type { PoolStore } from '../pool/store.js'
 import type { HeldLock } from '../pool/lock.js'
 import { flushServer, refuseWithoutRoom, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from './copy-journal.js'
 import { FingerprintSet } from './fingerprint-set.js'
-import type { SpoolOrder } from './spool.js'
+import { sourceJobSettings, type HandoffJobOptions } from './job-options.js'
 import type { RouteFn } from './transfer.js'
 import { addTally, Tally } from './tally.js'
 import { sumStoreMigrations } from '../client/migration.js'
 
-export interface DrainOptions {
-  store: PoolStore
+export interface DrainOptions extends HandoffJobOptions {
   /** Address (or twemproxy name) of the server to drain. */
   server: string
-  handoff?: 'move' | 'copy' | undefined
-  threshold: number
-  purge: boolean
-  rate: number
-  bandwidth: number
-  minTtl: number
-  minFree: number
-  allowEvictions: boolean
-  order: SpoolOrder
-  spoolDir?: string | undefined
-  dryRun: boolean
-  signal?: AbortSignal | undefined
   onEvent?: ((e: EngineEvent | DrainEvent) => void) | undefined
   /** Copy hand-off: resolves once the applications read the new owners (switch command, prompt, or traffic watch). */
   waitForSwitch?: ((ctx: { source: string; destinations: string[] }) => Promise<void>) | undefined
-  batchSize?: number | undefined
-  inFlight?: number | undefined
-  /**
-   * Move hand-off, on a fresh start: seconds between marking the server deactivating and moving
-   * its first key. Pool-aware clients re-read the pool file every 2 s (checkInterval); one that
-   * has not yet seen the change still writes the source, and a key it writes there after the
-   * move would leave the moved (older) copy at the new owner. Default 3.
-   */
-  clientGraceSeconds?: number | undefined
 }
 
 export type DrainEvent =
@@ -92,6 +69,9 @@ export function checkDrainable(pool: Pool, server: string, location: string): Po
   const s = findServer(pool, server)
   if (s === undefined) {
     throw refuse(`${server} is not in the pool ${location}`, [`Servers in the pool: ${pool.servers.map((x) => x.address).join(', ')}`], 'SERVER_NOT_IN_POOL', ExitCode.usage)
+  }
+  if (pool.rebalance !== undefined) {
+    throw refuse(`a rebalance is in progress in ${location} (started ${pool.rebalance.startedAt})`, ['Finish it first (`memdrain rebalance` resumes it), or abort it (`memdrain rebalance --abort`).'], 'REBALANCE_IN_PROGRESS')
   }
   if (s.state === 'removed') throw refuse(`${s.address} is already removed from the pool`, ['Nothing to drain. `memdrain status` shows the pool.'], 'ALREADY_REMOVED')
   const remaining = activeServers(pool).filter((x) => x.address !== s.address)
@@ -251,17 +231,8 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         route,
         maxChain: Math.max(1, pp.replicas),
         mode: handoff === 'move' ? 'move' : 'copy',
-        store: 'add',
-        order: opts.order,
-        spoolDir: opts.spoolDir,
-        rate: opts.rate,
-        bandwidth: opts.bandwidth,
-        minTtl: opts.minTtl,
-        minFree: opts.minFree,
-        allowEvictions: opts.allowEvictions,
+        ...sourceJobSettings(opts),
         signal,
-        batchSize: opts.batchSize,
-        inFlight: opts.inFlight,
         handled,
         ...extra,
         onEvent: (e) => {

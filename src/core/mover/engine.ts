@@ -23,6 +23,8 @@ export interface PreflightDestination {
   limitBytes: number
   itemSizeMax: number
   fits: boolean
+  /** Size of the largest item (from the dump) routed here. */
+  largestItem?: number | undefined
 }
 
 export type EngineEvent =
@@ -72,6 +74,11 @@ export interface SourceJobOptions {
   onPreflight?: ((dests: PreflightDestination[], keys: number, bytes: number) => void | Promise<void>) | undefined
   /** Stop after the dump and preflight (plan / --dry-run). */
   dryRun?: boolean | undefined
+  /**
+   * Token buckets shared with other jobs running at the same time (rebalance: one global --rate
+   * and --bandwidth over every source). Without it the job makes its own from rate/bandwidth.
+   */
+  throttle?: { keys: TokenBucket; bytes: TokenBucket } | undefined
 }
 
 /** The knobs every job passes to the engine unchanged (throttle, guard, spool, interruption). */
@@ -187,8 +194,8 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
       itemSizeMax: () => guard.health.get(address)?.itemSizeMax ?? 1048576,
       clockOffset: () => guard.health.get(address)?.clockOffset ?? 0,
     }))
-    const keys = new TokenBucket(opts.rate)
-    const bytes = new TokenBucket(opts.bandwidth)
+    const keys = opts.throttle?.keys ?? new TokenBucket(opts.rate)
+    const bytes = opts.throttle?.bytes ?? new TokenBucket(opts.bandwidth)
     const result: SourceJobResult = { keysAtStart: 0, bytesAtStart: 0, passes: 0, tally, interrupted: false, preflight: [], durationMs: 0 }
     const handled = opts.handled ?? new FingerprintSet()
 
@@ -198,7 +205,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
       const serverNow = Number((await source.stats()).get('time') ?? Math.floor(Date.now() / 1000))
       const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
       try {
-        const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0 }))
+        const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
         const seen = new FingerprintSet(1024)
         const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
         let entries = 0
@@ -215,6 +222,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             const d = perDest[routeScratch[j]!]!
             d.keys++
             d.bytes += e.size
+            if (e.size > d.largest) d.largest = e.size
           }
         }
         await metadump(parseAddress(opts.source), { onEntry, ...(opts.signal ? { signal: opts.signal } : {}) }).catch((err: unknown) => {
@@ -242,6 +250,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
               limitBytes: h.limitBytes,
               itemSizeMax: h.itemSizeMax,
               fits: d.bytes <= h.freeBytes,
+              largestItem: d.largest,
             }
           })
           await opts.onPreflight?.(result.preflight, spool.count, spool.bytes)

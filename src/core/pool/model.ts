@@ -32,6 +32,36 @@ export interface TransitionRecord {
   finishedAt?: string
 }
 
+/** One source server's figures in a rebalance (as TransitionRecord's, per old server). */
+export interface RebalanceSourceRecord {
+  /** Keys the first dump found that change owner; the denominator of the source's ratio. */
+  keysAtStart: number
+  moved: number
+  inPlace: number
+  skipped: Record<string, number>
+  failed: number
+  conflicts: number
+  passes: number
+}
+
+/**
+ * A rebalance in progress. The pool's servers are already the new pool (removed servers stay
+ * listed as \`deactivating\` until purged); \`previous\` is the pool before it, so that pool-aware
+ * clients read a key's old owner when its new owner misses, and \`rebalance --abort\` can restore
+ * it before the switch.
+ */
+export interface RebalanceRecord {
+  startedAt: string
+  updatedAt: string
+  handoff: 'move' | 'copy'
+  threshold: number
+  previous: Pool
+  /** Per old server (address): what it handed over so far. */
+  sources: Record<string, RebalanceSourceRecord>
+  /** Copy hand-off: set once the applications read the new pool. */
+  switchedAt?: string
+}
+
 export interface PoolServer extends PlacementServer {
   readonly state: ServerState
   readonly transition?: TransitionRecord | undefined
@@ -42,6 +72,8 @@ export interface Pool {
   readonly replicas: number
   readonly clients: ClientKind
   readonly servers: readonly PoolServer[]
+  /** Present while a rebalance is in progress. */
+  readonly rebalance?: RebalanceRecord | undefined
 }
 
 /** Servers that own keys: only `active` ones (a deactivating server is a source, never a destination). */
@@ -70,5 +102,6 @@ export function poolToDocument(pool: Pool): Record<string, unknown> {
       state: s.state,
       ...(s.transition === undefined ? {} : { transition: s.transition }),
     })),
+    ...(pool.rebalance === undefined ? {} : { rebalance: { ...pool.rebalance, previous: poolToDocument(pool.rebalance.previous) } }),
   }
 }

@@ -30,6 +30,13 @@ export async function purgeServer(store: PoolStore, server: string, force: boole
     const ratio = s.transition === undefined ? null : transitionedRatio(s.transition)
     const threshold = s.transition?.threshold ?? null
     if (!force) {
+      if (snap.pool.rebalance !== undefined) {
+        throw new MemdrainError(`a rebalance is in progress in ${store.location}: ${s.address} may still hold keys it has to hand over`, {
+          code: 'PURGE_REFUSED',
+          exitCode: ExitCode.precondition,
+          suggestions: ['Let the rebalance finish (`memdrain rebalance` resumes it; it purges the servers that leave), or pass --force.'],
+        })
+      }
       if (s.state === 'active') {
         throw new MemdrainError(`${s.address} is active: purging it would throw away keys the applications read`, {
           code: 'PURGE_REFUSED',

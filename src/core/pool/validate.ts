@@ -1,9 +1,9 @@
 import { MemdrainError, ExitCode } from '../errors.js'
 import { HASH_NAMES, isHashName, type HashName } from '../placement/registry.js'
 import { parseAddress } from '../protocol/address.js'
-import { CLIENT_KINDS, SERVER_STATES, type ClientKind, type Pool, type PoolServer, type ServerState, type TransitionRecord } from './model.js'
+import { CLIENT_KINDS, SERVER_STATES, type ClientKind, type Pool, type PoolServer, type RebalanceRecord, type RebalanceSourceRecord, type ServerState, type TransitionRecord } from './model.js'
 
-const TOP_FIELDS = new Set(['hash', 'replicas', 'clients', 'servers'])
+const TOP_FIELDS = new Set(['hash', 'replicas', 'clients', 'servers', 'rebalance'])
 const SERVER_FIELDS = new Set(['address', 'weight', 'name', 'state', 'transition'])
 const NAMED_HASHES: ReadonlySet<string> = new Set(['twemproxy-ketama-md5-named', 'twemproxy-modula-fnv1a-64-named'])
 
@@ -62,7 +62,49 @@ export function validatePool(doc: unknown, source: string): Pool {
   const active = servers.filter((s) => s.state === 'active').length
   if (active === 0) throw poolError(source, 'servers', 'no server is "active": at least one must own keys')
   const replicas = validateReplicas(doc.replicas, source, active)
-  return { hash, replicas, clients, servers }
+  if (doc.rebalance === undefined) return { hash, replicas, clients, servers }
+  return { hash, replicas, clients, servers, rebalance: validateRebalance(doc.rebalance, source) }
+}
+
+const REBALANCE_COUNTS = ['keysAtStart', 'moved', 'inPlace', 'failed', 'conflicts', 'passes'] as const
+
+function validateRebalance(raw: unknown, source: string): RebalanceRecord {
+  const field = 'rebalance'
+  const hint = ['It is written by memdrain rebalance; restore it from a backup, or delete "rebalance" to forget the rebalance in progress (then check the pool by hand).']
+  if (!isObject(raw)) throw poolError(source, field, 'must be an object', hint)
+  if (isObject(raw.previous) && raw.previous.rebalance !== undefined) throw poolError(source, `${field}.previous.rebalance`, 'a previous pool cannot hold a rebalance of its own', hint)
+  const previous = validatePool(raw.previous, `${source} (${field}.previous)`)
+  const handoff = raw.handoff ?? 'move'
+  if (handoff !== 'move' && handoff !== 'copy') throw poolError(source, `${field}.handoff`, 'must be "move" or "copy"', hint)
+  const threshold = raw.threshold ?? 0.95
+  if (typeof threshold !== 'number' || threshold < 0 || threshold > 1) throw poolError(source, `${field}.threshold`, 'must be between 0 and 1', hint)
+  const rawSources = raw.sources ?? {}
+  if (!isObject(rawSources)) throw poolError(source, `${field}.sources`, 'must map server addresses to their figures', hint)
+  const sources: Record<string, RebalanceSourceRecord> = {}
+  for (const [address, r] of Object.entries(rawSources)) {
+    const f = `${field}.sources["${address}"]`
+    if (!isObject(r)) throw poolError(source, f, 'must be an object', hint)
+    for (const key of REBALANCE_COUNTS) {
+      const v = r[key] ?? 0
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw poolError(source, `${f}.${key}`, 'must be a whole number ≥ 0', hint)
+    }
+    const skipped = r.skipped ?? {}
+    if (!isObject(skipped) || Object.values(skipped).some((v) => typeof v !== 'number')) throw poolError(source, `${f}.skipped`, 'must map reasons to counts', hint)
+    const n = (k: (typeof REBALANCE_COUNTS)[number]): number => (r[k] as number | undefined) ?? 0
+    sources[address] = { keysAtStart: n('keysAtStart'), moved: n('moved'), inPlace: n('inPlace'), failed: n('failed'), conflicts: n('conflicts'), passes: n('passes'), skipped: skipped as Record<string, number> }
+  }
+  const str = (k: string): string | undefined => (typeof raw[k] === 'string' ? (raw[k] as string) : undefined)
+  const record: RebalanceRecord = {
+    startedAt: str('startedAt') ?? new Date(0).toISOString(),
+    updatedAt: str('updatedAt') ?? str('startedAt') ?? new Date(0).toISOString(),
+    handoff,
+    threshold,
+    previous,
+    sources,
+  }
+  const switchedAt = str('switchedAt')
+  if (switchedAt !== undefined) record.switchedAt = switchedAt
+  return record
 }
 
 export function validateHash(value: unknown, source: string, field: string): HashName {

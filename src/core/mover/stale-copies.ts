@@ -1,0 +1,88 @@
+import { EX, MetaPayload, NF, keyEncoding } from '../protocol/index.js'
+import { JournalBatch, type CopyJournal } from './copy-journal.js'
+import { connectChecked } from './engine.js'
+
+/**
+ * Copy hand-off of a rebalance, after the switch and the catch-up: a server that stays in the
+ * pool still holds the copies of keys it no longer owns. A later rebalance back would find them
+ * and take them for current (the add answers NS: "in place"), so they go:
+ *   `md <key> C<source cas from the journal> q` deletes the copy if it is still the one copied;
+ *   EX (a client wrote it there after the copy, before the switch: the catch-up has carried that
+ *   value over or invalidated the destination) → `md <key> q`, the copy is stale either way;
+ *   NF → already gone.
+ * Abort (before the switch): the same over the destinations, `md <key> C<destination cas> q`,
+ * and an EX there is a write by an application: left alone.
+ */
+
+export interface StaleCopyResult {
+  deleted: number
+  /** Copies that had changed since they were copied (deleted anyway on a source, kept on a destination). */
+  changed: number
+  failed: number
+}
+
+const BATCH = 500
+
+export async function deleteCopies(
+  journal: CopyJournal,
+  side: { kind: 'source'; address: string } | { kind: 'destinations'; addresses: readonly string[] },
+  signal?: AbortSignal,
+): Promise<StaleCopyResult> {
+  const result: StaleCopyResult = { deleted: 0, changed: 0, failed: 0 }
+  const addresses = side.kind === 'source' ? [side.address] : side.addresses
+  const conns = await Promise.all(addresses.map((a) => connectChecked(a, side.kind === 'source' ? 'source' : 'destination')))
+  try {
+    const reader = journal.reader()
+    const batch = new JournalBatch(BATCH)
+    const payloads = conns.map(() => new MetaPayload())
+    for (;;) {
+      if (signal?.aborted) break
+      const n = reader.next(batch)
+      if (n === 0) break
+      const asked = new Uint32Array(conns.length)
+      for (let i = 0; i < n; i++) {
+        const key = batch.key(i)
+        if (keyEncoding(key) === 'unaddressable') continue
+        if (side.kind === 'source') {
+          payloads[0]!.command('md', key).flags('C').raw(batch.sourceCas(i)).flags('q').flag('O', i).end()
+          asked[0]!++
+        } else {
+          // Unknown destination CAS: the destination already held the key, the copy is not ours.
+          const t = batch.target[i]!
+          if (!batch.destCasKnown(i) || t >= conns.length) continue
+          payloads[t]!.command('md', key).flags('C').raw(batch.destCas(i)).flags('q').flag('O', i).end()
+          asked[t]!++
+        }
+      }
+      await Promise.all(
+        conns.map(async (c, t) => {
+          if (asked[t] === 0) return
+          let notDeleted = 0
+          const changed: number[] = []
+          try {
+            await c.batch(payloads[t]!.noop().take(), (r) => {
+              if (r.status === EX) changed.push(r.opaque)
+              if (r.status === EX || r.status === NF) notDeleted++
+            })
+          } catch {
+            result.failed += asked[t]!
+            return
+          }
+          result.deleted += Math.max(0, asked[t]! - notDeleted)
+          result.changed += changed.length
+          if (side.kind === 'source' && changed.length > 0) {
+            const p = payloads[t]!
+            for (const i of changed) p.command('md', batch.key(i)).flags('q').end()
+            await c.batch(p.noop().take(), () => undefined).then(
+              () => (result.deleted += changed.length),
+              () => (result.failed += changed.length),
+            )
+          }
+        }),
+      )
+    }
+    return result
+  } finally {
+    await Promise.all(conns.map((c) => c.close().catch(() => undefined)))
+  }
+}
