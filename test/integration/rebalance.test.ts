@@ -90,7 +90,15 @@ describe('rebalance', () => {
     const items = await seed(conns, before, 1200)
     // A write to an old owner after its copy and before the switch: the catch-up carries it over.
     let switched = 0
-    const changedKey = items.find((it) => changedOwners(before, { ...before, servers: before.servers.filter((s) => s.address !== leaving) }, [it]).size > 0)!
+    const next = { ...before, servers: before.servers.filter((s) => s.address !== leaving) }
+    const changedKey = items.find((it) => changedOwners(before, next, [it]).size > 0)!
+    let fresh = { key: Buffer.from('fresh-0'), value: Buffer.from('late') }
+    for (let i = 1; ; i++) {
+      const owner = locateKey(poolPlacement(before), fresh.key.toString()).server
+      if (owner !== leaving && locateKey(poolPlacement(next), fresh.key.toString()).server !== owner) break
+      fresh = { key: Buffer.from(`fresh-${i}`), value: Buffer.from('late') }
+    }
+    const freshOwner = locateKey(poolPlacement(before), fresh.key.toString()).server
     const r = await runRebalance(
       rebalanceOptions(pool, { remove: [leaving] }, {
         waitForSwitch: async (ctx) => {
@@ -103,6 +111,8 @@ describe('rebalance', () => {
           const oldOwner = locateKey(poolPlacement(before), changedKey.key.toString()).server
           changedKey.value = Buffer.from('written before the switch')
           await setAll(await conns.get(oldOwner), [changedKey])
+          // A key first written after the last copy pass, on a server that stays but will not own it.
+          await setAll(await conns.get(freshOwner), [fresh])
         },
       }),
     )
@@ -119,6 +129,9 @@ describe('rebalance', () => {
     assert.equal((await getAll(await conns.get(leaving), items.map((i) => i.key))).size, 0)
     assert.ok(r.staleCopiesDeleted > 0)
     await assertPlaced(conns, after, items, all.filter((a) => a !== leaving))
+    // Not copied after the switch (it could resurrect a delete at the new owner), and gone from
+    // the server that no longer owns it (a rebalance back must not find it).
+    for (const a of all.filter((x) => x !== leaving)) assert.equal((await getAll(await conns.get(a), [fresh.key])).size, 0, `${fresh.key} on ${a}`)
   })
 
   it('--dry-run plans from the dumps and writes nothing', async () => {

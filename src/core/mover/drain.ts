@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode, isMemdrainError } from '../errors.js'
 import { activeServers, findServer, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
-import type { HeldLock } from '../pool/lock.js'
+import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import { flushServer, refuseWithoutRoom, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from './copy-journal.js'
@@ -139,8 +139,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   let lock: HeldLock | undefined
   if (!opts.dryRun) lock = await opts.store.lock(`memdrain drain ${server.address}`)
   // A lock that can no longer be vouched for (etcd unreachable past its lease) stops the job as SIGINT does.
-  const lost = lock?.lost
-  const signal = lost === undefined ? opts.signal : opts.signal === undefined ? lost : AbortSignal.any([opts.signal, lost])
+  const signal = withLockLoss(opts.signal, lock)
   let journal: CopyJournal | undefined
   let journalFile: string | undefined
   let marked = false
@@ -389,7 +388,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       status,
     }
   } catch (err) {
-    if (moving && (lost?.aborted === true || (isMemdrainError(err) && err.code === 'POOL_STORE_UNREACHABLE'))) {
+    if (moving && (lock?.lost?.aborted === true || (isMemdrainError(err) && err.code === 'POOL_STORE_UNREACHABLE'))) {
       // Keys are moved one by one with add + CAS delete, so each is in one safe state; only the
       // record's last figures may be missing. A rerun dumps what is left and continues.
       throw new MemdrainError(`the drain of ${server.address} stopped: the pool store became unreachable (${(err as Error).message})`, {

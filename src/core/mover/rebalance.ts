@@ -4,12 +4,13 @@ import { activeServers, type Pool, type RebalanceRecord, type RebalanceSourceRec
 import { poolPlacement } from '../pool/placement.js'
 import { estimateMovedFraction, hasEdits, placesLike, targetPool, type PoolEdits } from '../pool/rebalance-target.js'
 import type { PoolStore } from '../pool/store.js'
-import type { HeldLock } from '../pool/lock.js'
+import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from './copy-journal.js'
 import { flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { sourceJobSettings, type HandoffJobOptions } from './job-options.js'
+import { deleteUnownedKeys } from './unowned-keys.js'
 import { deleteCopies } from './stale-copies.js'
 import { addTally, Tally } from './tally.js'
 import { TokenBucket } from './throttle.js'
@@ -186,6 +187,8 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
 
   let lock: HeldLock | undefined
   if (!opts.dryRun) lock = await opts.store.lock('memdrain rebalance')
+  // A lock that can no longer be vouched for (etcd unreachable past its lease) stops the job as SIGINT does.
+  opts = { ...opts, signal: withLockLoss(opts.signal, lock) }
   const journals = new Map<string, CopyJournal>()
   let wrote = false
   let moving = false
@@ -394,7 +397,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       }
     }
 
-    const runJob = async (source: string, phase: 'main' | 'after-switch', extra: Partial<SourceJobOptions>): Promise<SourceJobResult> => {
+    const runJob = async (source: string, extra: Partial<SourceJobOptions>): Promise<SourceJobResult> => {
       let currentPass = 0
       const job = await runSourceJob({
         source,
@@ -407,7 +410,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
         handled: handled.get(source),
         ...extra,
         onEvent: (e) => {
-          if (phase === 'main' && e.type === 'dumped' && e.pass === 1) {
+          if (e.type === 'dumped' && e.pass === 1) {
             listed.set(source, e.entries)
             const b = base[source]!
             if (!resumed || b.keysAtStart === 0) keysAtStart.set(source, e.toMove)
@@ -458,7 +461,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       mainJobs = await Promise.all(
         sources.map((s) => {
           const journal = journals.get(s)
-          return runJob(s, 'main', {
+          return runJob(s, {
             dryRun: opts.dryRun,
             onPreflight: (dests, keys, bytes) => onPreflight(s, dests, keys, bytes),
             ...(journal !== undefined ? { onCopied: (key, t, sc, dc) => journal.append(key, t, sc, dc) } : {}),
@@ -502,10 +505,24 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       emit({ type: 'catch-up', phase: 'done', checked: sum('checked'), total: totalRecords, caughtUp: sum('caughtUp'), invalidated: sum('invalidated') })
       interrupted = catchUps.some((c) => c.interrupted)
       if (!interrupted) {
-        // Keys that appeared since the first dump. On a server that stays, move them (the
-        // applications read their new owners now): the source copy is deleted with its CAS.
-        const after = await Promise.all(sources.map((s) => runJob(s, 'after-switch', removed.includes(s) ? {} : { mode: 'move' })))
-        interrupted = after.some((j) => j.interrupted)
+        // Keys that appeared on a server that stays since its last copy pass, and that it no
+        // longer owns: deleted, not copied (see unowned-keys.ts: a late copy could resurrect a
+        // key an application deleted at its new owner after the switch). Servers that leave are
+        // purged below.
+        const after = await Promise.all(
+          sources
+            .filter((s) => !removed.includes(s))
+            .map((s) => {
+              const self = targets.indexOf(s)
+              const scratch: number[] = []
+              return deleteUnownedKeys({ source: s, owns: (key) => pp.placement.chain(key, pp.replicas, scratch).includes(self), spoolDir: opts.spoolDir, signal: opts.signal })
+            }),
+        )
+        for (const a of after) {
+          staleCopiesDeleted += a.deleted
+          staleFailed += a.failed
+        }
+        interrupted = opts.signal?.aborted === true
       }
       if (!interrupted) {
         const cleaned = await Promise.all(sources.filter((s) => !removed.includes(s)).map((s) => deleteCopies(journals.get(s)!, { kind: 'source', address: s }, opts.signal)))

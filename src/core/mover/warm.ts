@@ -1,3 +1,4 @@
+import { withLockLoss } from '../pool/lock.js'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { findServer, type Pool } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
@@ -135,6 +136,7 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
   // The warmed server must answer (and be a memcached memdrain supports) before anything starts.
   await (await connectChecked(target, 'server to warm')).close()
   const lock = await opts.store.lock(`memdrain warm ${target}`)
+  opts = { ...opts, signal: withLockLoss(opts.signal, lock) }
   const started = performance.now()
   const total = new Tally([target])
   const handled = new FingerprintSet()

@@ -120,3 +120,10 @@ export async function acquireFileLock(lockFile: string, command: string): Promis
     exitCode: ExitCode.precondition,
   })
 }
+
+/** The job's stop signal: the operator's (SIGINT/SIGTERM), or the loss of its lock, whichever comes first. */
+export function withLockLoss(signal: AbortSignal | undefined, lock: HeldLock | undefined): AbortSignal | undefined {
+  const lost = lock?.lost
+  if (lost === undefined) return signal
+  return signal === undefined ? lost : AbortSignal.any([signal, lost])
+}
