@@ -144,11 +144,14 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
     for (let pass = 1; pass <= maxPasses; pass++) {
       if (opts.signal?.aborted) break
       emit({ type: 'phase', phase: 'dump', pass })
-      const serverNow = Number((await source.stats()).get('time') ?? Math.floor(Date.now() / 1000))
+      const sourceStats = await source.stats()
+      const serverNow = Number(sourceStats.get('time') ?? Math.floor(Date.now() / 1000))
+      // Sized for the keys the source holds now (a live walk may list a few more: it grows).
+      const itemsNow = Number(sourceStats.get('curr_items') ?? 0)
       const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
       try {
         const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0 }))
-        const seen = new FingerprintSet(1024)
+        const seen = new FingerprintSet(Number.isFinite(itemsNow) ? Math.min(itemsNow, 1 << 26) : 1024)
         const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
         let entries = 0
         const onEntry = (e: DumpEntry): void => {
@@ -158,7 +161,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           if (n === 0) return
           if (!seen.add(e.key)) return
           if (handled.size > 0 && handled.has(e.key)) return
-          spool.add(e.key, e.size, e.exp, e.la)
+          spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)
           for (let j = 0; j < n; j++) {
             const d = perDest[routeScratch[j]!]!
             d.keys++
@@ -247,7 +250,7 @@ async function movePass(
     emit({ type: 'progress', pass, toMove, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
   }
   const worker = async (): Promise<void> => {
-    const batch = new KeyBatch(batchSize)
+    const batch = new KeyBatch(batchSize, Math.max(1, opts.maxChain))
     const transfer = new BatchTransfer(
       {
         source,

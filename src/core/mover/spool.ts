@@ -9,7 +9,9 @@ import type { KeyBatch } from './key-batch.js'
  * and throttled), so memory stays flat however many keys a server holds. Records go into
  * recency buckets by last access, so `hot-first` moves the most recently used keys first.
  *
- * Record: u8 key length, key bytes, u32 item size, f64 expiry (absolute, -1 none).
+ * Record: u8 key length, u8 destination count, key bytes, u32 item size, f64 expiry (absolute,
+ * -1 none), then the destinations (u16 each) the key was routed to when spooled (count 0: not
+ * routed), so the move does not compute the placement a second time.
  */
 
 /** Upper bounds of the buckets, as age since last access in seconds. */
@@ -18,7 +20,9 @@ export type SpoolOrder = 'hot-first' | 'dump'
 
 const WRITE_BUFFER = 256 * 1024
 const READ_BUFFER = 1024 * 1024
-const RECORD_FIXED = 1 + 4 + 8
+const RECORD_FIXED = 2 + 4 + 8
+/** Most destinations a record can carry (u8 count). */
+const MAX_RECORD_DESTS = 255
 
 function spoolError(dir: string, err: unknown): MemdrainError {
   const code = (err as NodeJS.ErrnoException).code
@@ -84,19 +88,34 @@ export class KeySpool {
     return RECENCY_BUCKETS_S.length - 1
   }
 
-  add(key: Uint8Array, size: number, exp: number, la: number): void {
+  /**
+   * Spools one key, with the destinations route() gave it (`dests[destOffset .. destOffset +
+   * destCount)`, destination ids below 65536), if any: the reader hands them back in the batch.
+   */
+  add(key: Uint8Array, size: number, exp: number, la: number, dests?: Int32Array, destCount = 0, destOffset = 0): void {
     const b = this.bucketOf(la)
-    const need = RECORD_FIXED + key.length
+    const nd = dests === undefined || destCount > MAX_RECORD_DESTS ? 0 : destCount
+    const need = RECORD_FIXED + key.length + 2 * nd
     if (this.fill[b]! + need > WRITE_BUFFER) this.flushBucket(b)
     const buf = this.bufs[b]!
     let p = this.fill[b]!
     buf[p++] = key.length
-    buf.set(key, p)
-    p += key.length
+    buf[p++] = nd
+    if (key.length <= 32) {
+      for (let i = 0; i < key.length; i++) buf[p++] = key[i]!
+    } else {
+      buf.set(key, p)
+      p += key.length
+    }
     buf.writeUInt32LE(Math.min(size, 0xffffffff), p)
     p += 4
     buf.writeDoubleLE(exp, p)
     p += 8
+    for (let j = 0; j < nd; j++) {
+      const d = dests![destOffset + j]!
+      buf[p++] = d & 0xff
+      buf[p++] = (d >>> 8) & 0xff
+    }
     this.fill[b] = p
     this.counts[b]!++
     this.count++
@@ -154,10 +173,18 @@ export class SpoolReader {
       if (!this.ensureRecord()) break
       const b = this.buf
       const len = b[this.start]!
-      const keyStart = this.start + 1
+      const nd = b[this.start + 1]!
+      const keyStart = this.start + 2
       const keyEnd = keyStart + len
       batch.push(b, keyStart, keyEnd, b.readUInt32LE(keyEnd), b.readDoubleLE(keyEnd + 4))
-      this.start = keyEnd + 12
+      let p = keyEnd + 12
+      if (nd > 0 && nd <= batch.maxChain) {
+        const i = batch.count - 1
+        const base = i * batch.maxChain
+        for (let j = 0; j < nd; j++, p += 2) batch.dests[base + j] = b[p]! | (b[p + 1]! << 8)
+        batch.destCount[i] = nd
+      }
+      this.start = keyEnd + 12 + 2 * nd
     }
     return batch.count
   }
@@ -165,8 +192,8 @@ export class SpoolReader {
   /** Makes sure a whole record is buffered; moves to the next bucket at EOF. */
   private ensureRecord(): boolean {
     for (;;) {
-      if (this.end - this.start >= 1) {
-        const need = RECORD_FIXED + this.buf[this.start]!
+      if (this.end - this.start >= 2) {
+        const need = RECORD_FIXED + this.buf[this.start]! + 2 * this.buf[this.start + 1]!
         if (this.end - this.start >= need) return true
       }
       if (this.bucket >= this.fds.length) return false

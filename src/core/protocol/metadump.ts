@@ -170,7 +170,23 @@ function dumpOnce(
   opts: ResolvedOptions,
 ): Promise<Outcome> {
   return new Promise<Outcome>((resolve, reject) => {
-    const entry: DumpEntry = { key: Buffer.alloc(0), exp: -1, la: 0, cas: '0', fetched: false, cls: 0, size: 0, flags: -1 }
+    // The CAS is decoded only when asked for (the engine never asks): an own enumerable getter,
+    // so a copy made with spread still has it.
+    let casBuf: Buffer = Buffer.alloc(0)
+    let casStart = -1
+    let casEnd = -1
+    const entry: DumpEntry = {
+      key: Buffer.alloc(0),
+      exp: -1,
+      la: 0,
+      get cas(): string {
+        return casStart < 0 ? '0' : casBuf.toString('latin1', casStart, casEnd)
+      },
+      fetched: false,
+      cls: 0,
+      size: 0,
+      flags: -1,
+    }
     let keyScratch = Buffer.allocUnsafe(1024)
     let partial = Buffer.allocUnsafe(1024)
     let partialLen = 0
@@ -300,7 +316,7 @@ function dumpOnce(
     function parseEntry(buf: Buffer, start: number, end: number): void {
       entry.exp = -1
       entry.la = 0
-      entry.cas = '0'
+      casStart = -1
       entry.fetched = false
       entry.cls = 0
       entry.size = 0
@@ -328,7 +344,11 @@ function dumpOnce(
               entry.key = keyScratch.subarray(0, uriDecodeInto(buf, v, i, keyScratch))
               haveKey = true
             } else if (c0 === 0x65) entry.exp = parseIntAt(buf, v, i)
-            else if (c0 === 0x63 && buf[nameStart + 1] === 0x61) entry.cas = buf.toString('latin1', v, i)
+            else if (c0 === 0x63 && buf[nameStart + 1] === 0x61) {
+              casBuf = buf
+              casStart = v
+              casEnd = i
+            }
             else if (c0 === 0x63 && buf[nameStart + 1] === 0x6c) entry.cls = parseIntAt(buf, v, i)
             break
           case 2:
