@@ -282,7 +282,7 @@ function dumpOnce(
       if (end > start && buf[end - 1] === 0x0d) end--
       // "key=" — the common case first.
       if (end - start > 4 && buf[start] === 0x6b && buf[start + 1] === 0x65 && buf[start + 2] === 0x79 && buf[start + 3] === 0x3d) {
-        parseEntry(buf, start, end)
+        if (!parseEntryFast(buf, start, end)) parseEntry(buf, start, end)
         entries++
         opts.onEntry(entry)
         return true
@@ -311,6 +311,61 @@ function dumpOnce(
       }
       finish(protocolError(server, `${excerpt(line)} in a metadump`))
       return false
+    }
+
+    /**
+     * The line as every memcached 1.6 prints it, fields in this order: `key= exp= la= cas=
+     * fetch= cls= size=`, then `flags=` on some versions, then only spaces. Returns false
+     * (nothing set) for any other shape, which the general parser then reads.
+     */
+    function parseEntryFast(buf: Buffer, start: number, end: number): boolean {
+      let i = start + 4
+      const keyStart = i
+      while (i < end && buf[i] !== 0x20) i++
+      const keyEnd = i
+      if (!literalAt(buf, i, end, F_EXP)) return false
+      const exp = intAt(buf, i + F_EXP.length, end)
+      i = intEnd
+      if (Number.isNaN(exp) || !literalAt(buf, i, end, F_LA)) return false
+      const la = intAt(buf, i + F_LA.length, end)
+      i = intEnd
+      if (Number.isNaN(la) || !literalAt(buf, i, end, F_CAS)) return false
+      const cs = i + F_CAS.length
+      i = cs
+      while (i < end && buf[i] !== 0x20) i++
+      const ce = i
+      if (!literalAt(buf, i, end, F_FETCH)) return false
+      const fetched = buf[i + F_FETCH.length] === 0x79 // fetch=yes
+      i += F_FETCH.length
+      while (i < end && buf[i] !== 0x20) i++
+      if (!literalAt(buf, i, end, F_CLS)) return false
+      const cls = intAt(buf, i + F_CLS.length, end)
+      i = intEnd
+      if (Number.isNaN(cls) || !literalAt(buf, i, end, F_SIZE)) return false
+      const size = intAt(buf, i + F_SIZE.length, end)
+      i = intEnd
+      if (Number.isNaN(size)) return false
+      let flags = -1
+      if (literalAt(buf, i, end, F_FLAGS)) {
+        flags = intAt(buf, i + F_FLAGS.length, end)
+        i = intEnd
+        if (Number.isNaN(flags)) return false
+      }
+      while (i < end && buf[i] === 0x20) i++
+      if (i < end) return false
+      const n = keyEnd - keyStart
+      if (n > keyScratch.length) keyScratch = Buffer.allocUnsafe(Math.max(n, keyScratch.length * 2))
+      entry.key = keyScratch.subarray(0, uriDecodeInto(buf, keyStart, keyEnd, keyScratch))
+      entry.exp = exp
+      entry.la = la
+      casBuf = buf
+      casStart = cs
+      casEnd = ce
+      entry.fetched = fetched
+      entry.cls = cls
+      entry.size = size
+      entry.flags = flags
+      return true
     }
 
     function parseEntry(buf: Buffer, start: number, end: number): void {
@@ -366,6 +421,45 @@ function dumpOnce(
       if (!haveKey) throw protocolError(server, `a metadump line without key: ${excerpt(buf.toString('latin1', start, end))}`)
     }
   })
+}
+
+const F_EXP = Buffer.from(' exp=', 'latin1')
+const F_LA = Buffer.from(' la=', 'latin1')
+const F_CAS = Buffer.from(' cas=', 'latin1')
+const F_FETCH = Buffer.from(' fetch=', 'latin1')
+const F_CLS = Buffer.from(' cls=', 'latin1')
+const F_SIZE = Buffer.from(' size=', 'latin1')
+const F_FLAGS = Buffer.from(' flags=', 'latin1')
+
+function literalAt(buf: Buffer, at: number, end: number, lit: Buffer): boolean {
+  if (at + lit.length > end) return false
+  for (let j = 0; j < lit.length; j++) if (buf[at + j] !== lit[j]) return false
+  return true
+}
+
+/** Where the last intAt stopped (a space or the end). */
+let intEnd = 0
+
+/** Decimal integer (optionally negative) from `start` up to a space or `end`; NaN if empty or not digits. Sets intEnd. */
+function intAt(buf: Buffer, start: number, end: number): number {
+  let i = start
+  const negative = i < end && buf[i] === 0x2d
+  if (negative) i++
+  const first = i
+  let n = 0
+  for (; i < end; i++) {
+    const c = buf[i]!
+    if (c === 0x20) break
+    const d = c - 0x30
+    if (d < 0 || d > 9) {
+      intEnd = i
+      return NaN
+    }
+    n = n * 10 + d
+  }
+  intEnd = i
+  if (i === first) return NaN
+  return negative ? -n : n
 }
 
 /** Decimal integer (optionally negative) in buf[start, end); NaN if not digits. */
