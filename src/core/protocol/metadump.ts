@@ -188,6 +188,17 @@ function dumpOnce(
       flags: -1,
     }
     let keyScratch = Buffer.allocUnsafe(1024)
+    // keyScratch[0, n) for each length n, made once: a key view per entry would be an allocation per key.
+    let keyViews: (Buffer | undefined)[] = []
+    const keyView = (n: number): Buffer => (keyViews[n] ??= keyScratch.subarray(0, n))
+    const decodeKey = (buf: Buffer, start: number, end: number): void => {
+      const n = end - start
+      if (n > keyScratch.length) {
+        keyScratch = Buffer.allocUnsafe(Math.max(n, keyScratch.length * 2))
+        keyViews = []
+      }
+      entry.key = keyView(uriDecodeInto(buf, start, end, keyScratch))
+    }
     let partial = Buffer.allocUnsafe(1024)
     let partialLen = 0
     let entries = 0
@@ -353,9 +364,7 @@ function dumpOnce(
       }
       while (i < end && buf[i] === 0x20) i++
       if (i < end) return false
-      const n = keyEnd - keyStart
-      if (n > keyScratch.length) keyScratch = Buffer.allocUnsafe(Math.max(n, keyScratch.length * 2))
-      entry.key = keyScratch.subarray(0, uriDecodeInto(buf, keyStart, keyEnd, keyScratch))
+      decodeKey(buf, keyStart, keyEnd)
       entry.exp = exp
       entry.la = la
       casBuf = buf
@@ -394,9 +403,7 @@ function dumpOnce(
           case 3:
             if (c0 === 0x6b) {
               // key
-              const n = i - v
-              if (n > keyScratch.length) keyScratch = Buffer.allocUnsafe(Math.max(n, keyScratch.length * 2))
-              entry.key = keyScratch.subarray(0, uriDecodeInto(buf, v, i, keyScratch))
+              decodeKey(buf, v, i)
               haveKey = true
             } else if (c0 === 0x65) entry.exp = parseIntAt(buf, v, i)
             else if (c0 === 0x63 && buf[nameStart + 1] === 0x61) {
