@@ -78,6 +78,50 @@ describe('KeySpool records with destinations', () => {
   })
 })
 
+describe('KeySpool.dedupe', () => {
+  it('drops every repeat of a key (in any bucket), keeps order and recency, reports what it dropped', () => {
+    const now = 1_700_000_000
+    const spool = KeySpool.create({ root, order: 'hot-first', serverNow: now, label: 'dedupe' })
+    try {
+      const dests = new Int32Array([0, 0])
+      // What the reader should give: hot records then cold ones, each key at its first sight in that order.
+      const hot: number[] = []
+      const cold: number[] = []
+      for (let i = 0; i < 5000; i++) {
+        const repeat = i % 4 === 3
+        const k = repeat ? i - 2 : i // every 4th record repeats the key two before it...
+        const isHot = (k % 3 === 0) !== repeat // ...in the other recency bucket (its last access changed)
+        dests[0] = k % 600
+        dests[1] = 599 - (k % 600)
+        spool.add(Buffer.from(`key-${k}`), 10 + k, -1, isHot ? now - 5 : now - 50_000, dests, 2, 0)
+        ;(isHot ? hot : cold).push(k)
+      }
+      const want = [...new Set([...hot, ...cold])] // a Set keeps first insertion order
+      const droppedCalls: { size: number; dests: number[] }[] = []
+      const dropped = spool.dedupe(new FingerprintSet(0), (size, d, n) => droppedCalls.push({ size, dests: Array.from(d.subarray(0, n)) }))
+      assert.equal(dropped, 1250)
+      assert.equal(droppedCalls.length, 1250)
+      for (const c of droppedCalls) assert.deepEqual(c.dests, [(c.size - 10) % 600, 599 - ((c.size - 10) % 600)])
+      assert.equal(spool.count, want.length)
+      assert.equal(spool.bytes, want.reduce((a, k) => a + 10 + k, 0))
+      const reader = spool.reader()
+      const batch = new KeyBatch(100, 2)
+      const got: number[] = []
+      while (reader.next(batch) > 0) {
+        for (let i = 0; i < batch.count; i++) {
+          const k = Number(batch.key(i).toString('latin1').slice(4))
+          assert.equal(batch.destCount[i], 2)
+          assert.deepEqual(Array.from(batch.dests.subarray(i * 2, i * 2 + 2)), [k % 600, 599 - (k % 600)])
+          got.push(k)
+        }
+      }
+      assert.deepEqual(got, want)
+    } finally {
+      spool.remove()
+    }
+  })
+})
+
 describe('MetaPayload hot-path builders', () => {
   it('write the same bytes as the general builders (text and base64 keys)', () => {
     const keys = [Buffer.from('user:42'), Buffer.from('a key with spaces'), Buffer.alloc(40, 0x7a), Buffer.from('ключ', 'utf8')]

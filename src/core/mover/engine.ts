@@ -67,6 +67,8 @@ export interface SourceJobOptions {
   onPreflight?: ((dests: PreflightDestination[], keys: number, bytes: number) => void | Promise<void>) | undefined
   /** Stop after the dump and preflight (plan / --dry-run). */
   dryRun?: boolean | undefined
+  /** The walk the dump asks for first (default `hash`, falling back to `all` on servers without it). */
+  dumpMode?: 'hash' | 'all' | undefined
 }
 
 export interface SourceJobResult {
@@ -144,14 +146,10 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
     for (let pass = 1; pass <= maxPasses; pass++) {
       if (opts.signal?.aborted) break
       emit({ type: 'phase', phase: 'dump', pass })
-      const sourceStats = await source.stats()
-      const serverNow = Number(sourceStats.get('time') ?? Math.floor(Date.now() / 1000))
-      // Sized for the keys the source holds now (a live walk may list a few more: it grows).
-      const itemsNow = Number(sourceStats.get('curr_items') ?? 0)
+      const serverNow = Number((await source.stats()).get('time') ?? Math.floor(Date.now() / 1000))
       const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
       try {
         const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0 }))
-        const seen = new FingerprintSet(Number.isFinite(itemsNow) ? Math.min(itemsNow, 1 << 26) : 1024)
         const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
         let entries = 0
         const onEntry = (e: DumpEntry): void => {
@@ -159,7 +157,6 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           if (e.exp !== -1 && e.exp <= serverNow) return
           const n = opts.route(e.key, routeScratch, 0)
           if (n === 0) return
-          if (!seen.add(e.key)) return
           if (handled.size > 0 && handled.has(e.key)) return
           spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)
           for (let j = 0; j < n; j++) {
@@ -168,15 +165,29 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             d.bytes += e.size
           }
         }
-        await metadump(parseAddress(opts.source), { onEntry, ...(opts.signal ? { signal: opts.signal } : {}) }).catch((err: unknown) => {
-          if (opts.signal?.aborted) return
+        const dumpOptions = { onEntry, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.dumpMode ? { mode: opts.dumpMode } : {}) }
+        const dump = await metadump(parseAddress(opts.source), dumpOptions).catch((err: unknown) => {
+          if (opts.signal?.aborted) return undefined
           throw err
         })
-        if (opts.signal?.aborted) {
+        if (opts.signal?.aborted || dump === undefined) {
           result.interrupted = true
           break
         }
         spool.finish()
+        // A key listed twice would be counted twice and, worse, moved by two workers at once. A
+        // hash walk over a steady table lists each key once (the usual case: memory stays flat);
+        // otherwise drop the repeats now, with a set of fingerprints (~11 bytes a key).
+        if (!dump.distinctKeys) {
+          spool.dedupe(new FingerprintSet(spool.count), (size, dests, n) => {
+            for (let j = 0; j < n; j++) {
+              const d = perDest[dests[j]!]
+              if (d === undefined) continue
+              d.keys--
+              d.bytes -= size
+            }
+          })
+        }
         emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
         if (pass === 1) {
           result.keysAtStart = spool.count

@@ -1,7 +1,8 @@
-import { openSync, writeSync, readSync, closeSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { openSync, writeSync, readSync, closeSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { tmpdir } from 'node:os'
 import { MemdrainError, ExitCode } from '../errors.js'
+import type { FingerprintSet } from './fingerprint-set.js'
 import type { KeyBatch } from './key-batch.js'
 
 /**
@@ -57,7 +58,7 @@ export class KeySpool {
     const buckets = order === 'hot-first' ? RECENCY_BUCKETS_S.length : 1
     try {
       for (let b = 0; b < buckets; b++) {
-        this.fds.push(openSync(path.join(dir, `bucket-${b}.spool`), 'w+', 0o600))
+        this.fds.push(openSync(this.bucketPath(b), 'w+', 0o600))
         this.bufs.push(Buffer.allocUnsafe(WRITE_BUFFER))
         this.fill.push(0)
         this.counts.push(0)
@@ -66,6 +67,10 @@ export class KeySpool {
       this.close()
       throw spoolError(dir, err)
     }
+  }
+
+  private bucketPath(b: number): string {
+    return path.join(this.dir, `bucket-${b}.spool`)
   }
 
   /** A fresh spool in a private directory under `root` (default: the system temp dir). */
@@ -140,6 +145,53 @@ export class KeySpool {
     this.finished = true
   }
 
+  /**
+   * Drops every record whose key an earlier record already had (for a dump that may list a key
+   * twice), rewriting each bucket file in order; `onDropped` gets each dropped record's item size
+   * and destinations. Memory: `seen` only. Returns the number of records dropped.
+   */
+  dedupe(seen: FingerprintSet, onDropped?: (size: number, dests: Int32Array, destCount: number) => void): number {
+    this.finish()
+    const dests = new Int32Array(MAX_RECORD_DESTS)
+    let dropped = 0
+    for (let b = 0; b < this.fds.length; b++) {
+      const oldPath = `${this.bucketPath(b)}.dup`
+      const oldFd = this.fds[b]!
+      try {
+        renameSync(this.bucketPath(b), oldPath)
+        this.fds[b] = openSync(this.bucketPath(b), 'w+', 0o600)
+      } catch (err) {
+        throw spoolError(this.dir, err)
+      }
+      const reader = new SpoolReader([oldFd])
+      for (let at = reader.nextRecord(); at >= 0; at = reader.nextRecord()) {
+        const buf = reader.buffer
+        const keyLen = buf[at]!
+        const nd = buf[at + 1]!
+        const len = RECORD_FIXED + keyLen + 2 * nd
+        if (seen.add(buf, at + 2, at + 2 + keyLen)) {
+          if (this.fill[b]! + len > WRITE_BUFFER) this.flushBucket(b)
+          buf.copy(this.bufs[b]!, this.fill[b]!, at, at + len)
+          this.fill[b]! += len
+          continue
+        }
+        dropped++
+        const size = buf.readUInt32LE(at + 2 + keyLen)
+        this.counts[b]!--
+        this.count--
+        this.bytes -= size
+        if (onDropped !== undefined) {
+          for (let j = 0, p = at + 2 + keyLen + 12; j < nd; j++, p += 2) dests[j] = buf[p]! | (buf[p + 1]! << 8)
+          onDropped(size, dests, nd)
+        }
+      }
+      this.flushBucket(b)
+      closeSync(oldFd)
+      rmSync(oldPath, { force: true })
+    }
+    return dropped
+  }
+
   reader(): SpoolReader {
     if (!this.finished) this.finish()
     return new SpoolReader(this.fds)
@@ -165,6 +217,19 @@ export class SpoolReader {
   private end = 0
 
   constructor(private readonly fds: readonly number[]) {}
+
+  /** The read buffer: the record `nextRecord` returned starts at that offset, valid until the next call. */
+  get buffer(): Buffer {
+    return this.buf
+  }
+
+  /** Offset in `buffer` of the next whole record, or -1 at the end. */
+  nextRecord(): number {
+    if (!this.ensureRecord()) return -1
+    const at = this.start
+    this.start += RECORD_FIXED + this.buf[at]! + 2 * this.buf[at + 1]!
+    return at
+  }
 
   /** Fills `batch` (cleared first) with up to its capacity; returns the count (0 at the end). */
   next(batch: KeyBatch): number {

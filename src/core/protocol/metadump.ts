@@ -79,6 +79,27 @@ export interface MetadumpResult {
   mode: 'hash' | 'all'
   /** Attempts refused because the crawler was busy. */
   busyRetries: number
+  /**
+   * True when the dump listed each key at most once: a `hash` walk during which the hash table
+   * neither expanded nor was expanding (`stats` just before and just after the walk agree; the
+   * walk holds each bucket's lock while it lists it, so a key rewritten meanwhile shows once).
+   * False (an `all` walk over the LRUs, a table that grew, or no `stats` to tell): a key may
+   * come twice, and the caller deduplicates.
+   */
+  distinctKeys: boolean
+}
+
+/** The hash table's size and whether it is being resized, from `stats`. */
+interface TableState {
+  power: number
+  expanding: boolean
+}
+
+function tableState(stats: Map<string, string>): TableState | undefined {
+  const power = Number(stats.get('hash_power_level'))
+  const expanding = stats.get('hash_is_expanding')
+  if (!Number.isFinite(power) || expanding === undefined) return undefined
+  return { power, expanding: expanding === '1' }
 }
 
 /**
@@ -98,9 +119,16 @@ export async function metadump(addr: ServerAddress, options: MetadumpOptions): P
   let busyRetries = 0
   for (;;) {
     if (opts.signal?.aborted) throw interrupted(server, opts.signal.reason)
-    if (opts.expansionWaitMs > 0) await waitForStableHashTable(addr, server, opts)
+    const before = opts.expansionWaitMs > 0 ? await waitForStableHashTable(addr, server, opts) : undefined
     const outcome = await dumpOnce(addr, server, mode, opts)
-    if (outcome.kind === 'done') return { entries: outcome.entries, mode, busyRetries }
+    if (outcome.kind === 'done') {
+      let distinctKeys = false
+      if (mode === 'hash' && before !== undefined && !before.expanding) {
+        const after = await readTableState(addr, opts).catch(() => undefined)
+        distinctKeys = after !== undefined && !after.expanding && after.power === before.power
+      }
+      return { entries: outcome.entries, mode, busyRetries, distinctKeys }
+    }
     if (outcome.kind === 'rejected') {
       if (mode === 'hash') {
         mode = 'all'
@@ -124,7 +152,7 @@ export async function metadump(addr: ServerAddress, options: MetadumpOptions): P
  * expansionWaitMs and lets the dump go ahead; a server that cannot answer `stats` fails here
  * as it would in the dump (unreachable, timeout).
  */
-async function waitForStableHashTable(addr: ServerAddress, server: string, opts: ResolvedOptions): Promise<void> {
+async function waitForStableHashTable(addr: ServerAddress, server: string, opts: ResolvedOptions): Promise<TableState | undefined> {
   const deadline = Date.now() + opts.expansionWaitMs
   // memcached starts a due expansion at its next 1-second clock tick; if none starts within 3 s
   // (hash table at its maximum size), stop waiting for it.
@@ -137,7 +165,7 @@ async function waitForStableHashTable(addr: ServerAddress, server: string, opts:
       try {
         stats = await conn.stats()
       } catch (err) {
-        if (isServerError(err, 'PROTOCOL_ERROR')) return // not a stats we understand: do not block the dump on it
+        if (isServerError(err, 'PROTOCOL_ERROR')) return undefined // not a stats we understand: do not block the dump on it
         throw err
       }
       const expanding = stats.get('hash_is_expanding') === '1'
@@ -145,13 +173,24 @@ async function waitForStableHashTable(addr: ServerAddress, server: string, opts:
       const items = Number(stats.get('curr_items'))
       const due = Number.isFinite(power) && Number.isFinite(items) && items > 1.5 * 2 ** power
       const now = Date.now()
-      if (now >= deadline || (!expanding && (!due || now >= dueDeadline))) return
+      if (now >= deadline || (!expanding && (!due || now >= dueDeadline))) return tableState(stats)
       try {
         await sleep(200, undefined, opts.signal === undefined ? undefined : { signal: opts.signal })
       } catch (err) {
         throw interrupted(server, opts.signal?.reason ?? err)
       }
     }
+  } finally {
+    await conn.close()
+  }
+}
+
+/** `stats` once on a connection of its own (the dump's connection is closed by then). */
+async function readTableState(addr: ServerAddress, opts: ResolvedOptions): Promise<TableState | undefined> {
+  const requestTimeoutMs = Math.min(opts.idleTimeoutMs, META_CONNECTION_DEFAULTS.requestTimeoutMs)
+  const conn = await MetaConnection.connect(addr, { connectTimeoutMs: opts.connectTimeoutMs, requestTimeoutMs })
+  try {
+    return tableState(await conn.stats())
   } finally {
     await conn.close()
   }
