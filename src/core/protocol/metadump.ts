@@ -81,8 +81,9 @@ export interface MetadumpResult {
   busyRetries: number
   /**
    * True when the dump listed each key at most once: a `hash` walk during which the hash table
-   * neither expanded nor was expanding (`stats` just before and just after the walk agree; the
-   * walk holds each bucket's lock while it lists it, so a key rewritten meanwhile shows once).
+   * neither expanded nor was expanding (`stats` just before and just after the walk agree). The
+   * usual case: memcached's hash walk holds off expansion and locks each bucket while it lists
+   * it, so a key rewritten meanwhile shows once.
    * False (an `all` walk over the LRUs, a table that grew, or no `stats` to tell): a key may
    * come twice, and the caller deduplicates.
    */
