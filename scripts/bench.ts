@@ -51,6 +51,7 @@ const { values: argv } = parseArgs({
     'child-node-args': { type: 'string' },
     'drain-args': { type: 'string' },
     samples: { type: 'string', default: '2000' },
+    'source-hashpower': { type: 'string', default: 'auto' },
     repeat: { type: 'string', default: '1' },
     cli: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -70,6 +71,10 @@ if (argv.help) {
   --child-cpu-prof DIR run the CLI child with --cpu-prof into DIR
   --drain-args S       extra arguments for the drain command (e.g. a flag that skips a wait)
   --child-node-args S  extra node flags for the CLI child, e.g. "--trace-gc --max-semi-space-size=2"
+  --source-hashpower P memcached -o hashpower for the source: auto (default) sizes its hash table
+                       for the keys, as on a server that has held them a while; 16 (memcached's
+                       default) makes a freshly loaded source still expanding its table when the
+                       drain starts, and the drain's dump first waits for that (~3 s at 1M keys)
   --samples N          keys spot-checked on their owner after the drain (default 2000)
   --cli DIR            root of another built memdrain tree to measure (default: this repo)
   --repeat N           run each key count N times (fresh servers each time) and report the
@@ -392,13 +397,24 @@ interface Row {
   foreignPct: number
 }
 
+/** memcached's default hash power (16), or the smallest that holds n items without expanding (it expands above 1.5 items a bucket). */
+function sourceHashPower(n: number): number {
+  let p = 16
+  while (n > 1.5 * 2 ** p) p++
+  return p
+}
+
 async function benchOne(n: number): Promise<Row> {
   const servers: MemcachedServer[] = []
   const workDir = mkdtempSync(path.join(tmpdir(), 'memdrain-bench-'))
   try {
-    for (let i = 0; i < serverCount; i++) servers.push(await startMemcached({ memoryMb, threads }))
+    // The source's hash table is sized for its keys, as on a server that has held them a while
+    // (memcached grows it one power a second after a bulk load; metadump waits for that first,
+    // ~3 s after loading 1M keys, which measures the load, not the drain).
+    const power = argv['source-hashpower'] === 'auto' ? sourceHashPower(n) : positiveInt(argv['source-hashpower'], 'source-hashpower')
+    for (let i = 0; i < serverCount; i++) servers.push(await startMemcached({ memoryMb, threads, ...(i === 0 ? { extraArgs: ['-o', `hashpower=${power}`] } : {}) }))
     const [source, ...dests] = servers.map((s) => s.address) as [string, ...string[]]
-    log(`${n} keys: memcached -m ${memoryMb} -t ${threads}; source ${source} (pid ${servers[0]!.pid}), destinations ${dests.join(', ')}`)
+    log(`${n} keys: memcached -m ${memoryMb} -t ${threads}; source ${source} (pid ${servers[0]!.pid}, -o hashpower=${power}), destinations ${dests.join(', ')}`)
 
     const loadMs = await loadSource(source, n)
     const loaded = await stats(source)

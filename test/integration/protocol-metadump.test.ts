@@ -32,6 +32,9 @@ async function dumpAll(addr: { host: string; port: number }): Promise<Map<string
     },
   })
   assert.equal(r.entries, got.size)
+  // A hash walk over a table that is not growing lists each key once: the caller need not deduplicate.
+  assert.equal(r.mode, 'hash')
+  assert.equal(r.distinctKeys, true)
   return got
 }
 
@@ -169,6 +172,7 @@ describe('metadump', () => {
     const r = await metadump(s, { onEntry: (e) => objects.add(e), mode: 'all' })
     assert.equal(r.mode, 'all')
     assert.equal(r.entries, written.size)
+    assert.equal(r.distinctKeys, false) // an LRU walk can list a bumped key twice
     assert.equal(objects.size, 1)
   })
 
@@ -279,7 +283,7 @@ describe('metadump against scripted servers', () => {
     try {
       const got: { key: string; exp: number; la: number; cas: string; fetched: boolean; cls: number; size: number; flags: number }[] = []
       const r = await metadump(fake, { onEntry: (e) => got.push({ ...e, key: e.key.toString('latin1') }), retryDelayMs: 5, expansionWaitMs: 0 })
-      assert.deepEqual(r, { entries: 2, mode: 'all', busyRetries: 2 })
+      assert.deepEqual(r, { entries: 2, mode: 'all', busyRetries: 2, distinctKeys: false })
       assert.deepEqual(fake.received, ['lru_crawler metadump hash', 'lru_crawler metadump all', 'lru_crawler metadump all', 'lru_crawler metadump all'])
       assert.deepEqual(got, [
         { key: 'a b', exp: -1, la: 1700000000, cas: '18446744073709551615', fetched: false, cls: 1, size: 70, flags: 3 },
@@ -348,9 +352,28 @@ describe('metadump against scripted servers', () => {
     try {
       const r = await metadump(fake, { onEntry: () => {} })
       assert.equal(r.entries, 1)
-      assert.deepEqual(fake.received, ['stats', 'stats', 'stats', 'lru_crawler metadump hash'])
+      // The last stats, after the walk, finds the table as it was before it: each key came once.
+      assert.deepEqual(fake.received, ['stats', 'stats', 'stats', 'lru_crawler metadump hash', 'stats'])
+      assert.equal(r.distinctKeys, true)
     } finally {
       await fake.close()
+    }
+  })
+
+  it('a table that grew during the walk, or is expanding at its end: the keys may repeat', async () => {
+    for (const after of ['STAT hash_power_level 17\r\nSTAT hash_is_expanding 0', 'STAT hash_power_level 16\r\nSTAT hash_is_expanding 1']) {
+      let statsCalls = 0
+      const fake = await fakeServer((line) => {
+        if (line === 'stats') return ++statsCalls === 1 ? 'STAT hash_power_level 16\r\nSTAT hash_is_expanding 0\r\nSTAT curr_items 10\r\nEND' : `${after}\r\nSTAT curr_items 10\r\nEND`
+        return 'key=a exp=-1 la=1 cas=1 fetch=no cls=1 size=50\nEND'
+      })
+      try {
+        const r = await metadump(fake, { onEntry: () => {} })
+        assert.deepEqual(fake.received, ['stats', 'lru_crawler metadump hash', 'stats'])
+        assert.deepEqual(r, { entries: 1, mode: 'hash', busyRetries: 0, distinctKeys: false })
+      } finally {
+        await fake.close()
+      }
     }
   })
 

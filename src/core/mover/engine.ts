@@ -79,6 +79,8 @@ export interface SourceJobOptions {
    * and --bandwidth over every source). Without it the job makes its own from rate/bandwidth.
    */
   throttle?: { keys: TokenBucket; bytes: TokenBucket } | undefined
+  /** The walk the dump asks for first (default `hash`, falling back to `all` on servers without it). */
+  dumpMode?: 'hash' | 'all' | undefined
 }
 
 /** The knobs every job passes to the engine unchanged (throttle, guard, spool, interruption). */
@@ -206,7 +208,6 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
       const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
       try {
         const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
-        const seen = new FingerprintSet(1024)
         const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
         let entries = 0
         const onEntry = (e: DumpEntry): void => {
@@ -214,10 +215,9 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           if (e.exp !== -1 && e.exp <= serverNow) return
           const n = opts.route(e.key, routeScratch, 0)
           if (n === 0) return
-          if (!seen.add(e.key)) return
           if (handled.size > 0 && handled.has(e.key)) return
           if (opts.select !== undefined && !opts.select(e)) return
-          spool.add(e.key, e.size, e.exp, e.la)
+          spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)
           for (let j = 0; j < n; j++) {
             const d = perDest[routeScratch[j]!]!
             d.keys++
@@ -225,15 +225,29 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             if (e.size > d.largest) d.largest = e.size
           }
         }
-        await metadump(parseAddress(opts.source), { onEntry, ...(opts.signal ? { signal: opts.signal } : {}) }).catch((err: unknown) => {
-          if (opts.signal?.aborted) return
+        const dumpOptions = { onEntry, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.dumpMode ? { mode: opts.dumpMode } : {}) }
+        const dump = await metadump(parseAddress(opts.source), dumpOptions).catch((err: unknown) => {
+          if (opts.signal?.aborted) return undefined
           throw err
         })
-        if (opts.signal?.aborted) {
+        if (opts.signal?.aborted || dump === undefined) {
           result.interrupted = true
           break
         }
         spool.finish()
+        // A key listed twice would be counted twice and, worse, moved by two workers at once. A
+        // hash walk over a steady table lists each key once (the usual case: memory stays flat);
+        // otherwise drop the repeats now, with a set of fingerprints (~11 bytes a key).
+        if (!dump.distinctKeys) {
+          spool.dedupe(new FingerprintSet(spool.count), (size, dests, n) => {
+            for (let j = 0; j < n; j++) {
+              const d = perDest[dests[j]!]
+              if (d === undefined) continue
+              d.keys--
+              d.bytes -= size
+            }
+          })
+        }
         emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
         if (pass === 1) {
           result.keysAtStart = spool.count
@@ -308,7 +322,7 @@ async function movePass(
     emit({ type: 'progress', pass, toMove, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
   }
   const worker = async (): Promise<void> => {
-    const batch = new KeyBatch(batchSize)
+    const batch = new KeyBatch(batchSize, Math.max(1, opts.maxChain))
     const transfer = new BatchTransfer(
       {
         source,

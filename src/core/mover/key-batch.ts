@@ -11,9 +11,20 @@ export class KeyBatch {
   size: Float64Array
   /** Absolute expiry (server clock), -1 for none. */
   exp: Float64Array
+  /**
+   * Destinations the spool kept for key i (as route() gave them when it was spooled):
+   * dests[i * maxChain .. + destCount[i]); destCount[i] = 0 when the key is not routed yet.
+   */
+  readonly dests: Int32Array
+  readonly destCount: Uint8Array
   private bytes = 0
 
-  constructor(readonly capacity: number) {
+  constructor(
+    readonly capacity: number,
+    readonly maxChain = 1,
+  ) {
+    this.dests = new Int32Array(capacity * maxChain)
+    this.destCount = new Uint8Array(capacity)
     this.keys = Buffer.allocUnsafe(capacity * 64)
     this.keyStart = new Int32Array(capacity)
     this.keyEnd = new Int32Array(capacity)
@@ -38,7 +49,13 @@ export class KeyBatch {
       this.keys = next
     }
     const i = this.count++
-    this.keys.set(src.subarray(start, end), this.bytes)
+    if (len <= 32) {
+      const k = this.keys
+      for (let j = 0, o = this.bytes; j < len; j++) k[o + j] = src[start + j]!
+    } else {
+      this.keys.set(src.subarray(start, end), this.bytes)
+    }
+    this.destCount[i] = 0
     this.keyStart[i] = this.bytes
     this.bytes += len
     this.keyEnd[i] = this.bytes

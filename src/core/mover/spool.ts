@@ -1,7 +1,8 @@
-import { openSync, writeSync, readSync, closeSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { openSync, writeSync, readSync, closeSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { tmpdir } from 'node:os'
 import { MemdrainError, ExitCode } from '../errors.js'
+import type { FingerprintSet } from './fingerprint-set.js'
 import type { KeyBatch } from './key-batch.js'
 
 /**
@@ -9,7 +10,9 @@ import type { KeyBatch } from './key-batch.js'
  * and throttled), so memory stays flat however many keys a server holds. Records go into
  * recency buckets by last access, so `hot-first` moves the most recently used keys first.
  *
- * Record: u8 key length, key bytes, u32 item size, f64 expiry (absolute, -1 none).
+ * Record: u8 key length, u8 destination count, key bytes, u32 item size, f64 expiry (absolute,
+ * -1 none), then the destinations (u16 each) the key was routed to when spooled (count 0: not
+ * routed), so the move does not compute the placement a second time.
  */
 
 /** Upper bounds of the buckets, as age since last access in seconds. */
@@ -18,7 +21,9 @@ export type SpoolOrder = 'hot-first' | 'dump'
 
 const WRITE_BUFFER = 256 * 1024
 const READ_BUFFER = 1024 * 1024
-const RECORD_FIXED = 1 + 4 + 8
+const RECORD_FIXED = 2 + 4 + 8
+/** Most destinations a record can carry (u8 count). */
+const MAX_RECORD_DESTS = 255
 
 function spoolError(dir: string, err: unknown): MemdrainError {
   const code = (err as NodeJS.ErrnoException).code
@@ -53,7 +58,7 @@ export class KeySpool {
     const buckets = order === 'hot-first' ? RECENCY_BUCKETS_S.length : 1
     try {
       for (let b = 0; b < buckets; b++) {
-        this.fds.push(openSync(path.join(dir, `bucket-${b}.spool`), 'w+', 0o600))
+        this.fds.push(openSync(this.bucketPath(b), 'w+', 0o600))
         this.bufs.push(Buffer.allocUnsafe(WRITE_BUFFER))
         this.fill.push(0)
         this.counts.push(0)
@@ -62,6 +67,10 @@ export class KeySpool {
       this.close()
       throw spoolError(dir, err)
     }
+  }
+
+  private bucketPath(b: number): string {
+    return path.join(this.dir, `bucket-${b}.spool`)
   }
 
   /** A fresh spool in a private directory under `root` (default: the system temp dir). */
@@ -84,19 +93,34 @@ export class KeySpool {
     return RECENCY_BUCKETS_S.length - 1
   }
 
-  add(key: Uint8Array, size: number, exp: number, la: number): void {
+  /**
+   * Spools one key, with the destinations route() gave it (`dests[destOffset .. destOffset +
+   * destCount)`, destination ids below 65536), if any: the reader hands them back in the batch.
+   */
+  add(key: Uint8Array, size: number, exp: number, la: number, dests?: Int32Array, destCount = 0, destOffset = 0): void {
     const b = this.bucketOf(la)
-    const need = RECORD_FIXED + key.length
+    const nd = dests === undefined || destCount > MAX_RECORD_DESTS ? 0 : destCount
+    const need = RECORD_FIXED + key.length + 2 * nd
     if (this.fill[b]! + need > WRITE_BUFFER) this.flushBucket(b)
     const buf = this.bufs[b]!
     let p = this.fill[b]!
     buf[p++] = key.length
-    buf.set(key, p)
-    p += key.length
+    buf[p++] = nd
+    if (key.length <= 32) {
+      for (let i = 0; i < key.length; i++) buf[p++] = key[i]!
+    } else {
+      buf.set(key, p)
+      p += key.length
+    }
     buf.writeUInt32LE(Math.min(size, 0xffffffff), p)
     p += 4
     buf.writeDoubleLE(exp, p)
     p += 8
+    for (let j = 0; j < nd; j++) {
+      const d = dests![destOffset + j]!
+      buf[p++] = d & 0xff
+      buf[p++] = (d >>> 8) & 0xff
+    }
     this.fill[b] = p
     this.counts[b]!++
     this.count++
@@ -119,6 +143,53 @@ export class KeySpool {
   finish(): void {
     for (let b = 0; b < this.fds.length; b++) this.flushBucket(b)
     this.finished = true
+  }
+
+  /**
+   * Drops every record whose key an earlier record already had (for a dump that may list a key
+   * twice), rewriting each bucket file in order; `onDropped` gets each dropped record's item size
+   * and destinations. Memory: `seen` only. Returns the number of records dropped.
+   */
+  dedupe(seen: FingerprintSet, onDropped?: (size: number, dests: Int32Array, destCount: number) => void): number {
+    this.finish()
+    const dests = new Int32Array(MAX_RECORD_DESTS)
+    let dropped = 0
+    for (let b = 0; b < this.fds.length; b++) {
+      const oldPath = `${this.bucketPath(b)}.dup`
+      const oldFd = this.fds[b]!
+      try {
+        renameSync(this.bucketPath(b), oldPath)
+        this.fds[b] = openSync(this.bucketPath(b), 'w+', 0o600)
+      } catch (err) {
+        throw spoolError(this.dir, err)
+      }
+      const reader = new SpoolReader([oldFd])
+      for (let at = reader.nextRecord(); at >= 0; at = reader.nextRecord()) {
+        const buf = reader.buffer
+        const keyLen = buf[at]!
+        const nd = buf[at + 1]!
+        const len = RECORD_FIXED + keyLen + 2 * nd
+        if (seen.add(buf, at + 2, at + 2 + keyLen)) {
+          if (this.fill[b]! + len > WRITE_BUFFER) this.flushBucket(b)
+          buf.copy(this.bufs[b]!, this.fill[b]!, at, at + len)
+          this.fill[b]! += len
+          continue
+        }
+        dropped++
+        const size = buf.readUInt32LE(at + 2 + keyLen)
+        this.counts[b]!--
+        this.count--
+        this.bytes -= size
+        if (onDropped !== undefined) {
+          for (let j = 0, p = at + 2 + keyLen + 12; j < nd; j++, p += 2) dests[j] = buf[p]! | (buf[p + 1]! << 8)
+          onDropped(size, dests, nd)
+        }
+      }
+      this.flushBucket(b)
+      closeSync(oldFd)
+      rmSync(oldPath, { force: true })
+    }
+    return dropped
   }
 
   reader(): SpoolReader {
@@ -147,6 +218,19 @@ export class SpoolReader {
 
   constructor(private readonly fds: readonly number[]) {}
 
+  /** The read buffer: the record `nextRecord` returned starts at that offset, valid until the next call. */
+  get buffer(): Buffer {
+    return this.buf
+  }
+
+  /** Offset in `buffer` of the next whole record, or -1 at the end. */
+  nextRecord(): number {
+    if (!this.ensureRecord()) return -1
+    const at = this.start
+    this.start += RECORD_FIXED + this.buf[at]! + 2 * this.buf[at + 1]!
+    return at
+  }
+
   /** Fills `batch` (cleared first) with up to its capacity; returns the count (0 at the end). */
   next(batch: KeyBatch): number {
     batch.clear()
@@ -154,10 +238,18 @@ export class SpoolReader {
       if (!this.ensureRecord()) break
       const b = this.buf
       const len = b[this.start]!
-      const keyStart = this.start + 1
+      const nd = b[this.start + 1]!
+      const keyStart = this.start + 2
       const keyEnd = keyStart + len
       batch.push(b, keyStart, keyEnd, b.readUInt32LE(keyEnd), b.readDoubleLE(keyEnd + 4))
-      this.start = keyEnd + 12
+      let p = keyEnd + 12
+      if (nd > 0 && nd <= batch.maxChain) {
+        const i = batch.count - 1
+        const base = i * batch.maxChain
+        for (let j = 0; j < nd; j++, p += 2) batch.dests[base + j] = b[p]! | (b[p + 1]! << 8)
+        batch.destCount[i] = nd
+      }
+      this.start = keyEnd + 12 + 2 * nd
     }
     return batch.count
   }
@@ -165,8 +257,8 @@ export class SpoolReader {
   /** Makes sure a whole record is buffered; moves to the next bucket at EOF. */
   private ensureRecord(): boolean {
     for (;;) {
-      if (this.end - this.start >= 1) {
-        const need = RECORD_FIXED + this.buf[this.start]!
+      if (this.end - this.start >= 2) {
+        const need = RECORD_FIXED + this.buf[this.start]! + 2 * this.buf[this.start + 1]!
         if (this.end - this.start >= need) return true
       }
       if (this.bucket >= this.fds.length) return false

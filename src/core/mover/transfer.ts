@@ -1,4 +1,4 @@
-import { MetaConnection, MetaPayload, keyEncoding, VA, NS, EX, NF, HD, ERR, type MetaReply } from '../protocol/index.js'
+import { MetaConnection, MetaPayload, keyEncodingAt, VA, NS, EX, NF, HD, ERR, type MetaReply } from '../protocol/index.js'
 import type { KeyBatch } from './key-batch.js'
 import type { Tally } from './tally.js'
 
@@ -55,6 +55,15 @@ const QUEUED = 1
 const KEY_FAILED = 2
 const CONFLICT = 3
 const SKIPPED = 4
+// Per target, for the batch being sent.
+const T_OK = 0
+const T_FULL = 1
+const T_DOWN = 2
+
+// Flags written for every key, encoded once.
+const MG_FLAGS = Buffer.from(' v f t c u q', 'latin1')
+const Q_FLAG = Buffer.from(' q', 'latin1')
+const C_LETTER = 0x43
 
 /** The expiry to send for a remaining TTL `ttl` (-1 = none), the 30-day rule: relative up to 30 days, else absolute on the destination's clock. */
 export function expiryFor(ttl: number, clockOffset: number): number {
@@ -83,6 +92,12 @@ export class BatchTransfer {
   private readonly targetUsed: Uint8Array
   /** Room reserved on each target by this batch (item sizes), settled once its writes are answered. */
   private readonly targetReserved: Float64Array
+  /** Per target, read once per batch: T_OK/T_FULL/T_DOWN, item_size_max, clock offset. */
+  private readonly targetState: Uint8Array
+  private readonly targetItemMax: Float64Array
+  private readonly targetClock: Float64Array
+  /** The `ms` mode flags: ` ME q` (add, quiet), ` MS q` (set), or with `c` instead of `q` when copies are reported. */
+  private readonly storeFlags: Buffer
   private batch: KeyBatch | undefined
 
   constructor(
@@ -99,6 +114,10 @@ export class BatchTransfer {
     this.targetPayloads = opts.targets.map(() => new MetaPayload())
     this.targetUsed = new Uint8Array(opts.targets.length)
     this.targetReserved = new Float64Array(opts.targets.length)
+    this.targetState = new Uint8Array(opts.targets.length)
+    this.targetItemMax = new Float64Array(opts.targets.length)
+    this.targetClock = new Float64Array(opts.targets.length)
+    this.storeFlags = Buffer.from(` ${opts.store === 'add' ? 'ME' : 'MS'} ${opts.onCopied !== undefined ? 'c' : 'q'}`, 'latin1')
   }
 
   /**
@@ -130,34 +149,47 @@ export class BatchTransfer {
     const { opts } = this
     const { tally, targets, maxChain } = opts
     const src = this.sourcePayload
+    const keys = batch.keys
+    for (let t = 0; t < targets.length; t++) {
+      const target = targets[t]!
+      const state = target.state()
+      this.targetState[t] = state === 'ok' ? T_OK : state === 'full' ? T_FULL : T_DOWN
+      this.targetItemMax[t] = target.itemSizeMax()
+      this.targetClock[t] = target.clockOffset()
+    }
     let toRead = 0
     for (let i = 0; i < batch.count; i++) {
       this.read[i] = NOT_READ
       this.casLen[i] = 0
-      const key = batch.key(i)
-      const n = opts.route(key, this.dests, i * maxChain)
+      const base = i * maxChain
+      let n = batch.destCount[i]!
+      // Routed when spooled (the same placement): reuse it rather than hash the key again.
+      if (n > 0 && batch.maxChain === maxChain) for (let j = 0; j < n; j++) this.dests[base + j] = batch.dests[base + j]!
+      else n = opts.route(batch.key(i), this.dests, base)
       this.destCount[i] = n
       if (n === 0) continue
-      if (keyEncoding(key) === 'unaddressable') {
+      const ks = batch.keyStart[i]!
+      const ke = batch.keyEnd[i]!
+      if (keyEncodingAt(keys, ks, ke) === 'unaddressable') {
         tally.skipped.unaddressable++
-        tally.sample(key, 'unaddressable key (over 250 bytes, or over 186 bytes needing base64)')
+        tally.sample(batch.key(i), 'unaddressable key (over 250 bytes, or over 186 bytes needing base64)')
         this.destCount[i] = 0
         this.read[i] = SKIPPED
         continue
       }
       let blocked = false
       for (let j = 0; j < n; j++) {
-        const t = this.dests[i * maxChain + j]!
-        const target = targets[t]!
-        let state = target.state()
-        if (state === 'ok') {
-          if (target.reserve(batch.size[i]!)) {
+        const t = this.dests[base + j]!
+        let state = this.targetState[t]!
+        if (state === T_OK) {
+          if (targets[t]!.reserve(batch.size[i]!)) {
             this.targetReserved[t]! += batch.size[i]!
             continue
           }
-          state = 'full'
+          // Full from here on, for this batch too (as the guard now says).
+          state = this.targetState[t] = T_FULL
         }
-        tally.failedBy[state === 'full' ? 'destination-full' : 'destination-down']++
+        tally.failedBy[state === T_FULL ? 'destination-full' : 'destination-down']++
         tally.perDestination[t]!.failed++
         blocked = true
         break
@@ -167,7 +199,7 @@ export class BatchTransfer {
         this.read[i] = KEY_FAILED
         continue
       }
-      src.command('mg', key).flags('v f t c u q').flag('O', i).end()
+      src.commandAt('mg', keys, ks, ke).encodedFlags(MG_FLAGS).flag('O', i).end()
       toRead++
     }
     if (toRead === 0) {
@@ -176,7 +208,8 @@ export class BatchTransfer {
     }
     src.noop()
     this.targetUsed.fill(0)
-    await opts.source.batch(src.take(), this.onRead)
+    // Payload buffers are reused: each one's previous batch was answered before this one is built.
+    await opts.source.batch(src.takeReusing(), this.onRead)
     tally.processed += toRead
     for (let i = 0; i < batch.count; i++) {
       // Asked for and not answered (`q` hides EN): deleted, expired or evicted since the dump.
@@ -187,7 +220,7 @@ export class BatchTransfer {
     const writes: Promise<void>[] = []
     for (let t = 0; t < targets.length; t++) {
       if (this.targetUsed[t] === 0) continue
-      const p = this.targetPayloads[t]!.noop().take()
+      const p = this.targetPayloads[t]!.noop().takeReusing()
       writes.push(targets[t]!.conn.batch(p, (r) => this.onStored(t, r)))
     }
     const results = await Promise.allSettled(writes)
@@ -221,7 +254,8 @@ export class BatchTransfer {
         continue
       }
       if (opts.mode === 'move') {
-        src.command('md', batch.key(i)).flags('C').raw(this.cas.subarray(i * CAS_DIGITS, i * CAS_DIGITS + this.casLen[i]!)).flags('q').flag('O', i).end()
+        const c = i * CAS_DIGITS
+        src.commandAt('md', batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!).flagBytesAt(C_LETTER, this.cas, c, c + this.casLen[i]!).encodedFlags(Q_FLAG).flag('O', i).end()
         toDelete++
       }
       if (stored > 0) {
@@ -238,7 +272,7 @@ export class BatchTransfer {
     src.noop()
     let conflicts = 0
     let gone = 0
-    await opts.source.batch(src.take(), (r) => {
+    await opts.source.batch(src.takeReusing(), (r) => {
       if ((r.status === EX || r.status === NF) && r.opaque >= 0 && r.opaque < batch.count) {
         this.read[r.opaque] = CONFLICT
         // EX: rewritten since read (the next pass moves it); NF: deleted since read (nothing left to move).
@@ -262,7 +296,9 @@ export class BatchTransfer {
       }
       return
     }
-    const value = r.value!
+    const valueStart = r.valueStart
+    const valueEnd = r.valueEnd
+    const valueLen = valueEnd - valueStart
     const ttl = r.flagInt(0x74) // t: remaining seconds, -1 = never expires
     if (ttl !== -1 && ttl < Math.max(1, opts.minTtl)) {
       opts.tally.skipped.expiring++
@@ -273,33 +309,36 @@ export class BatchTransfer {
     const n = this.destCount[i]!
     const base = i * opts.maxChain
     for (let j = 0; j < n; j++) {
-      if (value.length + 512 > opts.targets[this.dests[base + j]!]!.itemSizeMax()) {
+      if (valueLen + 512 > this.targetItemMax[this.dests[base + j]!]!) {
         opts.tally.skipped['too-large']++
-        opts.tally.sample(batch.key(i), `value of ${value.length} bytes exceeds item_size_max of ${opts.targets[this.dests[base + j]!]!.address}`)
+        opts.tally.sample(batch.key(i), `value of ${valueLen} bytes exceeds item_size_max of ${opts.targets[this.dests[base + j]!]!.address}`)
         this.read[i] = SKIPPED
         return
       }
     }
-    const cas = r.flagBytes(0x63) // c, kept as digits: it can exceed 2^53
-    if (cas === undefined || cas.length > CAS_DIGITS) {
+    // c, kept as digits: it can exceed 2^53
+    const casLen = r.copyFlag(0x63, this.cas, i * CAS_DIGITS, CAS_DIGITS)
+    if (casLen <= 0) {
       opts.tally.failedBy['source-error']++
       opts.tally.sample(batch.key(i), `no CAS in ${r.line()}`)
       this.read[i] = KEY_FAILED
       return
     }
-    cas.copy(this.cas, i * CAS_DIGITS)
-    this.casLen[i] = cas.length
-    this.valueLen[i] = value.length
+    this.casLen[i] = casLen
+    this.valueLen[i] = valueLen
     this.read[i] = QUEUED
-    const key = batch.key(i)
+    const ks = batch.keyStart[i]!
+    const ke = batch.keyEnd[i]!
+    const f = Number.isNaN(flags) ? 0 : flags
     for (let j = 0; j < n; j++) {
       const t = this.dests[base + j]!
-      const p = this.targetPayloads[t]!
-      p.command('ms', key).size(value.length).flag('F', Number.isNaN(flags) ? 0 : flags).flag('T', expiryFor(ttl, opts.targets[t]!.clockOffset()))
-      p.flags(opts.store === 'add' ? 'ME' : 'MS')
-      if (opts.onCopied !== undefined) p.flags('c')
-      else p.flags('q')
-      p.flag('O', base + j).end(value)
+      this.targetPayloads[t]!.commandAt('ms', batch.keys, ks, ke)
+        .size(valueLen)
+        .flag('F', f)
+        .flag('T', expiryFor(ttl, this.targetClock[t]!))
+        .encodedFlags(this.storeFlags)
+        .flag('O', base + j)
+        .endWithValue(r.buf, valueStart, valueEnd)
       this.outcome[base + j] = STORED
       this.targetUsed[t] = 1
     }
@@ -359,7 +398,7 @@ export class BatchTransfer {
       for (let j = 0; j < n; j++) {
         if (this.outcome[i * maxChain + j] !== STORED) continue
         const t = this.dests[i * maxChain + j]!
-        this.targetPayloads[t]!.command('md', batch.key(i)).flags('q').flag('O', i).end()
+        this.targetPayloads[t]!.commandAt('md', batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!).encodedFlags(Q_FLAG).flag('O', i).end()
         this.targetUsed[t] = 1
         tally.perDestination[t]!.keys--
         tally.perDestination[t]!.bytes -= this.valueLen[i]!
@@ -376,7 +415,7 @@ export class BatchTransfer {
     const deletes: Promise<void>[] = []
     for (let t = 0; t < targets.length; t++) {
       if (this.targetUsed[t] === 0) continue
-      deletes.push(targets[t]!.conn.batch(this.targetPayloads[t]!.noop().take(), () => undefined))
+      deletes.push(targets[t]!.conn.batch(this.targetPayloads[t]!.noop().takeReusing(), () => undefined))
     }
     const results = await Promise.allSettled(deletes)
     let w = 0

@@ -54,13 +54,37 @@ export class MetaReply {
   status = 0
   /** The O flag's value as a number, -1 when absent or not a number. */
   opaque = -1
-  /** For VA: the value bytes, a view into the receive buffer. */
-  value: Buffer | undefined = undefined
+  /**
+   * For VA: where the value lies in `buf` (valueStart = -1 for any other reply). The hot path
+   * reads it from there; `value` makes a view.
+   */
+  valueStart = -1
+  valueEnd = -1
 
-  /** @internal */ buf: Buffer = Buffer.alloc(0)
+  /** The receive buffer this reply was parsed from (valid during the callback only). */
+  buf: Buffer = Buffer.alloc(0)
   /** @internal */ lineStart = 0
   /** @internal line end, before "\r\n" */ lineEnd = 0
   /** @internal */ flagsStart = 0
+
+  /** For VA: the value bytes, a view into the receive buffer; undefined for other replies. */
+  get value(): Buffer | undefined {
+    return this.valueStart < 0 ? undefined : this.buf.subarray(this.valueStart, this.valueEnd)
+  }
+
+  /**
+   * Copies a flag's value (e.g. the CAS `c`, as digits) into `out` at `offset`; returns its length,
+   * or -1 when the flag is absent or its value is longer than `max` bytes. No allocation.
+   */
+  copyFlag(letter: number, out: Uint8Array, offset: number, max: number): number {
+    const at = this.findFlag(letter)
+    if (at < 0) return -1
+    const end = this.tokenEnd(at)
+    if (end - at > max) return -1
+    const b = this.buf
+    for (let i = at; i < end; i++) out[offset + i - at] = b[i]!
+    return end - at
+  }
 
   /**
    * A numeric flag (`f`, `t`, `s`, `l`, `h`...) parsed from the bytes; NaN when the flag is absent
@@ -489,7 +513,7 @@ export class MetaConnection {
         this.finishHead(undefined)
         return next
       }
-      r.value = undefined
+      r.valueStart = -1
       if (r.status === VA) {
         // "VA <size> <flags>*\r\n<data>\r\n"
         let i = pos + 3
@@ -514,12 +538,13 @@ export class MetaConnection {
           return -1
         }
         r.flagsStart = i
-        r.value = buf.subarray(next, next + size)
+        r.valueStart = next
+        r.valueEnd = next + size
         next += size + 2
       }
     } else {
       r.status = ERR
-      r.value = undefined
+      r.valueStart = -1
       r.flagsStart = lineEnd
       this.lastErrorLine = buf.toString('latin1', pos, lineEnd)
     }
@@ -535,7 +560,7 @@ export class MetaConnection {
         head.callbackError = err
       }
     }
-    r.value = undefined
+    r.valueStart = -1
     return next
   }
 

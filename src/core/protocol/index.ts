@@ -19,6 +19,7 @@ export {
 export { isServerError, MIN_MEMCACHED_VERSION, ServerError, type ServerErrorCode } from './errors.js'
 export {
   keyEncoding,
+  keyEncodingAt,
   keyToken,
   keyTokenLength,
   MAX_BASE64_KEY_LENGTH,

@@ -27,10 +27,15 @@ const TEXT_BYTE = new Uint8Array(256)
 for (let b = 0x21; b <= 0xff; b++) TEXT_BYTE[b] = b === 0x7f ? 0 : 1
 
 export function keyEncoding(key: Uint8Array): KeyEncoding {
-  const n = key.length
-  if (n === 0 || n > MAX_KEY_LENGTH) return 'unaddressable'
-  for (let i = 0; i < n; i++) {
-    if (TEXT_BYTE[key[i]!] === 0) return n <= MAX_BASE64_KEY_LENGTH ? 'base64' : 'unaddressable'
+  return keyEncodingAt(key, 0, key.length)
+}
+
+/** keyEncoding of the key in buf[start, end), without a view of it. */
+export function keyEncodingAt(buf: Uint8Array, start: number, end: number): KeyEncoding {
+  const n = end - start
+  if (n <= 0 || n > MAX_KEY_LENGTH) return 'unaddressable'
+  for (let i = start; i < end; i++) {
+    if (TEXT_BYTE[buf[i]!] === 0) return n <= MAX_BASE64_KEY_LENGTH ? 'base64' : 'unaddressable'
   }
   return 'text'
 }

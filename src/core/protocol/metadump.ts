@@ -79,6 +79,28 @@ export interface MetadumpResult {
   mode: 'hash' | 'all'
   /** Attempts refused because the crawler was busy. */
   busyRetries: number
+  /**
+   * True when the dump listed each key at most once: a `hash` walk during which the hash table
+   * neither expanded nor was expanding (`stats` just before and just after the walk agree). The
+   * usual case: memcached's hash walk holds off expansion and locks each bucket while it lists
+   * it, so a key rewritten meanwhile shows once.
+   * False (an `all` walk over the LRUs, a table that grew, or no `stats` to tell): a key may
+   * come twice, and the caller deduplicates.
+   */
+  distinctKeys: boolean
+}
+
+/** The hash table's size and whether it is being resized, from `stats`. */
+interface TableState {
+  power: number
+  expanding: boolean
+}
+
+function tableState(stats: Map<string, string>): TableState | undefined {
+  const power = Number(stats.get('hash_power_level'))
+  const expanding = stats.get('hash_is_expanding')
+  if (!Number.isFinite(power) || expanding === undefined) return undefined
+  return { power, expanding: expanding === '1' }
 }
 
 /**
@@ -98,9 +120,16 @@ export async function metadump(addr: ServerAddress, options: MetadumpOptions): P
   let busyRetries = 0
   for (;;) {
     if (opts.signal?.aborted) throw interrupted(server, opts.signal.reason)
-    if (opts.expansionWaitMs > 0) await waitForStableHashTable(addr, server, opts)
+    const before = opts.expansionWaitMs > 0 ? await waitForStableHashTable(addr, server, opts) : undefined
     const outcome = await dumpOnce(addr, server, mode, opts)
-    if (outcome.kind === 'done') return { entries: outcome.entries, mode, busyRetries }
+    if (outcome.kind === 'done') {
+      let distinctKeys = false
+      if (mode === 'hash' && before !== undefined && !before.expanding) {
+        const after = await readTableState(addr, opts).catch(() => undefined)
+        distinctKeys = after !== undefined && !after.expanding && after.power === before.power
+      }
+      return { entries: outcome.entries, mode, busyRetries, distinctKeys }
+    }
     if (outcome.kind === 'rejected') {
       if (mode === 'hash') {
         mode = 'all'
@@ -124,7 +153,7 @@ export async function metadump(addr: ServerAddress, options: MetadumpOptions): P
  * expansionWaitMs and lets the dump go ahead; a server that cannot answer `stats` fails here
  * as it would in the dump (unreachable, timeout).
  */
-async function waitForStableHashTable(addr: ServerAddress, server: string, opts: ResolvedOptions): Promise<void> {
+async function waitForStableHashTable(addr: ServerAddress, server: string, opts: ResolvedOptions): Promise<TableState | undefined> {
   const deadline = Date.now() + opts.expansionWaitMs
   // memcached starts a due expansion at its next 1-second clock tick; if none starts within 3 s
   // (hash table at its maximum size), stop waiting for it.
@@ -137,7 +166,7 @@ async function waitForStableHashTable(addr: ServerAddress, server: string, opts:
       try {
         stats = await conn.stats()
       } catch (err) {
-        if (isServerError(err, 'PROTOCOL_ERROR')) return // not a stats we understand: do not block the dump on it
+        if (isServerError(err, 'PROTOCOL_ERROR')) return undefined // not a stats we understand: do not block the dump on it
         throw err
       }
       const expanding = stats.get('hash_is_expanding') === '1'
@@ -145,13 +174,24 @@ async function waitForStableHashTable(addr: ServerAddress, server: string, opts:
       const items = Number(stats.get('curr_items'))
       const due = Number.isFinite(power) && Number.isFinite(items) && items > 1.5 * 2 ** power
       const now = Date.now()
-      if (now >= deadline || (!expanding && (!due || now >= dueDeadline))) return
+      if (now >= deadline || (!expanding && (!due || now >= dueDeadline))) return tableState(stats)
       try {
         await sleep(200, undefined, opts.signal === undefined ? undefined : { signal: opts.signal })
       } catch (err) {
         throw interrupted(server, opts.signal?.reason ?? err)
       }
     }
+  } finally {
+    await conn.close()
+  }
+}
+
+/** `stats` once on a connection of its own (the dump's connection is closed by then). */
+async function readTableState(addr: ServerAddress, opts: ResolvedOptions): Promise<TableState | undefined> {
+  const requestTimeoutMs = Math.min(opts.idleTimeoutMs, META_CONNECTION_DEFAULTS.requestTimeoutMs)
+  const conn = await MetaConnection.connect(addr, { connectTimeoutMs: opts.connectTimeoutMs, requestTimeoutMs })
+  try {
+    return tableState(await conn.stats())
   } finally {
     await conn.close()
   }
@@ -170,8 +210,35 @@ function dumpOnce(
   opts: ResolvedOptions,
 ): Promise<Outcome> {
   return new Promise<Outcome>((resolve, reject) => {
-    const entry: DumpEntry = { key: Buffer.alloc(0), exp: -1, la: 0, cas: '0', fetched: false, cls: 0, size: 0, flags: -1 }
+    // The CAS is decoded only when asked for (the engine never asks): an own enumerable getter,
+    // so a copy made with spread still has it.
+    let casBuf: Buffer = Buffer.alloc(0)
+    let casStart = -1
+    let casEnd = -1
+    const entry: DumpEntry = {
+      key: Buffer.alloc(0),
+      exp: -1,
+      la: 0,
+      get cas(): string {
+        return casStart < 0 ? '0' : casBuf.toString('latin1', casStart, casEnd)
+      },
+      fetched: false,
+      cls: 0,
+      size: 0,
+      flags: -1,
+    }
     let keyScratch = Buffer.allocUnsafe(1024)
+    // keyScratch[0, n) for each length n, made once: a key view per entry would be an allocation per key.
+    let keyViews: (Buffer | undefined)[] = []
+    const keyView = (n: number): Buffer => (keyViews[n] ??= keyScratch.subarray(0, n))
+    const decodeKey = (buf: Buffer, start: number, end: number): void => {
+      const n = end - start
+      if (n > keyScratch.length) {
+        keyScratch = Buffer.allocUnsafe(Math.max(n, keyScratch.length * 2))
+        keyViews = []
+      }
+      entry.key = keyView(uriDecodeInto(buf, start, end, keyScratch))
+    }
     let partial = Buffer.allocUnsafe(1024)
     let partialLen = 0
     let entries = 0
@@ -266,7 +333,7 @@ function dumpOnce(
       if (end > start && buf[end - 1] === 0x0d) end--
       // "key=" — the common case first.
       if (end - start > 4 && buf[start] === 0x6b && buf[start + 1] === 0x65 && buf[start + 2] === 0x79 && buf[start + 3] === 0x3d) {
-        parseEntry(buf, start, end)
+        if (!parseEntryFast(buf, start, end)) parseEntry(buf, start, end)
         entries++
         opts.onEntry(entry)
         return true
@@ -297,10 +364,63 @@ function dumpOnce(
       return false
     }
 
+    /**
+     * The line as every memcached 1.6 prints it, fields in this order: `key= exp= la= cas=
+     * fetch= cls= size=`, then `flags=` on some versions, then only spaces. Returns false
+     * (nothing set) for any other shape, which the general parser then reads.
+     */
+    function parseEntryFast(buf: Buffer, start: number, end: number): boolean {
+      let i = start + 4
+      const keyStart = i
+      while (i < end && buf[i] !== 0x20) i++
+      const keyEnd = i
+      if (!literalAt(buf, i, end, F_EXP)) return false
+      const exp = intAt(buf, i + F_EXP.length, end)
+      i = intEnd
+      if (Number.isNaN(exp) || !literalAt(buf, i, end, F_LA)) return false
+      const la = intAt(buf, i + F_LA.length, end)
+      i = intEnd
+      if (Number.isNaN(la) || !literalAt(buf, i, end, F_CAS)) return false
+      const cs = i + F_CAS.length
+      i = cs
+      while (i < end && buf[i] !== 0x20) i++
+      const ce = i
+      if (!literalAt(buf, i, end, F_FETCH)) return false
+      const fetched = buf[i + F_FETCH.length] === 0x79 // fetch=yes
+      i += F_FETCH.length
+      while (i < end && buf[i] !== 0x20) i++
+      if (!literalAt(buf, i, end, F_CLS)) return false
+      const cls = intAt(buf, i + F_CLS.length, end)
+      i = intEnd
+      if (Number.isNaN(cls) || !literalAt(buf, i, end, F_SIZE)) return false
+      const size = intAt(buf, i + F_SIZE.length, end)
+      i = intEnd
+      if (Number.isNaN(size)) return false
+      let flags = -1
+      if (literalAt(buf, i, end, F_FLAGS)) {
+        flags = intAt(buf, i + F_FLAGS.length, end)
+        i = intEnd
+        if (Number.isNaN(flags)) return false
+      }
+      while (i < end && buf[i] === 0x20) i++
+      if (i < end) return false
+      decodeKey(buf, keyStart, keyEnd)
+      entry.exp = exp
+      entry.la = la
+      casBuf = buf
+      casStart = cs
+      casEnd = ce
+      entry.fetched = fetched
+      entry.cls = cls
+      entry.size = size
+      entry.flags = flags
+      return true
+    }
+
     function parseEntry(buf: Buffer, start: number, end: number): void {
       entry.exp = -1
       entry.la = 0
-      entry.cas = '0'
+      casStart = -1
       entry.fetched = false
       entry.cls = 0
       entry.size = 0
@@ -323,12 +443,14 @@ function dumpOnce(
           case 3:
             if (c0 === 0x6b) {
               // key
-              const n = i - v
-              if (n > keyScratch.length) keyScratch = Buffer.allocUnsafe(Math.max(n, keyScratch.length * 2))
-              entry.key = keyScratch.subarray(0, uriDecodeInto(buf, v, i, keyScratch))
+              decodeKey(buf, v, i)
               haveKey = true
             } else if (c0 === 0x65) entry.exp = parseIntAt(buf, v, i)
-            else if (c0 === 0x63 && buf[nameStart + 1] === 0x61) entry.cas = buf.toString('latin1', v, i)
+            else if (c0 === 0x63 && buf[nameStart + 1] === 0x61) {
+              casBuf = buf
+              casStart = v
+              casEnd = i
+            }
             else if (c0 === 0x63 && buf[nameStart + 1] === 0x6c) entry.cls = parseIntAt(buf, v, i)
             break
           case 2:
@@ -346,6 +468,45 @@ function dumpOnce(
       if (!haveKey) throw protocolError(server, `a metadump line without key: ${excerpt(buf.toString('latin1', start, end))}`)
     }
   })
+}
+
+const F_EXP = Buffer.from(' exp=', 'latin1')
+const F_LA = Buffer.from(' la=', 'latin1')
+const F_CAS = Buffer.from(' cas=', 'latin1')
+const F_FETCH = Buffer.from(' fetch=', 'latin1')
+const F_CLS = Buffer.from(' cls=', 'latin1')
+const F_SIZE = Buffer.from(' size=', 'latin1')
+const F_FLAGS = Buffer.from(' flags=', 'latin1')
+
+function literalAt(buf: Buffer, at: number, end: number, lit: Buffer): boolean {
+  if (at + lit.length > end) return false
+  for (let j = 0; j < lit.length; j++) if (buf[at + j] !== lit[j]) return false
+  return true
+}
+
+/** Where the last intAt stopped (a space or the end). */
+let intEnd = 0
+
+/** Decimal integer (optionally negative) from `start` up to a space or `end`; NaN if empty or not digits. Sets intEnd. */
+function intAt(buf: Buffer, start: number, end: number): number {
+  let i = start
+  const negative = i < end && buf[i] === 0x2d
+  if (negative) i++
+  const first = i
+  let n = 0
+  for (; i < end; i++) {
+    const c = buf[i]!
+    if (c === 0x20) break
+    const d = c - 0x30
+    if (d < 0 || d > 9) {
+      intEnd = i
+      return NaN
+    }
+    n = n * 10 + d
+  }
+  intEnd = i
+  if (i === first) return NaN
+  return negative ? -n : n
 }
 
 /** Decimal integer (optionally negative) in buf[start, end); NaN if not digits. */
