@@ -4,6 +4,9 @@ import { ExitCode, MemdrainError } from '../core/errors.js'
 import { probeServer, type ServerStatus } from '../core/inspect/server-status.js'
 import { estimateShares, poolPlacement } from '../core/pool/placement.js'
 import type { TransitionRecord } from '../core/pool/model.js'
+import { FilePoolStore } from '../core/pool/store.js'
+import { sumClientMigrations } from '../core/client/migration.js'
+import { transitionedCounts, transitionedRatio } from '../core/mover/drain.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from '../ui/format.js'
 import { paint, renderTable } from '../ui/style.js'
 
@@ -12,7 +15,16 @@ export interface StatusResult {
   hash: string
   replicas: number
   clients: string
-  servers: (ServerStatus & { transition?: TransitionRecord })[]
+  servers: StatusServer[]
+}
+
+export type StatusServer = ServerStatus & {
+  transition?: TransitionRecord
+  /**
+   * A deactivating server: keys moved off it by pool-aware clients (memdrain's library) during
+   * its current transition, summed from their reports beside the pool file (absent for --servers).
+   */
+  movedByClients?: number
 }
 
 export default class Status extends BaseCommand<StatusResult> {
@@ -33,13 +45,18 @@ ${EXIT_CODES_HELP}`
     const store = poolStoreFromFlags(flags)
     const { pool } = await store.load()
     const shares = estimateShares(poolPlacement(pool))
+    const byClients = store instanceof FilePoolStore ? await sumClientMigrations(store.file) : undefined
     const servers = await Promise.all(
       pool.servers.map(async (s) => {
         if (s.state === 'removed') return { address: s.address, state: s.state, weight: s.weight, reachable: false, warnings: [], ...(s.transition ? { transition: s.transition } : {}) } as ServerStatus
-        const st: ServerStatus & { transition?: TransitionRecord } = await probeServer(s, { timeoutMs: flags.timeout })
+        const st: StatusServer = await probeServer(s, { timeoutMs: flags.timeout })
         const share = shares.get(s.address)
         if (share !== undefined) st.share = share
         if (s.transition !== undefined) st.transition = s.transition
+        if (s.state === 'deactivating' && byClients !== undefined) {
+          // The reports are newer than the record's figure (written by the drain as it saves).
+          st.movedByClients = Math.max(byClients.get(s.address) ?? 0, s.transition?.movedByClients ?? 0)
+        }
         return st
       }),
     )
@@ -81,12 +98,16 @@ ${EXIT_CODES_HELP}`
     ])
     this.log(renderTable(['SERVER', 'STATE', 'UP', 'VERSION', 'ITEMS', 'USED', 'LIMIT', 'FREE', 'EVICTIONS', 'HITS', 'SHARE', 'UPTIME'], rows, new Set([4, 5, 6, 7, 8, 9, 10, 11])))
     for (const s of r.servers) {
+      const byClients = s.movedByClients === undefined || s.movedByClients === 0 ? '' : `, ${formatCount(s.movedByClients)} moved by clients`
       const t = s.transition
-      if (t === undefined) continue
-      const done = t.moved + t.inPlace + t.movedByClients
-      const ratio = t.keysAtStart > 0 ? done / t.keysAtStart : 1
+      if (t === undefined) {
+        if (byClients !== '') this.log(`${s.address}: deactivating, no drain record${byClients}`)
+        continue
+      }
+      const current = { ...t, movedByClients: s.movedByClients ?? t.movedByClients }
+      const { done, live } = transitionedCounts(current)
       this.log(
-        `${s.address}: ${t.handoff} hand-off since ${t.startedAt}: ${formatCount(done)} of ${formatCount(t.keysAtStart)} keys transitioned (${formatPercent(ratio)}, threshold ${formatPercent(t.threshold)}), ${formatCount(t.failed)} failed${t.finishedAt ? `, finished ${t.finishedAt}` : ''}`,
+        `${s.address}: ${t.handoff} hand-off since ${t.startedAt}: ${formatCount(done)} of ${formatCount(live)} live keys transitioned${byClients} (${formatPercent(transitionedRatio(current))}, threshold ${formatPercent(t.threshold)}), ${formatCount(t.failed)} failed${t.finishedAt ? `, finished ${t.finishedAt}` : ''}`,
       )
     }
   }

@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { activeServers, findServer, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
-import type { PoolStore } from '../pool/store.js'
+import { FilePoolStore, type PoolStore } from '../pool/store.js'
+import { sumClientMigrations } from '../client/migration.js'
 import type { HeldLock } from '../pool/lock.js'
 import { flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
@@ -113,11 +114,27 @@ function newRecord(threshold: number, handoff: 'move' | 'copy'): TransitionRecor
  * expired or evicted at the source before it could move (`gone`), or skipped because it was
  * about to expire, has nothing left to transition. Without that, a drain of a server whose keys
  * expire while it runs could never reach its threshold.
+ *
+ * A key a pool-aware client moved after the dump is one the drain then finds `gone`: it counts
+ * as live and transitioned, not as gone (at most `gone` of them: a key a client moved before the
+ * dump is not among the keys at start at all).
  */
 export function transitionedRatio(r: TransitionRecord): number {
-  const live = r.keysAtStart - (r.skipped.gone ?? 0) - (r.skipped.expiring ?? 0)
-  if (live <= 0) return 1
-  return Math.min(1, (r.moved + r.inPlace + r.movedByClients) / live)
+  const { done, live } = transitionedCounts(r)
+  return live <= 0 ? 1 : Math.min(1, done / live)
+}
+
+/** The two sides of the transitioned ratio: keys transitioned, and keys at start still live. */
+export function transitionedCounts(r: TransitionRecord): { done: number; live: number } {
+  const gone = r.skipped.gone ?? 0
+  const byClients = Math.min(r.movedByClients, gone)
+  return { done: r.moved + r.inPlace + byClients, live: r.keysAtStart - gone - (r.skipped.expiring ?? 0) + byClients }
+}
+
+/** Keys moved off `address` by pool-aware clients during its current transition (their reports sit beside a pool file). */
+async function movedByClientsOf(store: PoolStore, address: string): Promise<number | undefined> {
+  if (!(store instanceof FilePoolStore)) return undefined
+  return (await sumClientMigrations(store.file)).get(address) ?? 0
 }
 
 /**
@@ -187,6 +204,12 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     let keysAtStart = record.keysAtStart
     let passes = 0
     let catchUp: CatchUpResult | undefined
+    // Cumulative over the transition (client reports are tagged with its startedAt), so replaced, not added.
+    let movedByClients = record.movedByClients
+    const refreshMovedByClients = async (): Promise<void> => {
+      const n = await movedByClientsOf(opts.store, server.address).catch(() => undefined)
+      if (n !== undefined) movedByClients = n
+    }
     const snapshotRecord = (current: Tally | undefined, currentPasses: number): TransitionRecord => {
       // A key skipped for good (too large, unaddressable) is met again by every run (it stays
       // on the source): keep the larger count rather than a sum that would count it once per
@@ -206,6 +229,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         inPlace: base.inPlace + total.inPlace + (current?.inPlace ?? 0),
         failed: total.failed + (current?.failed ?? 0) + (catchUp?.failed ?? 0),
         conflicts: base.conflicts + total.conflicts + (current?.conflicts ?? 0),
+        movedByClients,
         skipped,
         passes: base.passes + passes + currentPasses,
       }
@@ -270,7 +294,10 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
           if (e.type === 'progress' && Date.now() - lastSave > 5000) {
             lastSave = Date.now()
             const rec = snapshotRecord(e.tally, currentPass)
-            saving = saving.then(() => persist(rec)).catch(() => undefined)
+            saving = saving
+              .then(refreshMovedByClients)
+              .then(() => persist({ ...rec, movedByClients }))
+              .catch(() => undefined)
           }
           emit(e)
         },
@@ -306,6 +333,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       interrupted = main.interrupted
       durationMs += main.durationMs
     }
+    await refreshMovedByClients()
     record = snapshotRecord(undefined, 0)
 
     // 2. Copy hand-off: the switch, the catch-up, and the keys that appeared since the first dump.
@@ -348,6 +376,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         durationMs += after.durationMs
         interrupted = after.interrupted
       }
+      await refreshMovedByClients()
       record = snapshotRecord(undefined, 0)
     }
 
