@@ -51,8 +51,10 @@ export interface WorkloadReport {
 }
 
 export interface Workload {
-  /** Starts (or stops) counting the tracked keys' reads, in windows from now. */
+  /** Starts a new measurement of the tracked keys' reads (windows from now), or stops counting. */
   measure(on: boolean): void
+  /** The tracked keys' reads of the current (or last) measurement so far. */
+  tracked(): Counts
   /** Stops issuing operations; resolves once the ones in flight answered. */
   stop(): Promise<WorkloadReport>
 }
@@ -172,6 +174,13 @@ export function startWorkload(opts: WorkloadOptions): Workload {
   return {
     measure(on) {
       measuringSince = on ? performance.now() : undefined
+      if (on) {
+        report.tracked = { reads: 0, hits: 0 }
+        report.windows = []
+      }
+    },
+    tracked() {
+      return { ...report.tracked }
     },
     async stop() {
       stopped = true
