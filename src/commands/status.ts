@@ -4,6 +4,8 @@ import { ExitCode, MemdrainError } from '../core/errors.js'
 import { probeServer, type ServerStatus } from '../core/inspect/server-status.js'
 import { estimateShares, poolPlacement } from '../core/pool/placement.js'
 import type { TransitionRecord } from '../core/pool/model.js'
+import { sumStoreMigrations } from '../core/client/migration.js'
+import { transitionedCounts, transitionedRatio } from '../core/mover/drain.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from '../ui/format.js'
 import { paint, renderTable } from '../ui/style.js'
 
@@ -12,7 +14,16 @@ export interface StatusResult {
   hash: string
   replicas: number
   clients: string
-  servers: (ServerStatus & { transition?: TransitionRecord })[]
+  servers: StatusServer[]
+}
+
+export type StatusServer = ServerStatus & {
+  transition?: TransitionRecord
+  /**
+   * A deactivating server: keys moved off it by pool-aware clients (memdrain's library) during
+   * its current transition, summed from their reports beside the pool file (absent for --servers).
+   */
+  movedByClients?: number
 }
 
 export default class Status extends BaseCommand<StatusResult> {
@@ -33,16 +44,12 @@ ${EXIT_CODES_HELP}`
     const store = poolStoreFromFlags(flags)
     const { pool } = await store.load()
     // Keys pool-aware application clients moved off servers in transition (their reports, summed).
-    const { sumStoreMigrations } = await import('../core/client/migration.js')
-    const byClients = await sumStoreMigrations(store, pool).catch(() => new Map<string, number>())
-    const transitionOf = (s: (typeof pool.servers)[number]): TransitionRecord | undefined =>
-      s.transition === undefined ? undefined : { ...s.transition, movedByClients: Math.max(s.transition.movedByClients, byClients.get(s.address) ?? 0) }
+    const byClients = await sumStoreMigrations(store, pool).catch(() => undefined)
     const shares = estimateShares(poolPlacement(pool))
     const servers = await Promise.all(
       pool.servers.map(async (s) => {
-        const transition = transitionOf(s)
-        if (s.state === 'removed') return { address: s.address, state: s.state, weight: s.weight, reachable: false, warnings: [], ...(transition ? { transition } : {}) } as ServerStatus
-        const st: ServerStatus & { transition?: TransitionRecord } = await probeServer(s, { timeoutMs: flags.timeout })
+        if (s.state === 'removed') return { address: s.address, state: s.state, weight: s.weight, reachable: false, warnings: [], ...(s.transition ? { transition: s.transition } : {}) } as ServerStatus
+        const st: StatusServer = await probeServer(s, { timeoutMs: flags.timeout })
         const share = shares.get(s.address)
         if (share !== undefined) {
           st.share = share.keys
@@ -51,7 +58,11 @@ ${EXIT_CODES_HELP}`
             st.copyShare = share.copies
           }
         }
-        if (transition !== undefined) st.transition = transition
+        if (s.transition !== undefined) st.transition = s.transition
+        if (s.state === 'deactivating' && byClients !== undefined) {
+          // The reports are newer than the record's figure (written by the drain as it saves).
+          st.movedByClients = Math.max(byClients.get(s.address) ?? 0, s.transition?.movedByClients ?? 0)
+        }
         return st
       }),
     )
@@ -99,12 +110,16 @@ ${EXIT_CODES_HELP}`
     this.log(renderTable(heads, rows, new Set(heads.map((_, i) => i).filter((i) => i >= 4))))
     if (replicated) this.log(paint.dim(`replicas ${r.replicas}: SHARE = keys whose chain includes the server, PRIMARY = keys it owns, COPIES = its part of all ${r.replicas} copies of each key`))
     for (const s of r.servers) {
+      const byClients = s.movedByClients === undefined || s.movedByClients === 0 ? '' : `, ${formatCount(s.movedByClients)} moved by clients`
       const t = s.transition
-      if (t === undefined) continue
-      const done = t.moved + t.inPlace + t.movedByClients
-      const ratio = t.keysAtStart > 0 ? done / t.keysAtStart : 1
+      if (t === undefined) {
+        if (byClients !== '') this.log(`${s.address}: deactivating, no drain record${byClients}`)
+        continue
+      }
+      const current = { ...t, movedByClients: s.movedByClients ?? t.movedByClients }
+      const { done, live } = transitionedCounts(current)
       this.log(
-        `${s.address}: ${t.handoff} hand-off since ${t.startedAt}: ${formatCount(done)} of ${formatCount(t.keysAtStart)} keys transitioned (${formatPercent(ratio)}, threshold ${formatPercent(t.threshold)}), ${formatCount(t.failed)} failed${t.finishedAt ? `, finished ${t.finishedAt}` : ''}`,
+        `${s.address}: ${t.handoff} hand-off since ${t.startedAt}: ${formatCount(done)} of ${formatCount(live)} live keys transitioned${byClients} (${formatPercent(transitionedRatio(current))}, threshold ${formatPercent(t.threshold)}), ${formatCount(t.failed)} failed${t.finishedAt ? `, finished ${t.finishedAt}` : ''}`,
       )
     }
   }

@@ -75,15 +75,16 @@ describe('migration reports', () => {
       const report = (moved: Record<string, number>, transitions: Record<string, string>): string =>
         JSON.stringify({ version: 1, host: 'h', pid: 1, updatedAt: 'x', moved, transitions })
       await writeFile(path.join(reports, 'app1-1.json'), report({ '10.0.0.2:11211': 10 }, { '10.0.0.2:11211': 'T2' }))
-      await writeFile(path.join(reports, 'app2-2.json'), report({ '10.0.0.2:11211': 5 }, {}))
+      await writeFile(path.join(reports, 'app2-2.json'), report({ '10.0.0.2:11211': 5, '10.0.0.1:11211': 7 }, {})) // before the record / no record
       await writeFile(path.join(reports, 'app3-3.json'), report({ '10.0.0.2:11211': 1000 }, { '10.0.0.2:11211': 'T1' })) // an earlier drain
       await writeFile(path.join(reports, 'broken.json'), '{"version": 1, "moved": ')
       await writeFile(path.join(reports, 'other.json'), JSON.stringify({ version: 9, moved: { '10.0.0.2:11211': 1 } }))
       await writeFile(path.join(reports, '.app1-1.json.123.tmp'), report({ '10.0.0.2:11211': 1 }, {}))
-      assert.deepEqual(await sumClientMigrations(poolFile), new Map([['10.0.0.2:11211', 15]]))
+      // Untagged counts of a server that has a record now were made before its drain counted its keys.
+      assert.deepEqual(await sumClientMigrations(poolFile), new Map([['10.0.0.2:11211', 10], ['10.0.0.1:11211', 7]]))
       // Without a readable pool file nothing can be matched to a transition: all are summed.
       await rm(poolFile)
-      assert.deepEqual(await sumClientMigrations(poolFile), new Map([['10.0.0.2:11211', 1015]]))
+      assert.deepEqual(await sumClientMigrations(poolFile), new Map([['10.0.0.2:11211', 1015], ['10.0.0.1:11211', 7]]))
     })
   })
 
@@ -99,6 +100,11 @@ describe('migration reports', () => {
     ledger.record('s', 'T1')
     ledger.record('s', 'T2')
     assert.equal(ledger.counts().get('s'), 1)
+    // Moves made while the client saw no record do not join the count of the record that follows.
+    ledger.record('u', undefined)
+    ledger.record('u', undefined)
+    ledger.record('u', 'T3')
+    assert.equal(ledger.counts().get('u'), 1)
     await ledger.close()
   })
 })

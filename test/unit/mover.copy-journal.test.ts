@@ -91,4 +91,13 @@ describe('transitionedRatio', () => {
     assert.equal(transitionedRatio({ ...base, keysAtStart: 10, moved: 0, inPlace: 0, skipped: { gone: 10 } }), 1)
     assert.equal(transitionedRatio({ ...base, keysAtStart: 0, moved: 0, inPlace: 0, skipped: {} }), 1)
   })
+
+  it('counts keys moved by clients as transitioned, not as gone, and never more of them than the drain found gone', () => {
+    // 50 moved by clients after the dump (the drain found them gone), 40 by the drain, 10 failed: 90 of 100.
+    assert.equal(transitionedRatio({ ...base, keysAtStart: 100, moved: 40, inPlace: 0, movedByClients: 50, skipped: { gone: 50 } }), 0.9)
+    // Clients also moved 30 keys before the dump (not among the keys at start): only the 50 found gone count.
+    assert.equal(transitionedRatio({ ...base, keysAtStart: 100, moved: 40, inPlace: 0, movedByClients: 80, skipped: { gone: 50 } }), 0.9)
+    // Reported moves that lag behind: the rest of the gone keys are deleted or expired ones.
+    assert.equal(transitionedRatio({ ...base, keysAtStart: 100, moved: 45, inPlace: 0, movedByClients: 40, skipped: { gone: 50 } }), 85 / 90)
+  })
 })

@@ -122,11 +122,14 @@ export class MigrationLedger {
   /** One key moved off `address`; `transitionStartedAt` is that server's transition record start, if any. */
   record(address: string, transitionStartedAt: string | undefined): void {
     const seen = this.transitions.get(address)
-    if (transitionStartedAt !== undefined && seen !== transitionStartedAt) {
-      // A new transition of this server: the counts of the previous one belong to it.
-      if (seen !== undefined) this.moved.delete(address)
-      this.transitions.set(address, transitionStartedAt)
+    if (seen !== transitionStartedAt && this.moved.has(address)) {
+      // Another transition of this server (or moves made before its drain wrote a record: those
+      // keys were gone before the drain counted its keys at start): the counts so far belong to
+      // the earlier one, and sumClientMigrations would drop them anyway.
+      this.moved.delete(address)
     }
+    if (transitionStartedAt === undefined) this.transitions.delete(address)
+    else this.transitions.set(address, transitionStartedAt)
     this.moved.set(address, (this.moved.get(address) ?? 0) + 1)
     this.dirty = true
   }
@@ -170,9 +173,10 @@ export class MigrationLedger {
 /**
  * Sums the migration reports of every client process of `poolFile` per server address: the keys
  * moved by pool-aware application clients (`movedByClients`). Only counts made during each
- * server's current transition (its `transition.startedAt` in the pool file) are included;
- * counts from a client that saw no transition record are included too. Unreadable or foreign
- * files in the directory are skipped. No directory: an empty map.
+ * server's current transition (tagged with its `transition.startedAt` in the pool file) are
+ * included; untagged counts (the client saw no record: a server marked deactivating by hand)
+ * only for a server that has no record now. Unreadable or foreign files in the directory are
+ * skipped. No directory: an empty map.
  */
 export async function sumClientMigrations(poolFile: string): Promise<Map<string, number>> {
   const dir = clientReportDir(poolFile)
@@ -222,9 +226,10 @@ export function sumReports(docs: readonly unknown[], pool: Pool | undefined): Ma
     if (doc.version !== CLIENT_REPORT_VERSION || typeof doc.moved !== 'object' || doc.moved === null) continue
     for (const [address, count] of Object.entries(doc.moved)) {
       if (typeof count !== 'number' || !Number.isFinite(count) || count < 0) continue
-      const tagged = doc.transitions?.[address]
-      const now = current.get(address)
-      if (tagged !== undefined && now !== undefined && tagged !== now) continue
+      // A count belongs to the server's current transition only if it carries that transition's
+      // startedAt; untagged counts (the client saw no record) only while the server has none.
+      // Without the pool, every count.
+      if (pool !== undefined && doc.transitions?.[address] !== current.get(address)) continue
       sums.set(address, (sums.get(address) ?? 0) + count)
     }
   }

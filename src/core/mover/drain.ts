@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode, isMemdrainError } from '../errors.js'
 import { activeServers, findServer, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
+import type { PoolStore } from '../pool/store.js'
 import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import { flushServer, refuseWithoutRoom, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
@@ -94,11 +95,26 @@ function newRecord(threshold: number, handoff: 'move' | 'copy'): TransitionRecor
  * expired or evicted at the source before it could move (`gone`), or skipped because it was
  * about to expire, has nothing left to transition. Without that, a drain of a server whose keys
  * expire while it runs could never reach its threshold.
+ *
+ * A key a pool-aware client moved after the dump is one the drain then finds `gone`: it counts
+ * as live and transitioned, not as gone (at most `gone` of them: a key a client moved before the
+ * dump is not among the keys at start at all).
  */
 export function transitionedRatio(r: TransitionRecord): number {
-  const live = r.keysAtStart - (r.skipped.gone ?? 0) - (r.skipped.expiring ?? 0)
-  if (live <= 0) return 1
-  return Math.min(1, (r.moved + r.inPlace + r.movedByClients) / live)
+  const { done, live } = transitionedCounts(r)
+  return live <= 0 ? 1 : Math.min(1, done / live)
+}
+
+/** The two sides of the transitioned ratio: keys transitioned, and keys at start still live. */
+export function transitionedCounts(r: TransitionRecord): { done: number; live: number } {
+  const gone = r.skipped.gone ?? 0
+  const byClients = Math.min(r.movedByClients, gone)
+  return { done: r.moved + r.inPlace + byClients, live: r.keysAtStart - gone - (r.skipped.expiring ?? 0) + byClients }
+}
+
+/** Keys moved off `address` by pool-aware clients during its current transition (their reports: beside a pool file, or in etcd). */
+async function movedByClientsOf(store: PoolStore, pool: Pool, address: string): Promise<number> {
+  return (await sumStoreMigrations(store, pool)).get(address) ?? 0
 }
 
 /**
@@ -176,6 +192,12 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     let keysAtStart = record.keysAtStart
     let passes = 0
     let catchUp: CatchUpResult | undefined
+    // Cumulative over the transition (client reports are tagged with its startedAt), so replaced, not added.
+    let movedByClients = record.movedByClients
+    const refreshMovedByClients = async (): Promise<void> => {
+      const n = await movedByClientsOf(opts.store, snap.pool, server.address).catch(() => undefined)
+      if (n !== undefined) movedByClients = n
+    }
     const snapshotRecord = (current: Tally | undefined, currentPasses: number): TransitionRecord => {
       // A key skipped for good (too large, unaddressable) is met again by every run (it stays
       // on the source): keep the larger count rather than a sum that would count it once per
@@ -195,6 +217,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         inPlace: base.inPlace + total.inPlace + (current?.inPlace ?? 0),
         failed: total.failed + (current?.failed ?? 0) + (catchUp?.failed ?? 0),
         conflicts: base.conflicts + total.conflicts + (current?.conflicts ?? 0),
+        movedByClients,
         skipped,
         passes: base.passes + passes + currentPasses,
       }
@@ -203,12 +226,6 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     let lastSave = Date.now()
     const persist = async (rec: TransitionRecord, state: PoolServer['state'] = 'deactivating'): Promise<void> => {
       if (opts.dryRun) return
-      // Keys pool-aware application clients moved off the server (their reports, summed).
-      const byClients = (await sumStoreMigrations(opts.store, snap.pool).catch(() => undefined))?.get(server.address)
-      if (byClients !== undefined && byClients > rec.movedByClients) {
-        rec.movedByClients = byClients
-        base.movedByClients = byClients
-      }
       const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state, transition: rec }))
       snap = { pool, revision: await opts.store.save(pool, snap.revision) }
     }
@@ -256,7 +273,10 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
           if (e.type === 'progress' && Date.now() - lastSave > 5000) {
             lastSave = Date.now()
             const rec = snapshotRecord(e.tally, currentPass)
-            saving = saving.then(() => persist(rec)).catch(() => undefined)
+            saving = saving
+              .then(refreshMovedByClients)
+              .then(() => persist({ ...rec, movedByClients }))
+              .catch(() => undefined)
           }
           emit(e)
         },
@@ -285,6 +305,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       interrupted = main.interrupted
       durationMs += main.durationMs
     }
+    await refreshMovedByClients()
     record = snapshotRecord(undefined, 0)
 
     // 2. Copy hand-off: the switch, then the catch-up of what changed at the source meanwhile.
@@ -322,13 +343,10 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         interrupted = catchUp.interrupted
         if (!interrupted) markCaughtUp(journalFile!)
       }
+      await refreshMovedByClients()
       record = snapshotRecord(undefined, 0)
     }
 
-    if (!opts.dryRun) {
-      const byClients = (await sumStoreMigrations(opts.store, snap.pool).catch(() => undefined))?.get(server.address)
-      if (byClients !== undefined && byClients > record.movedByClients) record.movedByClients = byClients
-    }
     const ratio = transitionedRatio(record)
     const switched = handoff === 'move' || record.switchedAt !== undefined
     let purged = false
