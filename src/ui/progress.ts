@@ -41,6 +41,8 @@ function describe(e: EngineEvent | { type: string; [k: string]: unknown }): stri
       return e.phase === 'progress' ? undefined : `catch-up ${String(e.phase)}: ${String(e.checked)}/${String(e.total)} checked, ${String(e.caughtUp)} re-copied, ${String(e.invalidated)} invalidated`
     case 'purged':
       return `purged ${String(e.server)} (flush_all on that server only)`
+    case 'source-restarted':
+      return String(e.message)
     default:
       return undefined
   }

@@ -4,7 +4,7 @@ import { activeServers, findServer, withServer, type Pool, type PoolServer, type
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
 import type { HeldLock } from '../pool/lock.js'
-import { flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
+import { connectChecked, flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from './copy-journal.js'
 import { FingerprintSet } from './fingerprint-set.js'
@@ -47,6 +47,7 @@ export type DrainEvent =
   | { type: 'switch'; phase: 'waiting' | 'done' }
   | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
   | { type: 'purged'; server: string }
+  | { type: 'source-restarted'; server: string; uptimeSeconds: number; lost: number; message: string }
 
 export interface DrainResult {
   server: string
@@ -78,6 +79,11 @@ export interface DrainResult {
   preflight: PreflightDestination[]
   samples: { key: string; reason: string }[]
   interrupted: boolean
+  /**
+   * The source restarted during the drain (its uptime is shorter than the drain): it came back
+   * empty, so the keys not yet moved are gone (counted in skipped.gone), not failed.
+   */
+  sourceRestarted: boolean
   /** The exit status this outcome maps to: 0, 68 (partial) or 69 (interrupted). */
   status: number
 }
@@ -101,6 +107,24 @@ export function checkDrainable(pool: Pool, server: string, location: string): Po
     throw refuse(`the pool keeps ${pool.replicas} copies of each key but only ${remaining.length} server(s) would remain`, ['Lower "replicas" in the pool file, or add a server first.'], 'TOO_FEW_SERVERS')
   }
   return s
+}
+
+interface SourceIdentity {
+  pid: string
+  /** Start time on the server's clock (time - uptime), seconds. */
+  startedAt: number
+  uptime: number
+}
+
+async function sourceIdentity(address: string): Promise<SourceIdentity> {
+  const conn = await connectChecked(address, 'source')
+  try {
+    const st = await conn.stats()
+    const uptime = Number(st.get('uptime'))
+    return { pid: st.get('pid') ?? '', startedAt: Number(st.get('time')) - uptime, uptime }
+  } finally {
+    await conn.close()
+  }
 }
 
 function newRecord(threshold: number, handoff: 'move' | 'copy'): TransitionRecord {
@@ -278,7 +302,42 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       await saving
       addTally(total, job.tally)
       passes += job.passes
+      if (job.sourceError !== undefined) await onSourceLost(job.sourceError)
       return job
+    }
+
+    // The source failed mid-job. If it restarted (uptime shorter than this drain), it came back
+    // empty: what was not moved yet is gone, and there is nothing wrong with ending the drain.
+    // Anything else (still down, stalled) is a failure: the record stays for a rerun.
+    let sourceRestarted = false
+    // Who the source is now (pid, start time), to tell a restart from a stall if it fails mid-job.
+    const sourceBefore = opts.dryRun ? undefined : await sourceIdentity(server.address).catch(() => undefined)
+    const onSourceLost = async (err: Error): Promise<void> => {
+      // A restart takes a moment: look for the server for up to 5 s.
+      let now: SourceIdentity
+      for (const until = Date.now() + 5000; ; ) {
+        try {
+          now = await sourceIdentity(server.address)
+          break
+        } catch {
+          if (Date.now() >= until || opts.signal?.aborted === true) throw err
+          await sleep(250)
+        }
+      }
+      if (sourceBefore === undefined || (now.pid === sourceBefore.pid && Math.abs(now.startedAt - sourceBefore.startedAt) <= 2)) throw err
+      const uptime = now.uptime
+      const rec = snapshotRecord(undefined, 0)
+      const live = rec.keysAtStart - (rec.skipped.gone ?? 0) - (rec.skipped.expiring ?? 0)
+      const lost = Math.max(0, live - rec.moved - rec.inPlace - rec.movedByClients)
+      total.skipped.gone += lost
+      sourceRestarted = true
+      emit({
+        type: 'source-restarted',
+        server: server.address,
+        uptimeSeconds: uptime,
+        lost,
+        message: `${server.address} restarted during the drain (up ${uptime} s, ${err.message.replace(/\.$/, '')}): it came back empty, so its ${lost} key(s) not moved yet are gone (counted as skipped: gone), not failed`,
+      })
     }
 
     // 1. The move, or the copy before the switch.
@@ -305,6 +364,12 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       })
       interrupted = main.interrupted
       durationMs += main.durationMs
+      if (sourceRestarted && handoff === 'move' && !interrupted) {
+        // Keys written to the restarted source since it came back (clients not yet switched).
+        const sweep = await runJob('after-switch', {})
+        durationMs += sweep.durationMs
+        interrupted = sweep.interrupted
+      }
     }
     record = snapshotRecord(undefined, 0)
 
@@ -407,6 +472,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       preflight: main?.preflight ?? [],
       samples,
       interrupted,
+      sourceRestarted,
       status,
     }
   } catch (err) {
