@@ -154,6 +154,27 @@ describe('faults: servers', () => {
     }
   })
 
+  it('copy hand-off rerun after a lost journal tail: identical copies found at the owner are kept, different (stale) ones are invalidated', async () => {
+    const pool = await startPool(3, { hash: 'memjs' })
+    pools.push(pool)
+    const [src] = pool.servers as [(typeof pool.servers)[0]]
+    const keys = keysOf('journal:', 400)
+    await setAll(await conns.get(src.address), keys.map((key, i) => ({ key, value: Buffer.from(`new${i}`), flags: i })))
+    // What a killed run left at the owners without a journal record: even keys an identical
+    // copy, odd keys a copy of an older value (the source changed after that run copied it).
+    for (const [i, key] of keys.entries()) {
+      await setAll(await conns.get(pool.chainWithout(src.address, key)[0]!), [{ key, value: Buffer.from(i % 2 === 0 ? `new${i}` : `old${i}`), flags: i }])
+    }
+    const r = await within(30_000, 'the copy drain', runDrain(drainOptions(pool, src.address, { handoff: 'copy', waitForSwitch: () => Promise.resolve() })))
+    assert.equal(r.state, 'removed', JSON.stringify({ ...r, preflight: undefined }))
+    assert.equal(r.invalidated, keys.length / 2)
+    for (const [i, key] of keys.entries()) {
+      const got = (await getAll(await conns.get(pool.chainWithout(src.address, key)[0]!), [key])).get(key.toString('hex'))
+      if (i % 2 === 0) assert.equal(got?.value.toString(), `new${i}`, `${key}: the identical copy is kept`)
+      else assert.equal(got, undefined, `${key}: the stale copy is gone`)
+    }
+  })
+
   it('an application writing and deleting through its placement (PoolClient) during the drain: nothing older than the last write, no deleted key back', async () => {
     const pool = await startPool(3, { hash: 'memjs', clients: 'pool-aware' })
     pools.push(pool)
