@@ -179,11 +179,13 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   let journalFile: string | undefined
   let marked = false
   let moving = false
+  let revisionBeforeMark: string | undefined
   try {
     let record: TransitionRecord
     const markedAt = Date.now()
     if (!opts.dryRun) {
       snap = await opts.store.load()
+      revisionBeforeMark = snap.revision
       const current = checkDrainable(snap.pool, server.address, opts.store.location)
       record = current.transition !== undefined && current.state === 'deactivating' ? { ...current.transition, threshold: opts.threshold, handoff } : newRecord(opts.threshold, handoff)
       const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state: 'deactivating', transition: record }))
@@ -484,8 +486,13 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         journal = undefined
         if (journalFile !== undefined) removeCopyJournal(journalFile)
         const now = await opts.store.load()
-        const pool = withServer(now.pool, server.address, (s) => ({ ...s, state: 'active', transition: undefined }))
-        await opts.store.save(pool, now.revision)
+        // Give the file back exactly as it was (a person's formatting included) when nothing
+        // else changed it since; otherwise undo just the mark.
+        const restored = opts.store.restore !== undefined && revisionBeforeMark !== undefined && (await opts.store.restore(revisionBeforeMark, now.revision))
+        if (!restored) {
+          const pool = withServer(now.pool, server.address, (s) => ({ ...s, state: 'active', transition: undefined }))
+          await opts.store.save(pool, now.revision)
+        }
         emit({ type: 'marked', server: server.address, state: 'active', resumed })
       } catch {
         // The refusal matters more; the server stays deactivating and a rerun resumes.
