@@ -126,11 +126,11 @@ export async function runKillScenario(opts: KillScenarioOptions): Promise<KillSc
       keys.map((key, i) => ({ key, value: valueOf(i), flags: (i * 7919) % 4294967296, ttl: ttlOf(i) === 86400 * 40 ? Math.floor(Date.now() / 1000) + ttlOf(i) : ttlOf(i) })),
     )
     const loadedAt = Date.now()
-    const args = ['drain', src.address, '--pool', file, '--yes', '--json', '--rate', String(opts.rate ?? 1500), '--spool-dir', path.join(dir, 'spool'), '--handoff', handoff]
+    const args = ['drain', src.address, '--pool', file, '--yes', '--json', '--rate', String(opts.rate ?? 1000), '--threshold', '1', '--spool-dir', path.join(dir, 'spool'), '--handoff', handoff]
     if (handoff === 'move') args.push('--client-grace', '0')
     else args.push('--switch-command', 'true')
     const kills = opts.kills ?? 3
-    const [minMs, maxMs] = [opts.minMs ?? 250, opts.maxMs ?? 2500]
+    const [minMs, maxMs] = [opts.minMs ?? 300, opts.maxMs ?? 2200]
     let final: Run | undefined
     for (let k = 0; k <= kills + 5; k++) {
       const delay = k < kills ? Math.round(minMs + rnd() * (maxMs - minMs)) : undefined

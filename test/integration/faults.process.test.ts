@@ -52,6 +52,46 @@ describe('faults: the memdrain process', () => {
     assertClean(r)
   })
 
+  it('a destination killed mid-drain: the others keep receiving, failed keys counted, exit 68; after it is back a rerun completes', async () => {
+    const pool = await startPool(4, { clients: 'pool-aware' })
+    pools.push(pool)
+    const [src, , , victim] = pool.servers as [(typeof pool.servers)[0], (typeof pool.servers)[0], (typeof pool.servers)[0], (typeof pool.servers)[0]]
+    const keys = keysOf('dest-kill:', 4000)
+    await setAll(await conns.get(src.address), keys.map((key, i) => ({ key, value: Buffer.from(`v${i}`), flags: i })))
+    const args = ['drain', src.address, '--pool', pool.file, '--yes', '--json', '--rate', '1500', '--client-grace', '0']
+    const running = runCli(args)
+    // Kill it once the drain is moving keys (the pool file says deactivating, moved > 0 or soon).
+    for (let i = 0; i < 100 && pool.server(src.address).state !== 'deactivating'; i++) await sleep(50)
+    await sleep(600)
+    await victim.kill()
+    const r = await running
+    assert.equal(r.code, 68, r.stdout + r.stderr)
+    const res = r.json.result
+    assert.ok(res.failed > 0, 'failed keys counted')
+    assert.ok((res.failedBy['destination-down'] ?? 0) + (res.failedBy['destination-error'] ?? 0) === res.failed, JSON.stringify(res.failedBy))
+    const per = new Map<string, { keys: number; failed: number }>(res.destinations.map((d: { address: string; keys: number; failed: number }) => [d.address, d]))
+    assert.ok(per.get(victim.address)!.failed > 0)
+    for (const s of pool.servers.slice(1, 3)) assert.equal(per.get(s.address)!.failed, 0, `${s.address} kept receiving`)
+    assert.equal(res.state, 'deactivating')
+    assert.equal(pool.server(src.address).state, 'deactivating')
+    await victim.restart()
+    const again = await runCli(args)
+    assert.equal(again.code, 0, again.stdout)
+    assert.equal(again.json.result.state, 'removed')
+    // Every key at its owner, except those the killed destination held when it died (lost with it).
+    const lostWithVictim = per.get(victim.address)!.keys
+    let missing = 0
+    for (const [i, key] of keys.entries()) {
+      const owner = pool.chainWithout(src.address, key)[0]!
+      const got = (await getAll(await conns.get(owner), [key])).get(key.toString('hex'))
+      if (got === undefined) {
+        assert.equal(owner, victim.address, `${key} lost at ${owner}`)
+        missing++
+      } else assert.equal(got.value.toString(), `v${i}`)
+    }
+    assert.ok(missing <= lostWithVictim, `missing ${missing} ≤ moved to the victim before it died ${lostWithVictim}`)
+  })
+
   it('two drains on one pool file: the second is refused (3, POOL_LOCKED naming the first pid) and changes nothing; the first finishes', async () => {
     const pool = await startPool(3, { clients: 'pool-aware' })
     pools.push(pool)

@@ -65,6 +65,8 @@ export interface SourceJobOptions {
   onCopied?: CopiedFn | undefined
   /** Called after the first dump with what moving would need; throw to refuse (preflight). */
   onPreflight?: ((dests: PreflightDestination[], keys: number, bytes: number) => void | Promise<void>) | undefined
+  /** After a pass in which keys failed because a destination was down: wait this long (ms) for it before the next pass. Default 10 s. */
+  downWaitMs?: number | undefined
   /** Stop after the dump and preflight (plan / --dry-run). */
   dryRun?: boolean | undefined
 }
@@ -238,8 +240,12 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           }
           const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
           emit({ type: 'pass-done', pass, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
+          // A destination that is down (stalled, restarting, link cut) failed keys this pass:
+          // give it a bounded time to come back before the next pass tries them again.
+          const wasDown = tally.failed > before.failed && pass < maxPasses && !allUp(opts, guard, targetConns)
+          if (wasDown) await waitForDestinations(opts, guard, targetConns, targets)
           // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed.
-          if (progressed === 0) break
+          if (progressed === 0 && !(wasDown && allUp(opts, guard, targetConns))) break
         } finally {
           spool.remove()
         }
@@ -253,6 +259,20 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
     return result
   } finally {
     await closeAll()
+  }
+}
+
+function allUp(opts: SourceJobOptions, guard: TargetGuard, conns: readonly MetaConnection[]): boolean {
+  return opts.targets.every((address, i) => guard.stateOf(address) !== 'down' && conns[i]?.closed !== true)
+}
+
+/** Waits (up to `downWaitMs`, default 10 s) until no destination is down; returns at once if none is. */
+async function waitForDestinations(opts: SourceJobOptions, guard: TargetGuard, conns: readonly MetaConnection[], targets: readonly TransferTarget[]): Promise<void> {
+  const until = Date.now() + (opts.downWaitMs ?? 10_000)
+  while (!allUp(opts, guard, conns) && Date.now() < until && opts.signal?.aborted !== true) {
+    // Asking a target its state reconnects it when its connection is closed and the guard sees it up.
+    for (const t of targets) t.state()
+    await sleep(250)
   }
 }
 
