@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parsePoolText } from '../../src/core/pool/validate.js'
 import { poolPlacement } from '../../src/core/pool/placement.js'
+import { rng } from '../../src/core/local/demo.js'
 import { Conns, getAll, setAll } from '../integration/drain.fixtures.js'
 import { startMemcached, type MemcachedServer } from './memcached.js'
 import { REPO_ROOT } from './cli.js'
@@ -45,17 +46,8 @@ export interface KillScenarioResult {
   samples: string[]
 }
 
-/** Small deterministic PRNG (mulberry32) so a failing seed can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Deterministic PRNG (mulberry32, the demo's) so a failing seed can be replayed. */
+export const prng = rng
 
 interface Run {
   code: number | null

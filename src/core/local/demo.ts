@@ -91,7 +91,7 @@ export async function startDemoPool(opts: StartDemoOptions): Promise<{ pool: Poo
 }
 
 /** A deterministic pseudo-random generator, so a demo population is reproducible. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let s = seed >>> 0
   return () => {
     s = (s + 0x6d2b79f5) >>> 0
