@@ -1,6 +1,7 @@
 import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
 import { ExitCode, MemdrainError, isMemdrainError } from '../core/errors.js'
 import { resolvePoolStore } from '../core/pool/resolve.js'
+import { transportSettings, useAuthFile } from '../core/protocol/transport.js'
 import type { PoolStore } from '../core/pool/store.js'
 import { EtcdPoolStore } from '../core/pool/etcd-store.js'
 import { paintErr } from '../ui/style.js'
@@ -120,12 +121,19 @@ export const poolFlags = {
     min: 1,
     helpGroup: 'POOL',
   }),
+  'auth-file': Flags.string({
+    description: 'memcached ASCII auth (-Y): a file whose first line is user:password (default: $MEMDRAIN_AUTH_FILE, or $MEMDRAIN_MEMCACHED_USERNAME/PASSWORD).',
+    helpGroup: 'POOL',
+  }),
 }
 
 export type PoolFlagValues = Partial<Interfaces.InferredFlags<typeof poolFlags>>
 
 /** The pool store the flags name; `notice` hears what an operator should know (an expired lock taken over). */
 export function poolStoreFromFlags(flags: PoolFlagValues, notice?: (message: string) => void): PoolStore {
+  // Credentials and TLS settings: read (and refused when malformed) before anything connects.
+  useAuthFile(flags['auth-file'])
+  transportSettings()
   const store = resolvePoolStore({ pool: flags.pool, servers: flags.servers, hash: flags.hash, replicas: flags.replicas })
   if (notice !== undefined && store instanceof EtcdPoolStore) store.onNotice = notice
   return store

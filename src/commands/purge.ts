@@ -12,6 +12,7 @@ ${EXIT_CODES_HELP}`
   static override args = { server: Args.string({ description: 'Server address (host:port as in the pool) or name.', required: true, ignoreStdin: true }) }
   static override flags = {
     pool: poolFlags.pool,
+    'auth-file': poolFlags['auth-file'],
     force: Flags.boolean({ description: 'Purge even an active server or a drain below its threshold.' }),
     yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
   }

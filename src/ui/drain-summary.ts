@@ -32,6 +32,7 @@ export function renderDrainSummary(r: DrainResult, rate: number): string {
       `, ${formatCount(r.conflicts)} conflicts, ${formatCount(r.failed)} failed` +
       (skipped.length > 0 ? `, skipped ${skipped.map(([k, v]) => `${formatCount(v)} ${k}`).join(', ')}` : ''),
   )
+  if (r.sourceRestarted) lines.push(paint.warn(`${r.server} restarted during the drain and came back empty: the keys not moved by then are counted as gone`))
   if (r.handoff === 'copy' && (r.caughtUp > 0 || r.invalidated > 0)) {
     lines.push(`catch-up after the switch: ${formatCount(r.caughtUp)} re-copied, ${formatCount(r.invalidated)} invalidated`)
   }

@@ -47,6 +47,8 @@ function describe(e: EngineEvent | { type: string; [k: string]: unknown }): stri
     }
     case 'purged':
       return `purged ${String(e.server)} (flush_all on that server only)`
+    case 'source-restarted':
+      return String(e.message)
     default:
       return undefined
   }

@@ -28,6 +28,14 @@ export interface StartOptions {
   /** -o no_lru_crawler. */
   noLruCrawler?: boolean
   extraArgs?: string[]
+  /** Extra environment for the process (e.g. SASL_CONF_PATH). */
+  env?: Record<string, string>
+  /**
+   * Ready once it accepts a TCP connection, without asking `version` (servers that will not
+   * answer a plain-text `version`: TLS -Z, SASL -S). A -Y server's "CLIENT_ERROR
+   * unauthenticated" counts as ready anyway.
+   */
+  readyWhenListening?: boolean
 }
 
 export interface MemcachedServer {
@@ -125,7 +133,7 @@ interface Launched {
 }
 
 function launch(port: number, opts: StartOptions): Launched {
-  const child = spawn(findMemcached(), argsFor(port, opts), { stdio: ['ignore', 'pipe', 'pipe'], detached: false })
+  const child = spawn(findMemcached(), argsFor(port, opts), { stdio: ['ignore', 'pipe', 'pipe'], detached: false, env: { ...process.env, ...opts.env } })
   let output = ''
   const collect = (d: Buffer): void => {
     output += d.toString('utf8')
@@ -142,7 +150,7 @@ function launch(port: number, opts: StartOptions): Launched {
 }
 
 /** Polls `version` until the server answers VERSION, the process dies, or the timeout passes. */
-async function waitReady(l: Launched, port: number): Promise<'ready' | 'port-in-use'> {
+async function waitReady(l: Launched, port: number, opts: StartOptions = {}): Promise<'ready' | 'port-in-use'> {
   const deadline = Date.now() + READY_TIMEOUT_MS
   let lastError = ''
   while (Date.now() < deadline) {
@@ -150,8 +158,18 @@ async function waitReady(l: Launched, port: number): Promise<'ready' | 'port-in-
       return /Address already in use|failed to listen/i.test(l.output()) ? 'port-in-use' : failStart(l, `exited (${l.child.exitCode ?? l.child.signalCode})`)
     }
     try {
+      if (opts.readyWhenListening === true) {
+        await new Promise<void>((resolve, reject) => {
+          const s = connect({ host: HOST, port }, () => {
+            s.destroy()
+            resolve()
+          })
+          s.once('error', reject)
+        })
+        return 'ready'
+      }
       const reply = await rawCommand(`${HOST}:${port}`, 'version\r\n', { idleMs: 200, timeoutMs: 500 })
-      if (reply.startsWith('VERSION ')) return 'ready'
+      if (reply.startsWith('VERSION ') || reply.startsWith('CLIENT_ERROR unauthenticated')) return 'ready'
       lastError = `answered ${JSON.stringify(reply)}`
     } catch (err) {
       lastError = (err as Error).message
@@ -193,7 +211,7 @@ export async function startMemcached(opts: StartOptions = {}): Promise<Memcached
   for (let attempt = 0; ; attempt++) {
     const port = await freePort()
     const first = launch(port, opts)
-    const state = await waitReady(first, port)
+    const state = await waitReady(first, port, opts)
     if (state === 'ready') return makeServer(port, opts, first)
     if (attempt >= 5) failStart(first, `could not bind a free port after ${attempt + 1} attempts`)
   }
@@ -227,7 +245,7 @@ function makeServer(port: number, opts: StartOptions, first: Launched): Memcache
       // The old socket may linger a moment; memcached sets SO_REUSEADDR, but retry a bit anyway.
       for (let attempt = 0; ; attempt++) {
         current = launch(port, opts)
-        const state = await waitReady(current, port)
+        const state = await waitReady(current, port, opts)
         if (state === 'ready') return
         if (attempt >= 20) failStart(current, `could not bind port ${port} again`)
         await sleep(100)

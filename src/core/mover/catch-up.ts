@@ -14,7 +14,10 @@ import { expiryFor } from './transfer.js'
  *                NF (gone from the destination) → nothing, absent is safe;
  *   - gone from the source (deleted before the switch): `md <key> C<dest cas> q`, so the copy is
  *                not resurrected; EX/NF there means the destination moved on: leave it.
- * A record whose destination CAS is unknown (the add found the key already there) is invalidated.
+ * A record whose destination CAS is unknown (the add found the key already there: an earlier
+ * run's copy whose journal record a crash lost, or a client's write) is kept if the destination
+ * holds exactly the source's value and flags and the source has not changed since it was read,
+ * and invalidated otherwise (`md <key> C<the cas read> q`, so a write made since is kept).
  * Pipelined like the transfer: batches of records, one write per phase and connection, `mn`.
  */
 
@@ -56,6 +59,8 @@ const INVALIDATE = 3
 const INVALIDATE_NEXT = 4
 const SUPERSEDED = 5
 const FAILED = 6
+/** Unknown copy found identical to the source's current value: it is current. */
+const KEEP = 7
 
 export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const result: CatchUpResult = { checked: 0, unchanged: 0, caughtUp: 0, invalidated: 0, superseded: 0, failed: 0, interrupted: false, samples: [] }
@@ -126,19 +131,20 @@ class CatchUpBatch {
     const src = this.sourcePayload
     this.targetUsed.fill(0)
     let toRead = 0
+    const unknown: number[] = []
     for (let i = 0; i < batch.count; i++) {
       this.answered[i] = 0
+      if (batch.target[i]! < this.conns.length && keyEncoding(batch.key(i)) !== 'unaddressable' && !batch.destCasKnown(i)) unknown.push(i)
+    }
+    if (unknown.length > 0) await this.resolveUnknown(unknown)
+    for (let i = 0; i < batch.count; i++) {
       const key = batch.key(i)
       if (batch.target[i]! >= this.conns.length || keyEncoding(key) === 'unaddressable') {
         this.state[i] = FAILED
         this.sample(key, 'journal record does not match this drain (destination or key)')
         continue
       }
-      if (!batch.destCasKnown(i)) {
-        this.queueDelete(i, false)
-        this.state[i] = INVALIDATE
-        continue
-      }
+      if (!batch.destCasKnown(i)) continue // settled by resolveUnknown
       this.state[i] = UNCHANGED
       src.command('mg', key).flags('v f t c q').flag('O', i).end()
       toRead++
@@ -181,6 +187,7 @@ class CatchUpBatch {
     for (let i = 0; i < batch.count; i++) {
       switch (this.state[i]) {
         case UNCHANGED:
+        case KEEP:
           result.unchanged++
           break
         case RECOPY:
@@ -196,6 +203,57 @@ class CatchUpBatch {
         default:
           result.failed++
       }
+    }
+  }
+
+  /**
+   * Records whose destination CAS is unknown: read the destination and the source; keep a copy
+   * identical to a source unchanged since the copy, invalidate the rest by the CAS just read
+   * (queued for phase 2), and leave keys the destination no longer has.
+   */
+  private async resolveUnknown(unknown: readonly number[]): Promise<void> {
+    const { batch } = this
+    const dest = new Map<number, { value: Buffer; flags: number; cas: Buffer }>()
+    for (const i of unknown) {
+      this.state[i] = INVALIDATE // a failed read below turns it into FAILED (sendToTargets)
+      const t = batch.target[i]!
+      this.targetPayloads[t]!.command('mg', batch.key(i)).flags('v f c q').flag('O', i).end()
+      this.targetUsed[t] = 1
+    }
+    await this.sendToTargets((t, r) => {
+      const i = r.opaque
+      if (r.status !== VA || i < 0 || i >= batch.count || batch.target[i] !== t) return
+      const cas = r.flagBytes(0x63)
+      if (cas !== undefined) dest.set(i, { value: Buffer.from(r.value!), flags: r.flagInt(0x66), cas: Buffer.from(cas) })
+    })
+    const src = this.sourcePayload
+    let toRead = 0
+    for (const i of unknown) {
+      if (this.state[i] === FAILED) continue
+      if (!dest.has(i)) {
+        this.state[i] = SUPERSEDED // gone from the destination: absent is safe
+        continue
+      }
+      src.command('mg', batch.key(i)).flags('v f c q').flag('O', i).end()
+      toRead++
+    }
+    if (toRead === 0) {
+      src.reset()
+      return
+    }
+    await this.source.batch(src.noop().take(), (r) => {
+      const i = r.opaque
+      if (r.status !== VA || i < 0 || i >= batch.count) return
+      const d = dest.get(i)
+      const cas = r.flagBytes(0x63)
+      if (d !== undefined && cas !== undefined && cas.equals(batch.sourceCas(i)) && r.flagInt(0x66) === d.flags && r.value!.equals(d.value)) this.state[i] = KEEP
+    })
+    for (const i of unknown) {
+      if (this.state[i] !== INVALIDATE) continue
+      const d = dest.get(i)!
+      const t = batch.target[i]!
+      this.targetPayloads[t]!.command('md', batch.key(i)).flags('C').raw(d.cas).flags('q').flag('O', i).end()
+      this.targetUsed[t] = 1
     }
   }
 

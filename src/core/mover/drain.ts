@@ -4,7 +4,7 @@ import { activeServers, findServer, withServer, type Pool, type PoolServer, type
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
 import { withLockLoss, type HeldLock } from '../pool/lock.js'
-import { flushServer, refuseWithoutRoom, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
+import { connectChecked, flushServer, refuseWithoutRoom, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from './copy-journal.js'
 import { FingerprintSet } from './fingerprint-set.js'
@@ -26,6 +26,7 @@ export type DrainEvent =
   | { type: 'switch'; phase: 'waiting' | 'done' }
   | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
   | { type: 'purged'; server: string }
+  | { type: 'source-restarted'; server: string; uptimeSeconds: number; lost: number; message: string }
 
 export interface DrainResult {
   server: string
@@ -57,6 +58,11 @@ export interface DrainResult {
   preflight: PreflightDestination[]
   samples: { key: string; reason: string }[]
   interrupted: boolean
+  /**
+   * The source restarted during the drain (its uptime is shorter than the drain): it came back
+   * empty, so the keys not yet moved are gone (counted in skipped.gone), not failed.
+   */
+  sourceRestarted: boolean
   /** The exit status this outcome maps to: 0, 68 (partial) or 69 (interrupted). */
   status: number
 }
@@ -83,6 +89,24 @@ export function checkDrainable(pool: Pool, server: string, location: string): Po
     throw refuse(`the pool keeps ${pool.replicas} copies of each key but only ${remaining.length} server(s) would remain`, ['Lower "replicas" in the pool file, or add a server first.'], 'TOO_FEW_SERVERS')
   }
   return s
+}
+
+interface SourceIdentity {
+  pid: string
+  /** Start time on the server's clock (time - uptime), seconds. */
+  startedAt: number
+  uptime: number
+}
+
+async function sourceIdentity(address: string): Promise<SourceIdentity> {
+  const conn = await connectChecked(address, 'source')
+  try {
+    const st = await conn.stats()
+    const uptime = Number(st.get('uptime'))
+    return { pid: st.get('pid') ?? '', startedAt: Number(st.get('time')) - uptime, uptime }
+  } finally {
+    await conn.close()
+  }
 }
 
 function newRecord(threshold: number, handoff: 'move' | 'copy'): TransitionRecord {
@@ -160,11 +184,13 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   let journalFile: string | undefined
   let marked = false
   let moving = false
+  let revisionBeforeMark: string | undefined
   try {
     let record: TransitionRecord
     const markedAt = Date.now()
     if (!opts.dryRun) {
       snap = await opts.store.load()
+      revisionBeforeMark = snap.revision
       const current = checkDrainable(snap.pool, server.address, opts.store.location)
       record = current.transition !== undefined && current.state === 'deactivating' ? { ...current.transition, threshold: opts.threshold, handoff } : newRecord(opts.threshold, handoff)
       const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state: 'deactivating', transition: record }))
@@ -239,7 +265,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     }
     const switchedBefore = handoff === 'copy' && record.switchedAt !== undefined
 
-    const runJob = async (extra: Partial<SourceJobOptions>): Promise<SourceJobResult> => {
+    const runJob = async (extra: Partial<SourceJobOptions>, phase: 'main' | 'sweep' = 'main'): Promise<SourceJobResult> => {
       let currentPass = 0
       const job = await runSourceJob({
         source: server.address,
@@ -252,7 +278,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         handled,
         ...extra,
         onEvent: (e) => {
-          if (e.type === 'dumped' && e.pass === 1) {
+          if (phase === 'main' && e.type === 'dumped' && e.pass === 1) {
             if (!resumed || base.keysAtStart === 0) {
               keysAtStart = e.toMove
             } else {
@@ -284,7 +310,42 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       await saving
       addTally(total, job.tally)
       passes += job.passes
+      if (job.sourceError !== undefined) await onSourceLost(job.sourceError)
       return job
+    }
+
+    // The source failed mid-job. If it restarted (uptime shorter than this drain), it came back
+    // empty: what was not moved yet is gone, and there is nothing wrong with ending the drain.
+    // Anything else (still down, stalled) is a failure: the record stays for a rerun.
+    let sourceRestarted = false
+    // Who the source is now (pid, start time), to tell a restart from a stall if it fails mid-job.
+    const sourceBefore = opts.dryRun ? undefined : await sourceIdentity(server.address).catch(() => undefined)
+    const onSourceLost = async (err: Error): Promise<void> => {
+      // A restart takes a moment: look for the server for up to 5 s.
+      let now: SourceIdentity
+      for (const until = Date.now() + 5000; ; ) {
+        try {
+          now = await sourceIdentity(server.address)
+          break
+        } catch {
+          if (Date.now() >= until || opts.signal?.aborted === true) throw err
+          await sleep(250)
+        }
+      }
+      if (sourceBefore === undefined || (now.pid === sourceBefore.pid && Math.abs(now.startedAt - sourceBefore.startedAt) <= 2)) throw err
+      const uptime = now.uptime
+      const rec = snapshotRecord(undefined, 0)
+      const live = rec.keysAtStart - (rec.skipped.gone ?? 0) - (rec.skipped.expiring ?? 0)
+      const lost = Math.max(0, live - rec.moved - rec.inPlace - rec.movedByClients)
+      total.skipped.gone += lost
+      sourceRestarted = true
+      emit({
+        type: 'source-restarted',
+        server: server.address,
+        uptimeSeconds: uptime,
+        lost,
+        message: `${server.address} restarted during the drain (up ${uptime} s, ${err.message.replace(/\.$/, '')}): it came back empty, so its ${lost} key(s) not moved yet are gone (counted as skipped: gone), not failed`,
+      })
     }
 
     // 1. The move, or the copy before the switch.
@@ -304,6 +365,12 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       })
       interrupted = main.interrupted
       durationMs += main.durationMs
+      if (sourceRestarted && handoff === 'move' && !interrupted) {
+        // Keys written to the restarted source since it came back (clients not yet switched).
+        const sweep = await runJob({}, 'sweep')
+        durationMs += sweep.durationMs
+        interrupted = sweep.interrupted
+      }
     }
     await refreshMovedByClients()
     record = snapshotRecord(undefined, 0)
@@ -403,6 +470,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       preflight: main?.preflight ?? [],
       samples,
       interrupted,
+      sourceRestarted,
       status,
     }
   } catch (err) {
@@ -424,8 +492,13 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         journal = undefined
         if (journalFile !== undefined) removeCopyJournal(journalFile)
         const now = await opts.store.load()
-        const pool = withServer(now.pool, server.address, (s) => ({ ...s, state: 'active', transition: undefined }))
-        await opts.store.save(pool, now.revision)
+        // Give the file back exactly as it was (a person's formatting included) when nothing
+        // else changed it since; otherwise undo just the mark.
+        const restored = opts.store.restore !== undefined && revisionBeforeMark !== undefined && (await opts.store.restore(revisionBeforeMark, now.revision))
+        if (!restored) {
+          const pool = withServer(now.pool, server.address, (s) => ({ ...s, state: 'active', transition: undefined }))
+          await opts.store.save(pool, now.revision)
+        }
         emit({ type: 'marked', server: server.address, state: 'active', resumed })
       } catch {
         // The refusal matters more; the server stays deactivating and a rerun resumes.

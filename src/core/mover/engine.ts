@@ -72,6 +72,8 @@ export interface SourceJobOptions {
   onCopied?: CopiedFn | undefined
   /** Called after the first dump with what moving would need; throw to refuse (preflight). */
   onPreflight?: ((dests: PreflightDestination[], keys: number, bytes: number) => void | Promise<void>) | undefined
+  /** After a pass in which keys failed because a destination was down: wait this long (ms) for it before the next pass. Default 10 s. */
+  downWaitMs?: number | undefined
   /** Stop after the dump and preflight (plan / --dry-run). */
   dryRun?: boolean | undefined
   /**
@@ -121,6 +123,11 @@ export interface SourceJobResult {
   interrupted: boolean
   preflight: PreflightDestination[]
   durationMs: number
+  /**
+   * The source failed mid-job (connection lost, timed out): the job stopped there and this is
+   * why; the tally holds what was done before. The caller decides (a restarted source is empty).
+   */
+  sourceError?: MemdrainError | undefined
 }
 
 export async function connectChecked(address: string, role: string): Promise<MetaConnection> {
@@ -177,18 +184,44 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
   const source = await connectChecked(opts.source, 'source')
   const targetConns: MetaConnection[] = []
   // One connection per target per worker keeps each worker's replies in its own FIFO.
+  let stopReconnects = (): void => undefined
   const closeAll = async (): Promise<void> => {
+    stopReconnects()
     await guard.stop()
     await Promise.all([source, ...targetConns].map((c) => c.close().catch(() => undefined)))
   }
   try {
     for (const t of opts.targets) targetConns.push(await connectChecked(t, 'destination'))
     await guard.start()
+    // A destination whose connection was lost (killed, stalled past the timeout, link reset) is
+    // down until a new connection answers; keys for it fail meanwhile (a later pass retries them).
+    const lastReconnect = opts.targets.map(() => 0)
+    let closing = false
+    stopReconnects = () => {
+      closing = true
+    }
+    const reconnect = (i: number): void => {
+      if (closing || Date.now() - lastReconnect[i]! < 1000) return
+      lastReconnect[i] = Date.now()
+      connectChecked(opts.targets[i]!, 'destination').then(
+        (c) => {
+          if (closing) void c.close()
+          else targetConns[i] = c
+        },
+        () => undefined,
+      )
+    }
     const targets: TransferTarget[] = opts.targets.map((address, i) => ({
       address,
-      conn: targetConns[i]!,
+      get conn() {
+        return targetConns[i]!
+      },
       state: () => {
         const s = guard.stateOf(address)
+        if (s !== 'down' && targetConns[i]!.closed) {
+          reconnect(i)
+          return 'down'
+        }
         return s === 'full' ? 'full' : s === 'down' ? 'down' : 'ok'
       },
       reserve: (itemSize: number) => guard.reserve(i, itemSize),
@@ -201,96 +234,120 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
     const result: SourceJobResult = { keysAtStart: 0, bytesAtStart: 0, passes: 0, tally, interrupted: false, preflight: [], durationMs: 0 }
     const handled = opts.handled ?? new FingerprintSet()
 
-    for (let pass = 1; pass <= maxPasses; pass++) {
-      if (opts.signal?.aborted) break
-      emit({ type: 'phase', phase: 'dump', pass })
-      const serverNow = Number((await source.stats()).get('time') ?? Math.floor(Date.now() / 1000))
-      const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
-      try {
-        const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
-        const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
-        let entries = 0
-        const onEntry = (e: DumpEntry): void => {
-          entries++
-          if (e.exp !== -1 && e.exp <= serverNow) return
-          const n = opts.route(e.key, routeScratch, 0)
-          if (n === 0) return
-          if (handled.size > 0 && handled.has(e.key)) return
-          if (opts.select !== undefined && !opts.select(e)) return
-          spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)
-          for (let j = 0; j < n; j++) {
-            const d = perDest[routeScratch[j]!]!
-            d.keys++
-            d.bytes += e.size
-            if (e.size > d.largest) d.largest = e.size
-          }
-        }
-        const dumpOptions = { onEntry, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.dumpMode ? { mode: opts.dumpMode } : {}) }
-        const dump = await metadump(parseAddress(opts.source), dumpOptions).catch((err: unknown) => {
-          if (opts.signal?.aborted) return undefined
-          throw err
-        })
-        if (opts.signal?.aborted || dump === undefined) {
-          result.interrupted = true
-          break
-        }
-        spool.finish()
-        // A key listed twice would be counted twice and, worse, moved by two workers at once. A
-        // hash walk over a steady table lists each key once (the usual case: memory stays flat);
-        // otherwise drop the repeats now, with a set of fingerprints (~11 bytes a key).
-        if (!dump.distinctKeys) {
-          spool.dedupe(new FingerprintSet(spool.count), (size, dests, n) => {
+    try {
+      for (let pass = 1; pass <= maxPasses; pass++) {
+        if (opts.signal?.aborted) break
+        emit({ type: 'phase', phase: 'dump', pass })
+        const serverNow = Number((await source.stats()).get('time') ?? Math.floor(Date.now() / 1000))
+        const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
+        try {
+          const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
+          const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
+          let entries = 0
+          const onEntry = (e: DumpEntry): void => {
+            entries++
+            if (e.exp !== -1 && e.exp <= serverNow) return
+            const n = opts.route(e.key, routeScratch, 0)
+            if (n === 0) return
+            if (handled.size > 0 && handled.has(e.key)) return
+            if (opts.select !== undefined && !opts.select(e)) return
+            spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)
             for (let j = 0; j < n; j++) {
-              const d = perDest[dests[j]!]
-              if (d === undefined) continue
-              d.keys--
-              d.bytes -= size
+              const d = perDest[routeScratch[j]!]!
+              d.keys++
+              d.bytes += e.size
+              if (e.size > d.largest) d.largest = e.size
             }
+          }
+          const dumpOptions = { onEntry, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.dumpMode ? { mode: opts.dumpMode } : {}) }
+          const dump = await metadump(parseAddress(opts.source), dumpOptions).catch((err: unknown) => {
+            if (opts.signal?.aborted) return undefined
+            throw err
           })
+          if (opts.signal?.aborted || dump === undefined) {
+            result.interrupted = true
+            break
+          }
+          spool.finish()
+          // A key listed twice would be counted twice and, worse, moved by two workers at once. A
+          // hash walk over a steady table lists each key once (the usual case: memory stays flat);
+          // otherwise drop the repeats now, with a set of fingerprints (~11 bytes a key).
+          if (!dump.distinctKeys) {
+            spool.dedupe(new FingerprintSet(spool.count), (size, dests, n) => {
+              for (let j = 0; j < n; j++) {
+                const d = perDest[dests[j]!]
+                if (d === undefined) continue
+                d.keys--
+                d.bytes -= size
+              }
+            })
+          }
+          emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
+          if (pass === 1) {
+            result.keysAtStart = spool.count
+            result.bytesAtStart = spool.bytes
+            emit({ type: 'phase', phase: 'preflight', pass })
+            result.preflight = opts.targets.map((address, i) => {
+              const h = guard.health.get(address)!
+              const d = perDest[i]!
+              return {
+                address,
+                keys: d.keys,
+                bytes: d.bytes,
+                freeBytes: h.freeBytes,
+                limitBytes: h.limitBytes,
+                itemSizeMax: h.itemSizeMax,
+                fits: d.bytes <= h.freeBytes,
+                largestItem: d.largest,
+              }
+            })
+            await opts.onPreflight?.(result.preflight, spool.count, spool.bytes)
+            if (opts.dryRun) break
+          }
+          if (spool.count === 0) break
+          result.passes = pass
+          emit({ type: 'phase', phase: 'move', pass })
+          const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
+          await movePass(opts, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
+          if (opts.signal?.aborted) {
+            result.interrupted = true
+            break
+          }
+          const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
+          emit({ type: 'pass-done', pass, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
+          // A destination that is down (stalled, restarting, link cut) failed keys this pass:
+          // give it a bounded time to come back before the next pass tries them again.
+          const wasDown = tally.failed > before.failed && pass < maxPasses && !allUp(opts, guard, targetConns)
+          if (wasDown) await waitForDestinations(opts, guard, targetConns, targets)
+          // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed.
+          if (progressed === 0 && !(wasDown && allUp(opts, guard, targetConns))) break
+        } finally {
+          spool.remove()
         }
-        emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
-        if (pass === 1) {
-          result.keysAtStart = spool.count
-          result.bytesAtStart = spool.bytes
-          emit({ type: 'phase', phase: 'preflight', pass })
-          result.preflight = opts.targets.map((address, i) => {
-            const h = guard.health.get(address)!
-            const d = perDest[i]!
-            return {
-              address,
-              keys: d.keys,
-              bytes: d.bytes,
-              freeBytes: h.freeBytes,
-              limitBytes: h.limitBytes,
-              itemSizeMax: h.itemSizeMax,
-              fits: d.bytes <= h.freeBytes,
-              largestItem: d.largest,
-            }
-          })
-          await opts.onPreflight?.(result.preflight, spool.count, spool.bytes)
-          if (opts.dryRun) break
-        }
-        if (spool.count === 0) break
-        result.passes = pass
-        emit({ type: 'phase', phase: 'move', pass })
-        const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
-        await movePass(opts, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
-        if (opts.signal?.aborted) {
-          result.interrupted = true
-          break
-        }
-        const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
-        emit({ type: 'pass-done', pass, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
-        // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed.
-        if (progressed === 0) break
-      } finally {
-        spool.remove()
       }
+    } catch (err) {
+      // The source went away mid-job: stop here with what was done, and say why.
+      if (!source.closed || !(err instanceof MemdrainError) || opts.signal?.aborted === true || result.preflight.length === 0) throw err
+      result.sourceError = err
     }
     result.durationMs = performance.now() - started
     return result
   } finally {
     await closeAll()
+  }
+}
+
+function allUp(opts: SourceJobOptions, guard: TargetGuard, conns: readonly MetaConnection[]): boolean {
+  return opts.targets.every((address, i) => guard.stateOf(address) !== 'down' && conns[i]?.closed !== true)
+}
+
+/** Waits (up to `downWaitMs`, default 10 s) until no destination is down; returns at once if none is. */
+async function waitForDestinations(opts: SourceJobOptions, guard: TargetGuard, conns: readonly MetaConnection[], targets: readonly TransferTarget[]): Promise<void> {
+  const until = Date.now() + (opts.downWaitMs ?? 10_000)
+  while (!allUp(opts, guard, conns) && Date.now() < until && opts.signal?.aborted !== true) {
+    // Asking a target its state reconnects it when its connection is closed and the guard sees it up.
+    for (const t of targets) t.state()
+    await sleep(250)
   }
 }
 

@@ -36,8 +36,13 @@ export function resolvePoolStore(sel: PoolSelection): PoolStore {
         const eq = s.lastIndexOf('=')
         return eq > 0 ? { address: s.slice(0, eq), weight: Number(s.slice(eq + 1)) } : { address: s }
       })
-    const pool = validatePool({ hash: sel.hash, replicas: sel.replicas ?? 1, servers }, '--servers')
-    return new InlinePoolStore(pool)
+    try {
+      return new InlinePoolStore(validatePool({ hash: sel.hash, replicas: sel.replicas ?? 1, servers }, '--servers'))
+    } catch (err) {
+      // The fix is in the command line, not in a file: a usage error (exit 2).
+      if (err instanceof MemdrainError) throw usage(err.message, err.suggestions)
+      throw err
+    }
   }
   if (sel.hash !== undefined) throw usage('--hash goes with --servers; a pool file names its own hash', ['Edit "hash" in the pool file, or pass --servers too.'])
   const location = sel.pool ?? env.MEMDRAIN_POOL ?? DEFAULT_POOL_FILE

@@ -26,6 +26,11 @@ export interface PoolStore {
   /** Write `pool` if the stored revision is still `expectedRevision`; returns the new revision. */
   save(pool: Pool, expectedRevision: string): Promise<string>
   lock(command: string): Promise<HeldLock>
+  /**
+   * Puts back the exact document this store loaded at `revision`, if the stored one is still
+   * `expectedRevision` (a refused job undoing its own mark). False when it cannot.
+   */
+  restore?(revision: string, expectedRevision: string): Promise<boolean>
 }
 
 function revisionOf(text: string): string {
@@ -39,6 +44,9 @@ export class FilePoolStore implements PoolStore {
   get location(): string {
     return this.file
   }
+
+  /** Texts loaded by this store, by revision (the last few), for restore(). */
+  private readonly loaded = new Map<string, string>()
 
   async load(): Promise<PoolSnapshot> {
     let text: string
@@ -58,7 +66,20 @@ export class FilePoolStore implements PoolStore {
         },
       )
     }
-    return { pool: parsePoolText(text, this.file), revision: revisionOf(text) }
+    const pool = parsePoolText(text, this.file)
+    const revision = revisionOf(text)
+    this.loaded.set(revision, text)
+    if (this.loaded.size > 4) this.loaded.delete(this.loaded.keys().next().value!)
+    return { pool, revision }
+  }
+
+  async restore(revision: string, expectedRevision: string): Promise<boolean> {
+    const text = this.loaded.get(revision)
+    if (text === undefined) return false
+    const current = await readFile(this.file, 'utf8').catch(() => undefined)
+    if (current === undefined || revisionOf(current) !== expectedRevision) return false
+    await writeFileAtomic(this.file, text)
+    return true
   }
 
   async save(pool: Pool, expectedRevision: string): Promise<string> {

@@ -1,8 +1,8 @@
-import { connect as netConnect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { formatAddress, type ServerAddress } from './address.js'
+import { authRequired, openSocket, probeBinarySasl, saslOnly } from './transport.js'
 import {
   closedLocally,
-  connectTimedOut,
   connectionClosed,
   excerpt,
   isServerError,
@@ -10,7 +10,6 @@ import {
   notMemcached,
   protocolError,
   timedOut,
-  unreachable,
   versionTooOld,
   type ServerError,
 } from './errors.js'
@@ -224,7 +223,7 @@ export class MetaConnection {
 
   private constructor(
     private readonly socket: Socket,
-    addr: ServerAddress,
+    private readonly addr: ServerAddress,
     opts: MetaConnectionOptions,
   ) {
     this.server = formatAddress(addr)
@@ -243,27 +242,9 @@ export class MetaConnection {
     })
   }
 
-  static connect(addr: ServerAddress, opts: MetaConnectionOptions = {}): Promise<MetaConnection> {
-    const server = formatAddress(addr)
-    const timeoutMs = opts.connectTimeoutMs ?? META_CONNECTION_DEFAULTS.connectTimeoutMs
-    return new Promise((resolve, reject) => {
-      const socket = netConnect({ host: addr.host, port: addr.port })
-      const timer = setTimeout(() => {
-        socket.destroy()
-        reject(connectTimedOut(server, timeoutMs))
-      }, timeoutMs)
-      const onError = (err: Error): void => {
-        clearTimeout(timer)
-        socket.destroy()
-        reject(unreachable(server, err))
-      }
-      socket.once('error', onError)
-      socket.once('connect', () => {
-        clearTimeout(timer)
-        socket.removeListener('error', onError)
-        resolve(new MetaConnection(socket, addr, opts))
-      })
-    })
+  static async connect(addr: ServerAddress, opts: MetaConnectionOptions = {}): Promise<MetaConnection> {
+    const socket = await openSocket(addr, opts.connectTimeoutMs ?? META_CONNECTION_DEFAULTS.connectTimeoutMs)
+    return new MetaConnection(socket, addr, opts)
   }
 
   /** True once the socket is closed (by either side, a timeout or a protocol error). */
@@ -299,6 +280,9 @@ export class MetaConnection {
     try {
       reply = await this.simple('version')
     } catch (err) {
+      // memcached -S ignores (or drops) text commands; it answers a binary SASL request.
+      const silent = isServerError(err, 'SERVER_TIMEOUT') || (isServerError(err, 'CONNECTION_CLOSED') && this.lastErrorLine === undefined)
+      if (silent && (await probeBinarySasl(this.addr))) throw saslOnly(this.server)
       if (isServerError(err, 'SERVER_TIMEOUT')) {
         throw notMemcached(this.server, `no answer to "version" within ${this.requestTimeoutMs} ms (a hung or paused memcached looks the same)`)
       }
@@ -307,6 +291,7 @@ export class MetaConnection {
       }
       throw err
     }
+    if (reply === 'CLIENT_ERROR unauthenticated') throw authRequired(this.server)
     const m = /^VERSION (\d+)\.(\d+)\.(\d+)/.exec(reply)
     if (m === null) throw notMemcached(this.server, `it answered ${excerpt(reply)} to "version"`)
     const version = reply.slice(8).trim()

@@ -15,6 +15,12 @@ export type ServerErrorCode =
   | 'CONNECTION_CLOSED'
   | 'PROTOCOL_ERROR'
   | 'INTERRUPTED'
+  | 'AUTH_FAILED'
+  | 'AUTH_REQUIRED'
+  | 'AUTH_CONFIG'
+  | 'SASL_REQUIRED'
+  | 'TLS_FAILED'
+  | 'TLS_CONFIG'
 
 export class ServerError extends MemdrainError {
   declare readonly code: ServerErrorCode

@@ -1,8 +1,6 @@
-import { connect as netConnect, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { formatAddress, type ServerAddress } from './address.js'
 import {
-  connectTimedOut,
   connectionClosed,
   crawlerBusy,
   crawlerDisabled,
@@ -12,10 +10,10 @@ import {
   isServerError,
   protocolError,
   timedOut,
-  unreachable,
 } from './errors.js'
 import { uriDecodeInto } from './keys.js'
 import { META_CONNECTION_DEFAULTS, MetaConnection } from './connection.js'
+import { openSocket } from './transport.js'
 
 /**
  * One item from `lru_crawler metadump`. The reader passes the SAME object for every entry and
@@ -203,12 +201,13 @@ type Outcome = { kind: 'done'; entries: number } | { kind: 'busy'; line: string 
 
 const MAX_LINE = 64 * 1024
 
-function dumpOnce(
+async function dumpOnce(
   addr: ServerAddress,
   server: string,
   mode: 'hash' | 'all',
   opts: ResolvedOptions,
 ): Promise<Outcome> {
+  const socket = await openSocket(addr, opts.connectTimeoutMs)
   return new Promise<Outcome>((resolve, reject) => {
     // The CAS is decoded only when asked for (the engine never asks): an own enumerable getter,
     // so a copy made with spread still has it.
@@ -243,20 +242,16 @@ function dumpOnce(
     let partialLen = 0
     let entries = 0
     let settled = false
-    let connected = false
     let lastData = Date.now()
     let idleTimer: NodeJS.Timeout | undefined
 
-    const socket: Socket = netConnect({ host: addr.host, port: addr.port })
-    const connectTimer = setTimeout(() => finish(connectTimedOut(server, opts.connectTimeoutMs)), opts.connectTimeoutMs)
-
     const onAbort = (): void => finish(interrupted(server, opts.signal?.reason))
     opts.signal?.addEventListener('abort', onAbort, { once: true })
+    if (opts.signal?.aborted === true) queueMicrotask(onAbort)
 
     function finish(result: Outcome | Error): void {
       if (settled) return
       settled = true
-      clearTimeout(connectTimer)
       if (idleTimer !== undefined) clearTimeout(idleTimer)
       opts.signal?.removeEventListener('abort', onAbort)
       socket.destroy()
@@ -272,15 +267,7 @@ function dumpOnce(
       else idleTimer = setTimeout(onIdle, opts.idleTimeoutMs - idle)
     }
 
-    socket.once('connect', () => {
-      connected = true
-      clearTimeout(connectTimer)
-      socket.setNoDelay(true)
-      lastData = Date.now()
-      idleTimer = setTimeout(onIdle, opts.idleTimeoutMs)
-      socket.write(`lru_crawler metadump ${mode}\r\n`)
-    })
-    socket.on('error', (err) => finish(connected ? connectionClosed(server, undefined, err) : unreachable(server, err)))
+    socket.on('error', (err) => finish(connectionClosed(server, undefined, err)))
     socket.on('close', () => finish(connectionClosed(server, undefined)))
     socket.on('data', (chunk: Buffer) => {
       if (settled) return
@@ -291,6 +278,10 @@ function dumpOnce(
         finish(err instanceof Error ? err : new Error(String(err)))
       }
     })
+    socket.setNoDelay(true)
+    lastData = Date.now()
+    idleTimer = setTimeout(onIdle, opts.idleTimeoutMs)
+    socket.write(`lru_crawler metadump ${mode}\r\n`)
 
     function onChunk(chunk: Buffer): void {
       let pos = 0

@@ -1,0 +1,414 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { parsePoolText } from '../../src/core/pool/validate.js'
+import { poolPlacement } from '../../src/core/pool/placement.js'
+import { MetaConnection, MetaPayload, parseAddress } from '../../src/core/protocol/index.js'
+import { fakeServer, startMemcached, type FakeServer, type MemcachedServer, type StartOptions } from '../helpers/memcached.js'
+import { REPO_ROOT, runCli, type CliRun } from '../helpers/cli.js'
+import { getAll } from '../integration/drain.fixtures.js'
+
+/**
+ * Every bad input of issue 6 through the built CLI, as a table: the exit code, a fragment of the
+ * message (and the error code), and that nothing changed — the pool file's bytes, and every
+ * server's items (none flushed). docs/errors.md lists the same cases (checked below).
+ */
+
+interface Ctx {
+  dir: string
+  /** A pool file of `servers` in the store's own format; returns its path. */
+  pool(name: string, doc: unknown): string
+  servers: MemcachedServer[]
+  fakes: FakeServer[]
+}
+
+interface Case {
+  name: string
+  /** The CLI arguments (--json is added). */
+  args: (c: Ctx) => Promise<string[]> | string[]
+  code: number
+  errorCode?: string
+  message: RegExp
+  /** Extra environment. */
+  env?: Record<string, string>
+  /** When the CLI returns a result (68), check it instead of an error. */
+  result?: (r: CliRun) => void
+  /** After the run: undo a mount or chattr. */
+  cleanup?: (c: Ctx) => void
+}
+
+const KEYS_PER_SERVER = 200
+
+async function load(address: string, prefix: string, n: number, size = 20): Promise<void> {
+  const conn = await MetaConnection.connect(parseAddress(address))
+  try {
+    const p = new MetaPayload()
+    for (let i = 0; i < n; i++) p.command('ms', Buffer.from(`${prefix}${i}`)).size(size).flag('T', 0).flags('q').end(Buffer.alloc(size, 120))
+    await conn.batch(p.noop().take(), () => undefined)
+  } finally {
+    await conn.close()
+  }
+}
+
+async function items(address: string): Promise<number> {
+  const conn = await MetaConnection.connect(parseAddress(address))
+  try {
+    return Number((await conn.stats()).get('curr_items'))
+  } finally {
+    await conn.close()
+  }
+}
+
+function servers(...list: { address: string }[]): { address: string }[] {
+  return list.map((s) => ({ address: s.address }))
+}
+
+/** A directory made read-only for root too: a read-only bind mount, else the immutable attribute. */
+function makeReadOnly(dir: string): 'mount' | 'chattr' {
+  try {
+    execFileSync('mount', ['--bind', dir, dir], { stdio: 'ignore' })
+    execFileSync('mount', ['-o', 'remount,ro,bind', dir], { stdio: 'ignore' })
+    return 'mount'
+  } catch {
+    execFileSync('chattr', ['+i', dir], { stdio: 'ignore' })
+    return 'chattr'
+  }
+}
+
+function undoReadOnly(dir: string): void {
+  try {
+    execFileSync('umount', [dir], { stdio: 'ignore' })
+  } catch {
+    execFileSync('chattr', ['-i', dir], { stdio: 'ignore' })
+  }
+}
+
+const CASES: Case[] = [
+  {
+    name: 'malformed pool file',
+    args: (c) => ['status', '--pool', writeRaw(c, 'malformed.json', '{"hash": "memjs", "servers": [,]}')],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /malformed\.json: \(document\): is not valid JSON/,
+  },
+  {
+    name: 'truncated pool file',
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--pool', writeRaw(c, 'truncated.json', JSON.stringify({ hash: 'memjs', servers: servers(...c.servers) }).slice(0, 40))],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /truncated\.json: \(document\): is not valid JSON/,
+  },
+  {
+    name: 'unknown hash name',
+    args: (c) => ['status', '--pool', c.pool('hash.json', { hash: 'ketama-md9', servers: servers(...c.servers) })],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /hash: unknown hash "ketama-md9"/,
+  },
+  {
+    name: 'duplicate servers',
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--pool', c.pool('dup.json', { hash: 'memjs', servers: [...servers(...c.servers), { address: c.servers[1]!.address }] })],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /servers\[3\]\.address: "127\.0\.0\.1:\d+" duplicates servers\[1\]/,
+  },
+  {
+    name: 'bad address in the pool file',
+    args: (c) => ['status', '--pool', c.pool('addr.json', { hash: 'memjs', servers: [{ address: 'cache-a:11211:7' }] })],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /servers\[0\]\.address: Invalid server address "cache-a:11211:7"/,
+  },
+  {
+    name: 'bad port on the command line',
+    args: () => ['locate', 'k', '--servers', '127.0.0.1:99999', '--hash', 'memjs'],
+    code: 2,
+    errorCode: 'USAGE',
+    message: /port 99999 is out of range \(1-65535\)/,
+  },
+  {
+    name: 'weight 0',
+    args: (c) => ['status', '--pool', c.pool('weight.json', { hash: 'memjs', servers: [{ address: c.servers[0]!.address, weight: 0 }] })],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /servers\[0\]\.weight: must be a whole number > 0, got 0/,
+  },
+  {
+    name: 'replicas larger than the pool',
+    args: (c) => ['status', '--pool', c.pool('replicas.json', { hash: 'memjs', replicas: 4, servers: servers(...c.servers) })],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /replicas: is 4 but only 3 server\(s\) are active/,
+  },
+  {
+    name: 'drain a server not in the pool',
+    args: (c) => ['drain', '127.0.0.1:1', '--yes', '--pool', c.pool('notin.json', { hash: 'memjs', servers: servers(...c.servers) })],
+    code: 2,
+    errorCode: 'SERVER_NOT_IN_POOL',
+    message: /127\.0\.0\.1:1 is not in the pool/,
+  },
+  {
+    name: 'drain the last active server',
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--pool', c.pool('last.json', { hash: 'memjs', servers: [{ address: c.servers[0]!.address }, { address: c.servers[1]!.address, state: 'removed' }] })],
+    code: 3,
+    errorCode: 'LAST_ACTIVE_SERVER',
+    message: /is the last active server/,
+  },
+  ...['-0.1', '1.5', 'most'].map(
+    (t): Case => ({
+      name: `threshold ${t}`,
+      args: (c) => ['drain', c.servers[0]!.address, '--yes', '--threshold', t, '--pool', c.pool(`thr${t}.json`, { hash: 'memjs', servers: servers(...c.servers) })],
+      code: 2,
+      errorCode: 'USAGE',
+      message: new RegExp(`--threshold must be a number from 0 to 1, got "${t.replace('.', '\\.')}"`),
+    }),
+  ),
+  ...[
+    ['rate', '-5', /--rate must be a whole number ≥ 0, got "-5"/],
+    ['rate', '1e3', /--rate must be a whole number ≥ 0, got "1e3"/],
+    ['bandwidth', '-1MB', /--bandwidth must be a size like 50MB/],
+    ['bandwidth', '10XB', /--bandwidth must be a size like 50MB/],
+  ].map(
+    ([flag, value, message]): Case => ({
+      name: `${String(flag)} ${String(value)}`,
+      args: (c) => ['drain', c.servers[0]!.address, '--yes', `--${String(flag)}=${String(value)}`, '--pool', c.pool(`${String(flag)}${String(value)}.json`, { hash: 'memjs', servers: servers(...c.servers) })],
+      code: 2,
+      errorCode: 'USAGE',
+      message: message as RegExp,
+    }),
+  ),
+  {
+    name: 'a port where no server listens',
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--pool', c.pool('closed.json', { hash: 'memjs', servers: [...servers(...c.servers), { address: '127.0.0.1:1' }] })],
+    code: 3,
+    errorCode: 'SERVER_UNREACHABLE',
+    message: /Cannot connect to memcached at 127\.0\.0\.1:1: connection refused/,
+  },
+  {
+    name: 'an HTTP server',
+    args: async (c) => {
+      const http = await fakeServer(() => 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n', { closeAfterReply: true })
+      c.fakes.push(http)
+      return ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--pool', c.pool('http.json', { hash: 'memjs', servers: [...servers(...c.servers), { address: http.address }] })]
+    },
+    code: 3,
+    errorCode: 'NOT_MEMCACHED',
+    message: /does not speak the memcached text protocol: it answered "HTTP\/1\.1 400 Bad Request"/,
+  },
+  {
+    name: 'memcached older than 1.6.10 (VERSION 1.4.5)',
+    args: async (c) => {
+      const old = await fakeServer((line) => (line === 'version' ? 'VERSION 1.4.5' : 'ERROR'))
+      c.fakes.push(old)
+      return ['drain', old.address, '--yes', '--handoff', 'move', '--pool', c.pool('old.json', { hash: 'memjs', servers: [{ address: old.address }, ...servers(...c.servers)] })]
+    },
+    code: 3,
+    errorCode: 'VERSION_TOO_OLD',
+    message: /is version 1\.4\.5; memdrain needs 1\.6\.10 or newer/,
+  },
+  {
+    name: 'dumps disabled (-X)',
+    args: async (c) => {
+      const s = await extraServer(c, { disableDumps: true })
+      await load(s.address, 'x:', KEYS_PER_SERVER)
+      return ['drain', s.address, '--yes', '--handoff', 'move', '--pool', c.pool('nodump.json', { hash: 'memjs', servers: [{ address: s.address }, ...servers(...c.servers)] })]
+    },
+    code: 3,
+    errorCode: 'DUMPS_DISABLED',
+    message: /started with -X/,
+  },
+  {
+    name: 'crawler off (-o no_lru_crawler)',
+    args: async (c) => {
+      const s = await extraServer(c, { noLruCrawler: true })
+      await load(s.address, 'c:', KEYS_PER_SERVER)
+      return ['drain', s.address, '--yes', '--handoff', 'move', '--pool', c.pool('nocrawl.json', { hash: 'memjs', servers: [{ address: s.address }, ...servers(...c.servers)] })]
+    },
+    code: 3,
+    errorCode: 'CRAWLER_DISABLED',
+    message: /LRU crawler disabled/,
+  },
+  {
+    name: 'destinations without room',
+    args: async (c) => {
+      const src = await extraServer(c, { memoryMb: 64 })
+      const small = await extraServer(c, { memoryMb: 2 })
+      await load(src.address, 'big:', 6000, 1000)
+      return ['drain', src.address, '--yes', '--handoff', 'move', '--pool', c.pool('room.json', { hash: 'memjs', servers: [{ address: src.address }, { address: small.address }] })]
+    },
+    code: 3,
+    errorCode: 'NO_ROOM',
+    message: /would make 127\.0\.0\.1:\d+ evict/,
+  },
+  {
+    name: 'an item larger than the destination item_size_max',
+    args: async (c) => {
+      const src = await extraServer(c, { itemSizeMax: '4m', memoryMb: 64 })
+      const dest = await extraServer(c, {})
+      await load(src.address, 'small:', 50)
+      await load(src.address, 'huge', 1, 2 * 1024 * 1024)
+      return ['drain', src.address, '--yes', '--handoff', 'move', '--client-grace', '0', '--threshold', '1', '--pool', c.pool('toolarge.json', { hash: 'memjs', servers: [{ address: src.address }, { address: dest.address }] })]
+    },
+    code: 68,
+    message: /./,
+    result: (r) => {
+      assert.equal(r.json.result.skipped['too-large'], 1)
+      assert.equal(r.json.result.moved, 50)
+      assert.equal(r.json.result.state, 'deactivating')
+      assert.match(r.json.result.samples[0].reason, /exceeds item_size_max/)
+    },
+  },
+  {
+    name: 'pool file without write permission',
+    args: (c) => {
+      const d = path.join(c.dir, 'ro')
+      mkdirSync(d, { recursive: true })
+      const file = c.pool(path.join('ro', 'pool.json'), { hash: 'memjs', servers: servers(...c.servers) })
+      makeReadOnly(d)
+      return ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--pool', file]
+    },
+    code: 3,
+    errorCode: 'LOCK_FAILED',
+    message: /cannot create the lock file .*ro\/pool\.json\.lock: .*(read-only file system|operation not permitted)/i,
+    cleanup: (c) => undoReadOnly(path.join(c.dir, 'ro')),
+  },
+  {
+    name: 'spool directory that cannot be created',
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--spool-dir', path.join(writeRaw(c, 'a-file', 'x'), 'spool'), '--pool', c.pool('spool.json', { hash: 'memjs', servers: servers(...c.servers) })],
+    code: 3,
+    errorCode: 'SPOOL_FAILED',
+    message: /cannot write the key spool in .*a-file\/spool/,
+  },
+  {
+    name: 'full disk for the spool (64 KiB tmpfs)',
+    args: async (c) => {
+      const src = await extraServer(c, {})
+      await load(src.address, `spool-fill-key-with-a-long-name-${'p'.repeat(100)}:`, 3000)
+      const mnt = path.join(c.dir, 'tiny')
+      mkdirSync(mnt, { recursive: true })
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt])
+      return ['drain', src.address, '--yes', '--handoff', 'move', '--spool-dir', mnt, '--pool', c.pool('full.json', { hash: 'memjs', servers: [{ address: src.address }, ...servers(...c.servers)] })]
+    },
+    code: 3,
+    errorCode: 'SPOOL_FAILED',
+    message: /the spool directory .*tiny.* is full \(ENOSPC\)/,
+    cleanup: (c) => execFileSync('umount', [path.join(c.dir, 'tiny')]),
+  },
+]
+
+function writeRaw(c: Ctx, name: string, text: string): string {
+  const file = path.join(c.dir, name)
+  writeFileSync(file, text)
+  return file
+}
+
+const extra: MemcachedServer[] = []
+async function extraServer(_c: Ctx, opts: StartOptions): Promise<MemcachedServer> {
+  const s = await startMemcached(opts)
+  extra.push(s)
+  return s
+}
+
+describe('bad input: every case answers with its exit code and message and changes nothing', { concurrency: 4 }, () => {
+  const ctx: Ctx = {
+    dir: '',
+    servers: [],
+    fakes: [],
+    pool: (name, doc) => {
+      const file = path.join(ctx.dir, name)
+      writeFileSync(file, JSON.stringify(doc, null, 2) + '\n', { mode: 0o600 })
+      return file
+    },
+  }
+  before(async () => {
+    ctx.dir = mkdtempSync(path.join(tmpdir(), 'memdrain-bad-input-'))
+    ctx.servers = await Promise.all([startMemcached(), startMemcached(), startMemcached()])
+    for (const [i, s] of ctx.servers.entries()) await load(s.address, `keep${i}:`, KEYS_PER_SERVER)
+  })
+  after(async () => {
+    await Promise.all([...ctx.servers, ...extra].map((s) => s.kill()))
+    await Promise.all(ctx.fakes.map((f) => f.close()))
+    rmSync(ctx.dir, { recursive: true, force: true })
+  })
+
+  for (const c of CASES) {
+    it(c.name, async () => {
+      const args = await c.args(ctx)
+      const poolArg = args.indexOf('--pool')
+      const poolFile = poolArg >= 0 ? args[poolArg + 1]! : undefined
+      const before = poolFile !== undefined ? readFileSync(poolFile) : undefined
+      const addresses = poolFile !== undefined ? poolAddresses(before!.toString()) : []
+      const itemsBefore = await Promise.all(addresses.map((a) => items(a).catch(() => -1)))
+      let r: CliRun
+      try {
+        r = await runCli([...args, '--json'], { env: c.env ?? {}, timeoutMs: 60_000 })
+      } finally {
+        c.cleanup?.(ctx)
+      }
+      assert.equal(r.code, c.code, `exit code; stdout: ${r.stdout.slice(0, 600)} stderr: ${r.stderr.slice(0, 300)}`)
+      assert.equal(r.json?.status, c.code, 'one JSON envelope with the status')
+      if (c.result !== undefined) {
+        c.result(r)
+      } else {
+        assert.equal(r.json.error.code, c.errorCode)
+        assert.match(r.json.error.message, c.message)
+        assert.ok(r.json.error.suggestions.length > 0 || c.code === 2, `a refusal says what to do: ${r.stdout}`)
+        if (poolFile !== undefined) assert.deepEqual(readFileSync(poolFile), before, 'the pool file is byte for byte unchanged')
+      }
+      // No server flushed or emptied: every reachable server of the pool holds what it held.
+      const itemsAfter = await Promise.all(addresses.map((a) => items(a).catch(() => -1)))
+      if (c.result === undefined) assert.deepEqual(itemsAfter, itemsBefore, 'items per server unchanged')
+      else for (const [i, n] of itemsAfter.entries()) assert.ok(n >= 0 && (itemsBefore[i]! <= 0 || n > 0), 'no server flushed')
+    })
+  }
+
+  it('keys with every byte value memcached allows, and 250-byte keys, move to exactly their owner', async () => {
+    const [a, b, c] = await Promise.all([startMemcached(), startMemcached(), startMemcached()])
+    extra.push(a, b, c)
+    // One key per byte value 0x00-0xff (the binary protocol allows any byte; the meta protocol
+    // needs base64 for controls, space and 0x7f), plus 250-byte printable keys.
+    const keys: Buffer[] = []
+    for (let byte = 0; byte < 256; byte++) keys.push(Buffer.concat([Buffer.from('byte-'), Buffer.from([byte]), Buffer.from('-end')]))
+    for (let i = 0; i < 20; i++) keys.push(Buffer.from(`${i}:`.padEnd(250, String.fromCharCode(33 + i))))
+    keys.push(Buffer.concat([Buffer.alloc(180, 0x7e), Buffer.from([0x01])])) // 181 bytes needing base64: still addressable
+    const conn = await MetaConnection.connect(parseAddress(a.address))
+    const p = new MetaPayload()
+    keys.forEach((k, i) => p.command('ms', k).size(8).flag('F', i).flag('T', 0).flags('q').end(Buffer.from(`val${String(i).padStart(5, '0')}`)))
+    const errors: string[] = []
+    await conn.batch(p.noop().take(), (r) => errors.push(r.line()))
+    await conn.close()
+    assert.deepEqual(errors, [])
+    const file = ctx.pool('bytes.json', { hash: 'php-memcached-libketama', servers: servers(a, b, c) })
+    const r = await runCli(['drain', a.address, '--pool', file, '--yes', '--json', '--handoff', 'move', '--client-grace', '0'])
+    assert.equal(r.code, 0, r.stdout)
+    assert.equal(r.json.result.moved, keys.length)
+    const pool = parsePoolText(readFileSync(file, 'utf8'), file)
+    const remaining = pool.servers.filter((s) => s.state === 'active')
+    const pp = poolPlacement({ ...pool, servers: remaining }, remaining)
+    for (const [i, key] of keys.entries()) {
+      const owner = remaining[pp.placement.owner(key)]!.address
+      const c2 = await MetaConnection.connect(parseAddress(owner))
+      const got = (await getAll(c2, [key])).get(key.toString('hex'))
+      await c2.close()
+      assert.equal(got?.value.toString(), `val${String(i).padStart(5, '0')}`, `key ${key.toString('hex')}`)
+      assert.equal(got.flags, i)
+    }
+  })
+
+  it('docs/errors.md lists every case of this table', () => {
+    const doc = readFileSync(path.join(REPO_ROOT, 'docs/errors.md'), 'utf8')
+    for (const c of CASES) assert.ok(doc.includes(`| ${c.name} |`), `docs/errors.md has no row "| ${c.name} |"`)
+  })
+})
+
+function poolAddresses(text: string): string[] {
+  try {
+    const doc = JSON.parse(text) as { servers?: { address?: string }[] }
+    return (doc.servers ?? []).map((s) => s.address ?? '').filter((a) => /^127\.0\.0\.1:\d+$/.test(a) && a !== '127.0.0.1:1')
+  } catch {
+    return []
+  }
+}
