@@ -352,7 +352,10 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     let main: SourceJobResult | undefined
     let interrupted = false
     let durationMs = 0
-    const graceUntil = handoff === 'move' && !resumed && !opts.dryRun ? markedAt + (opts.clientGraceSeconds ?? 3) * 1000 : 0
+    // A transition started by `memdrain mark` and never run counts its grace from the mark.
+    const neverRan = resumed && record.passes === 0 && record.keysAtStart === 0
+    const graceFrom = neverRan ? Math.min(markedAt, Date.parse(record.startedAt) || markedAt) : markedAt
+    const graceUntil = handoff === 'move' && (!resumed || neverRan) && !opts.dryRun ? graceFrom + (opts.clientGraceSeconds ?? 3) * 1000 : 0
     if (!switchedBefore) {
       main = await runJob({
         dryRun: opts.dryRun,

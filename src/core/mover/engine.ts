@@ -283,6 +283,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             })
           }
           emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
+          if (pass > 1) tally.forgetFailures()
           if (pass === 1) {
             result.keysAtStart = spool.count
             result.bytesAtStart = spool.bytes

@@ -44,6 +44,15 @@ export class Tally {
     return n
   }
 
+  /**
+   * A new pass re-reads every key an earlier pass failed (it is still on the source, and copy
+   * mode does not mark it handled): only the failures of the last pass are failures of the job.
+   */
+  forgetFailures(): void {
+    for (const k of Object.keys(this.failedBy) as FailReason[]) this.failedBy[k] = 0
+    for (const d of this.perDestination) d.failed = 0
+  }
+
   sample(key: Uint8Array, reason: string): void {
     if (this.samples.length < 20) this.samples.push({ key: Buffer.from(key).toString('utf8'), reason })
   }
