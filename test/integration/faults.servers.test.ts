@@ -192,7 +192,8 @@ describe('faults: servers', () => {
     let ops = 0
     const app = (async () => {
       while (!stop) {
-        const i = Math.floor(Math.random() * keys.length)
+        // Two thirds of the keys see traffic; the rest stay untouched (they must all arrive).
+        const i = Math.floor(Math.random() * Math.floor((keys.length * 2) / 3))
         const hex = keys[i]!.toString('hex')
         if (Math.random() < 0.3) {
           await client.delete(keys[i]!)
@@ -226,7 +227,7 @@ describe('faults: servers', () => {
           assert.ok(got !== undefined, `${key} (untouched) was lost`)
         }
       }
-      assert.ok(untouched > 0)
+      assert.ok(untouched >= keys.length / 4, `${untouched} keys untouched`)
     } finally {
       stop = true
       await app.catch(() => undefined)
