@@ -4,6 +4,7 @@
  * checks afterwards: keys lost, stale (value/flags/TTL not the original), on a wrong server;
  * pool file invalid after a kill; the phase each kill hit.
  */
+import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -212,4 +213,20 @@ export async function runKillScenario(opts: KillScenarioOptions): Promise<KillSc
     await Promise.all(servers.map((s) => s.kill()))
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/** The result as a failure message (the first samples only). */
+export function describeKillScenario(r: KillScenarioResult): string {
+  return JSON.stringify({ ...r, samples: r.samples.slice(0, 5) }, null, 1)
+}
+
+/** What every kill scenario must end with: valid pool files, a final exit 0 in `finalState`, nothing lost, stale or misplaced. */
+export function assertKillScenarioClean(r: KillScenarioResult, finalState: string): void {
+  const report = describeKillScenario(r)
+  assert.equal(r.invalidPoolFiles, 0, report)
+  assert.equal(r.finalCode, 0, report)
+  assert.equal(r.finalState, finalState, report)
+  assert.equal(r.lost, 0, report)
+  assert.equal(r.stale, 0, report)
+  assert.equal(r.misplaced, 0, report)
 }

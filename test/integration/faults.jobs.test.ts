@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { runKillScenario, type KillScenarioResult } from '../helpers/kill-scenario.js'
+import { assertKillScenarioClean, describeKillScenario as report, runKillScenario } from '../helpers/kill-scenario.js'
 import { startMemcached, type MemcachedServer } from '../helpers/memcached.js'
 import { parseVersioned, seedVersioned, startWorkload } from '../helpers/client-workload.js'
 import { PoolClient } from '../../src/core/client/index.js'
@@ -13,7 +13,7 @@ import { runRebalance } from '../../src/core/mover/rebalance.js'
 import { runWarm } from '../../src/core/mover/warm.js'
 import { runMirror, type MirrorOptions } from '../../src/core/mover/mirror.js'
 import { MemdrainError } from '../../src/core/errors.js'
-import { Conns, getAll, keysOf, locateAll, setAll, stat, startPool, type TestPool } from './drain.fixtures.js'
+import { Conns, getAll, keysOf, locateAll, setAll, startPool, writesOn, type TestPool } from './drain.fixtures.js'
 import { readPool, rebalanceOptions, seed } from './rebalance.fixtures.js'
 
 /**
@@ -23,10 +23,6 @@ import { readPool, rebalanceOptions, seed } from './rebalance.fixtures.js'
  * mid-mirror. Bounded: short key sets, modest rates, destination waits shortened.
  */
 
-function report(r: KillScenarioResult): string {
-  return JSON.stringify({ ...r, samples: r.samples.slice(0, 5) }, null, 1)
-}
-
 /** Runs `onMoved` once, the first time a progress event reports at least `n` keys handed over. */
 function onceMoved(n: number, onMoved: () => void): (e: { type: string; tally?: { moved: number } }) => void {
   let fired = false
@@ -35,11 +31,6 @@ function onceMoved(n: number, onMoved: () => void): (e: { type: string; tally?: 
     fired = true
     onMoved()
   }
-}
-
-/** Writes counted on a server: every set/add that reached it and every delete. */
-async function writesOn(address: string): Promise<number> {
-  return (await stat(address, 'cmd_set')) + (await stat(address, 'delete_hits')) + (await stat(address, 'delete_misses'))
 }
 
 describe('faults: rebalance, warm, mirror', () => {
@@ -68,13 +59,9 @@ describe('faults: rebalance, warm, mirror', () => {
       })
       process.stderr.write(`kill scenario (rebalance ${handoff}): ${r.kills} kills, ${r.runs} runs, lost ${r.lost}, stale ${r.stale}, misplaced ${r.misplaced}\n`)
       assert.ok(r.kills >= 1, report(r))
-      assert.equal(r.invalidPoolFiles, 0, report(r))
-      assert.equal(r.finalCode, 0, report(r))
-      assert.equal(r.finalState, 'finished', report(r))
-      assert.equal(r.lost, 0, report(r))
-      assert.equal(r.stale, 0, report(r))
-      // Copy hand-off: the copies left on servers that stay (the keys that moved to the added one) are gone.
-      assert.equal(r.misplaced, 0, report(r))
+      assert.ok(r.staleLockTakeovers >= 1 || r.killedDuring.every((k) => /before any output/.test(k)), `a lock left by a killed run was taken over: ${report(r)}`)
+      // misplaced 0: with the copy hand-off, the copies left on servers that stay (keys the added one took) are gone.
+      assertKillScenarioClean(r, 'finished')
     })
   }
 
@@ -209,10 +196,14 @@ describe('faults: rebalance, warm, mirror', () => {
       batchSize: 100,
     }
     let current = ''
+    const read: string[] = []
     const r = await runWarm({
       ...opts,
       onEvent: (e) => {
-        if (e.type === 'peer') current = e.peer
+        if (e.type === 'peer') {
+          current = e.peer
+          read.push(e.peer)
+        }
         // Kill the second peer once it has copied some keys.
         if (e.type === 'progress' && victim === undefined && current === peers[1]!.address && e.tally.moved >= 50) {
           victim = peers[1]!
@@ -225,7 +216,8 @@ describe('faults: rebalance, warm, mirror', () => {
     assert.ok(victim !== undefined, 'the second peer was killed mid-copy')
     assert.equal(r.status, 68, JSON.stringify(r))
     assert.deepEqual(r.unreachablePeers, [victim.address])
-    // The peers after it were still read.
+    // The peer after it was still read.
+    assert.deepEqual(read, peers.map((p) => p.address))
     assert.ok(r.restored > 0)
     for (const p of peers) {
       if (p === victim) continue
