@@ -5,7 +5,8 @@
  *   npm run soak -- --runs 5 --seed 42   replay (run i uses seed 42 + i)
  *   npm run soak -- --faults kill-move,stall
  *
- * Faults: kill-move / kill-copy (kill -9 of the CLI at 1-3 random moments, then reruns),
+ * Faults: kill-move / kill-copy (kill -9 of the drain CLI at 1-3 random moments, then reruns),
+ * kill-rebalance (the same around `memdrain rebalance` 4→5 servers, move or copy hand-off at random),
  * stall (SIGSTOP a random destination for 1-4 s mid-drain), dest-kill (kill a destination,
  * rerun after restarting it). After each run every key nobody modified must be at its owner with
  * its value, flags and TTL: the summary counts keys lost, stale and misplaced (goal: 0) and exits
@@ -16,7 +17,7 @@ import { runKillScenario, prng } from '../test/helpers/kill-scenario.js'
 import { Conns, drainOptions, getAll, keysOf, setAll, startPool } from '../test/integration/drain.fixtures.js'
 import { runDrain } from '../src/core/mover/drain.js'
 
-const FAULTS = ['kill-move', 'kill-copy', 'stall', 'dest-kill'] as const
+const FAULTS = ['kill-move', 'kill-copy', 'kill-rebalance', 'stall', 'dest-kill'] as const
 type Fault = (typeof FAULTS)[number]
 
 interface Outcome {
@@ -112,9 +113,14 @@ async function main(): Promise<void> {
     const seed = baseSeed + i
     const fault = faults[Math.floor(prng(seed * 7 + 1)() * faults.length)]!
     let o: Outcome
-    if (fault === 'kill-move' || fault === 'kill-copy') {
+    if (fault === 'kill-move' || fault === 'kill-copy' || fault === 'kill-rebalance') {
       const rnd = prng(seed)
-      const r = await runKillScenario({ seed, handoff: fault === 'kill-move' ? 'move' : 'copy', kills: 1 + Math.floor(rnd() * 3), keys: keyCount })
+      const kills = 1 + Math.floor(rnd() * 3)
+      const r =
+        fault === 'kill-rebalance'
+          ? // A rebalance moves only the keys whose owner changes: a lower rate keeps the kills mid-job.
+            await runKillScenario({ seed, job: 'rebalance', handoff: rnd() < 0.5 ? 'move' : 'copy', kills, keys: keyCount, rate: 200, maxMs: 1800 })
+          : await runKillScenario({ seed, handoff: fault === 'kill-move' ? 'move' : 'copy', kills, keys: keyCount })
       o = {
         fault,
         seed,
@@ -123,7 +129,7 @@ async function main(): Promise<void> {
         stale: r.stale,
         misplaced: r.misplaced,
         invalidPoolFiles: r.invalidPoolFiles,
-        note: `${r.runs} runs, final ${r.finalState} (exit ${r.finalCode}); killed during: ${r.killedDuring.map((k) => k.replace(/^.*?: /, '').slice(0, 60)).join(' | ')}`,
+        note: `${r.job === 'rebalance' ? `rebalance ${r.handoff}, ` : ''}${r.runs} runs, final ${r.finalState} (exit ${r.finalCode}); killed during: ${r.killedDuring.map((k) => k.replace(/^.*?: /, '').slice(0, 60)).join(' | ')}`,
       }
     } else {
       o = await serverFault(fault, seed)

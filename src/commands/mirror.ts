@@ -73,6 +73,14 @@ ${EXIT_CODES_HELP}`
             this.note(`${e.passive} evicted ${e.evictions} item(s) since the mirror started: give it more memory (it must hold everything the active holds)`)
             return
           }
+          if (e.type === 'mirror-passive-down') {
+            this.note(`the passive ${e.passive} went away (${e.message}): waiting for it to answer again, then copying everything`)
+            return
+          }
+          if (e.type === 'mirror-passive-back') {
+            this.note(`the passive ${e.passive} answers again: copying everything`)
+            return
+          }
           if (e.type === 'mirror-pass') {
             if (!firstDone) progress.stop()
             firstDone = true

@@ -1,9 +1,10 @@
 /**
- * kill -9 of the memdrain CLI at random moments of a drain, then reruns until one finishes:
+ * kill -9 of the memdrain CLI at random moments of a drain or a rebalance, then reruns until one finishes:
  * used by the fault suite (a few kills) and by scripts/soak.ts (many). Returns what a person
  * checks afterwards: keys lost, stale (value/flags/TTL not the original), on a wrong server;
  * pool file invalid after a kill; the phase each kill hit.
  */
+import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -17,6 +18,12 @@ import { REPO_ROOT } from './cli.js'
 
 export interface KillScenarioOptions {
   seed: number
+  /**
+   * drain (default): a random server of 4 is drained. rebalance: a pool of 4 gets a fifth server
+   * (--add) and, with the move hand-off, loses a random one (--remove); keys start at their
+   * owners under the pool of 4.
+   */
+  job?: 'drain' | 'rebalance'
   keys?: number
   handoff?: 'move' | 'copy'
   /** Kills before the run that may finish. */
@@ -31,11 +38,13 @@ export interface KillScenarioOptions {
 export interface KillScenarioResult {
   seed: number
   handoff: 'move' | 'copy'
+  job: 'drain' | 'rebalance'
   runs: number
   kills: number
   /** The last progress line before each kill ("(before marking)" when none). */
   killedDuring: string[]
   finalCode: number
+  /** drain: the drained server's state; rebalance: 'finished' or 'in progress'. */
   finalState: string
   keys: number
   lost: number
@@ -56,7 +65,7 @@ interface Run {
   stdout: string
 }
 
-function spawnDrain(args: string[], killAfterMs: number | undefined): Promise<Run & { killed: boolean }> {
+function spawnCli(args: string[], killAfterMs: number | undefined): Promise<Run & { killed: boolean }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), ...args], { cwd: REPO_ROOT, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
@@ -86,13 +95,16 @@ export async function runKillScenario(opts: KillScenarioOptions): Promise<KillSc
   const handoff = opts.handoff ?? 'move'
   const n = opts.keys ?? 4000
   const log = opts.log ?? (() => undefined)
-  const servers: MemcachedServer[] = await Promise.all(Array.from({ length: 4 }, () => startMemcached()))
+  const job = opts.job ?? 'drain'
+  const servers: MemcachedServer[] = await Promise.all(Array.from({ length: job === 'rebalance' ? 5 : 4 }, () => startMemcached()))
+  const initial = servers.slice(0, 4)
   const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-kill-'))
   const file = path.join(dir, 'memdrain.json')
   const conns = new Conns()
   const result: KillScenarioResult = {
     seed: opts.seed,
     handoff,
+    job,
     runs: 0,
     kills: 0,
     killedDuring: [],
@@ -107,18 +119,30 @@ export async function runKillScenario(opts: KillScenarioOptions): Promise<KillSc
     samples: [],
   }
   try {
-    writeFileSync(file, JSON.stringify({ hash: 'php-memcached-libketama', clients: handoff === 'move' ? 'pool-aware' : 'static', servers: servers.map((s) => ({ address: s.address })) }))
-    const src = servers[Math.floor(rnd() * servers.length)]!
+    writeFileSync(file, JSON.stringify({ hash: 'php-memcached-libketama', clients: handoff === 'move' ? 'pool-aware' : 'static', servers: initial.map((s) => ({ address: s.address })) }))
+    const src = initial[Math.floor(rnd() * initial.length)]!
     // Values, flags and TTLs vary per key; TTL 0 = none.
     const keys = Array.from({ length: n }, (_, i) => Buffer.from(`kill:${opts.seed}:${i}`))
     const ttlOf = (i: number): number => (i % 3 === 0 ? 0 : i % 3 === 1 ? 3600 : 86400 * 40)
     const valueOf = (i: number): Buffer => Buffer.from(`value-${i}-`.padEnd(20 + (i % 7) * 30, String.fromCharCode(97 + (i % 26))))
-    await setAll(
-      await conns.get(src.address),
-      keys.map((key, i) => ({ key, value: valueOf(i), flags: (i * 7919) % 4294967296, ttl: ttlOf(i) === 86400 * 40 ? Math.floor(Date.now() / 1000) + ttlOf(i) : ttlOf(i) })),
-    )
+    const items = keys.map((key, i) => ({ key, value: valueOf(i), flags: (i * 7919) % 4294967296, ttl: ttlOf(i) === 86400 * 40 ? Math.floor(Date.now() / 1000) + ttlOf(i) : ttlOf(i) }))
+    if (job === 'drain') await setAll(await conns.get(src.address), items)
+    else {
+      // Each key at its owner under the pool of 4, as the application's client put it.
+      const before = poolPlacement(parsePoolText(readFileSync(file, 'utf8'), file))
+      const byOwner = new Map<string, typeof items>()
+      for (const it of items) {
+        const owner = before.servers[before.placement.owner(it.key)]!.address
+        byOwner.set(owner, [...(byOwner.get(owner) ?? []), it])
+      }
+      for (const [owner, list] of byOwner) await setAll(await conns.get(owner), list)
+    }
     const loadedAt = Date.now()
-    const args = ['drain', src.address, '--pool', file, '--yes', '--json', '--rate', String(opts.rate ?? 1000), '--threshold', '1', '--spool-dir', path.join(dir, 'spool'), '--handoff', handoff]
+    const common = ['--pool', file, '--yes', '--json', '--rate', String(opts.rate ?? 1000), '--threshold', '1', '--spool-dir', path.join(dir, 'spool'), '--handoff', handoff]
+    const args =
+      job === 'drain'
+        ? ['drain', src.address, ...common]
+        : ['rebalance', '--add', servers[4]!.address, ...(handoff === 'move' ? ['--remove', src.address] : []), ...common]
     if (handoff === 'move') args.push('--client-grace', '0')
     else args.push('--switch-command', 'true')
     const kills = opts.kills ?? 3
@@ -127,7 +151,7 @@ export async function runKillScenario(opts: KillScenarioOptions): Promise<KillSc
     for (let k = 0; k <= kills + 5; k++) {
       const delay = k < kills ? Math.round(minMs + rnd() * (maxMs - minMs)) : undefined
       const lockBefore = existsSync(`${file}.lock`)
-      const run = await spawnDrain(args, delay)
+      const run = await spawnCli(args, delay)
       result.runs++
       if (lockBefore && run.code !== 3) result.staleLockTakeovers++
       try {
@@ -140,7 +164,7 @@ export async function runKillScenario(opts: KillScenarioOptions): Promise<KillSc
         result.kills++
         const lines = run.stderr.trim().split('\n').filter(Boolean)
         result.killedDuring.push(`${delay} ms: ${lines.at(-1)?.slice(0, 100) ?? '(before any output)'}`)
-        log(`seed ${opts.seed} ${handoff}: killed after ${delay} ms during: ${lines.at(-1)?.slice(0, 100) ?? '(before any output)'}`)
+        log(`seed ${opts.seed} ${job} ${handoff}: killed after ${delay} ms during: ${lines.at(-1)?.slice(0, 100) ?? '(before any output)'}`)
         continue
       }
       final = run
@@ -150,9 +174,9 @@ export async function runKillScenario(opts: KillScenarioOptions): Promise<KillSc
     }
     result.finalCode = final?.code ?? -1
     const pool = parsePoolText(readFileSync(file, 'utf8'), file)
-    result.finalState = pool.servers.find((s) => s.address === src.address)?.state ?? '?'
-    // Check every key: at its owner (the pool without src), with its value, flags and TTL; nowhere else.
-    const remaining = pool.servers.filter((s) => s.address !== src.address && s.state === 'active')
+    result.finalState = job === 'rebalance' ? (pool.rebalance === undefined ? 'finished' : 'in progress') : (pool.servers.find((s) => s.address === src.address)?.state ?? '?')
+    // Check every key: at its owner (the pool without src, or the rebalanced pool), with its value, flags and TTL; nowhere else.
+    const remaining = pool.servers.filter((s) => (job === 'rebalance' || s.address !== src.address) && s.state === 'active')
     const pp = poolPlacement({ ...pool, servers: remaining }, remaining)
     const elapsed = (Date.now() - loadedAt) / 1000
     const where = new Map<string, string[]>()
@@ -189,4 +213,20 @@ export async function runKillScenario(opts: KillScenarioOptions): Promise<KillSc
     await Promise.all(servers.map((s) => s.kill()))
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/** The result as a failure message (the first samples only). */
+export function describeKillScenario(r: KillScenarioResult): string {
+  return JSON.stringify({ ...r, samples: r.samples.slice(0, 5) }, null, 1)
+}
+
+/** What every kill scenario must end with: valid pool files, a final exit 0 in `finalState`, nothing lost, stale or misplaced. */
+export function assertKillScenarioClean(r: KillScenarioResult, finalState: string): void {
+  const report = describeKillScenario(r)
+  assert.equal(r.invalidPoolFiles, 0, report)
+  assert.equal(r.finalCode, 0, report)
+  assert.equal(r.finalState, finalState, report)
+  assert.equal(r.lost, 0, report)
+  assert.equal(r.stale, 0, report)
+  assert.equal(r.misplaced, 0, report)
 }

@@ -150,6 +150,11 @@ export async function stat(server: MemcachedServer | string, name: string): Prom
   }
 }
 
+/** Writes counted on a server: every set/add that reached it (stored or not) and every delete. */
+export async function writesOn(address: string): Promise<number> {
+  return (await stat(address, 'cmd_set')) + (await stat(address, 'delete_hits')) + (await stat(address, 'delete_misses'))
+}
+
 /** One connection per server, by address, closed together. */
 export class Conns {
   private readonly map = new Map<string, MetaConnection>()

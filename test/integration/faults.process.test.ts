@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { runKillScenario, type KillScenarioResult } from '../helpers/kill-scenario.js'
+import { assertKillScenarioClean, describeKillScenario as report, runKillScenario } from '../helpers/kill-scenario.js'
 import { REPO_ROOT, runCli } from '../helpers/cli.js'
 import { Conns, getAll, keysOf, setAll, startPool, type TestPool } from './drain.fixtures.js'
 
@@ -13,19 +13,6 @@ import { Conns, getAll, keysOf, setAll, startPool, type TestPool } from './drain
  * (dump, batches, catch-up, purge) and reruns; two drains on one pool file. The seed of each
  * kill scenario is printed, so a failure can be replayed with `npm run soak -- --seed N`.
  */
-
-function report(r: KillScenarioResult): string {
-  return JSON.stringify({ ...r, samples: r.samples.slice(0, 5) }, null, 1)
-}
-
-function assertClean(r: KillScenarioResult): void {
-  assert.equal(r.invalidPoolFiles, 0, report(r))
-  assert.equal(r.finalCode, 0, report(r))
-  assert.equal(r.finalState, 'removed', report(r))
-  assert.equal(r.lost, 0, report(r))
-  assert.equal(r.stale, 0, report(r))
-  assert.equal(r.misplaced, 0, report(r))
-}
 
 describe('faults: the memdrain process', () => {
   const pools: TestPool[] = []
@@ -41,7 +28,7 @@ describe('faults: the memdrain process', () => {
     process.stderr.write(`kill scenario (move): ${r.kills} kills, ${r.runs} runs, lost ${r.lost}, stale ${r.stale}, misplaced ${r.misplaced}\n`)
     assert.ok(r.kills >= 1, report(r))
     assert.ok(r.staleLockTakeovers >= 1 || r.killedDuring.every((k) => /before any output/.test(k)), `a lock left by a killed run was taken over: ${report(r)}`)
-    assertClean(r)
+    assertKillScenarioClean(r, 'removed')
   })
 
   it('kill -9 at random moments of a copy drain (copy, switch, catch-up, purge): same guarantees', async () => {
@@ -49,7 +36,7 @@ describe('faults: the memdrain process', () => {
     const r = await runKillScenario({ seed, handoff: 'copy', kills: 2, keys: 3000, log: (l) => process.stderr.write(`${l}\n`) })
     process.stderr.write(`kill scenario (copy): ${r.kills} kills, ${r.runs} runs, lost ${r.lost}, stale ${r.stale}, misplaced ${r.misplaced}\n`)
     assert.ok(r.kills >= 1, report(r))
-    assertClean(r)
+    assertKillScenarioClean(r, 'removed')
   })
 
   it('a destination killed mid-drain: the others keep receiving, failed keys counted, exit 68; after it is back a rerun completes', async () => {

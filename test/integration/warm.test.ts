@@ -7,7 +7,7 @@ import { FilePoolStore } from '../../src/core/pool/store.js'
 import { poolPlacement } from '../../src/core/pool/placement.js'
 import { poolToDocument } from '../../src/core/pool/model.js'
 import { MemdrainError } from '../../src/core/errors.js'
-import { Conns, getAll, keysOf, setAll, startPool, stat, type Item, type TestPool } from './drain.fixtures.js'
+import { Conns, getAll, keysOf, setAll, startPool, writesOn, type Item, type TestPool } from './drain.fixtures.js'
 import { runCli } from '../helpers/cli.js'
 
 /** warm: restore a server that came back empty from the peers that hold its keys. */
@@ -40,11 +40,6 @@ async function writeReplicated(pool: TestPool, conns: Conns, items: readonly Ite
   }
   for (const [a, list] of perServer) await setAll(await conns.get(a), list)
   return chains
-}
-
-/** Writes counted on a server: every set/add that reached it (stored or not) and every delete. */
-async function writesOn(address: string): Promise<number> {
-  return (await stat(address, 'cmd_set')) + (await stat(address, 'delete_hits')) + (await stat(address, 'delete_misses'))
 }
 
 describe('warm', () => {

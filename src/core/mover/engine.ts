@@ -97,6 +97,8 @@ export interface JobKnobs {
   signal?: AbortSignal | undefined
   batchSize?: number | undefined
   inFlight?: number | undefined
+  /** See SourceJobOptions.downWaitMs. */
+  downWaitMs?: number | undefined
 }
 
 export function jobKnobs(o: JobKnobs): JobKnobs {
@@ -111,6 +113,7 @@ export function jobKnobs(o: JobKnobs): JobKnobs {
     signal: o.signal,
     batchSize: o.batchSize,
     inFlight: o.inFlight,
+    downWaitMs: o.downWaitMs,
   }
 }
 

@@ -25,6 +25,8 @@ export interface HandoffJobOptions {
    * move would leave the moved (older) copy at the new owner. Default 3.
    */
   clientGraceSeconds?: number | undefined
+  /** How long a pass waits for a destination that is down before the next pass (default 10 s; tests shorten it). */
+  downWaitMs?: number | undefined
 }
 
 /** The part of a job's options every source job (runSourceJob) takes as given. */
@@ -41,5 +43,6 @@ export function sourceJobSettings(opts: HandoffJobOptions) {
     signal: opts.signal,
     batchSize: opts.batchSize,
     inFlight: opts.inFlight,
+    downWaitMs: opts.downWaitMs,
   }
 }

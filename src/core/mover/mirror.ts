@@ -64,7 +64,11 @@ export interface MirrorPass {
   passive: PassiveHealth
 }
 
-export type MirrorEvent = { type: 'mirror-pass'; result: MirrorPass } | { type: 'mirror-evictions'; passive: string; evictions: number }
+export type MirrorEvent =
+  | { type: 'mirror-pass'; result: MirrorPass }
+  | { type: 'mirror-evictions'; passive: string; evictions: number }
+  | { type: 'mirror-passive-down'; passive: string; message: string }
+  | { type: 'mirror-passive-back'; passive: string }
 
 export interface MirrorResult {
   active: string
@@ -110,9 +114,29 @@ export function checkMirrorPool(pool: Pool | undefined, location: string, active
   }
 }
 
+/** The passive went away mid-pass (killed, restarted, link lost): named, with what to do. */
+function passiveDown(passive: string, cause: string, copied: number, failed: number): MemdrainError {
+  return new MemdrainError(`the passive ${passive} went away mid-pass (${cause}): ${copied} key(s) copied, ${failed} failed; nothing was written to the active`, {
+    code: 'PASSIVE_UNREACHABLE',
+    exitCode: ExitCode.precondition,
+    suggestions: [`Check that memcached runs on ${passive}, then run the mirror again: a passive that restarted is empty, and the next run copies everything.`],
+  })
+}
+
+/** Whether the passive still answers on `conn`; the error text when it does not. */
+async function passiveProblem(conn: MetaConnection): Promise<string | undefined> {
+  if (conn.closed) return 'connection closed'
+  try {
+    await conn.stats()
+    return undefined
+  } catch (err) {
+    return (err as Error).message
+  }
+}
+
 export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
   const emit = opts.onEvent ?? (() => undefined)
-  const map = new FingerprintCasMap()
+  let map = new FingerprintCasMap()
   const route: RouteFn = (_key, out, offset) => {
     out[offset] = 0
     return 1
@@ -126,7 +150,7 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
     await activeConn.close().catch(() => undefined)
     throw err
   }
-  const baseEvictions = Number((await passiveConn.stats()).get('evictions') ?? 0)
+  let baseEvictions = Number((await passiveConn.stats()).get('evictions') ?? 0)
   let lastEvictions = 0
   const lags: number[] = []
   const result: MirrorResult = {
@@ -174,6 +198,25 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
       if (job.interrupted) {
         result.interrupted = true
         break
+      }
+      const problem = (job.tally.failedBy['destination-down'] ?? 0) > 0 || passiveConn.closed ? await passiveProblem(passiveConn) : undefined
+      if (problem !== undefined) {
+        if (opts.once || pass >= maxPasses) throw passiveDown(opts.passive, problem, job.tally.moved, job.tally.failed)
+        // Continuous: wait for the passive to answer again, then copy everything (a restarted
+        // memcached is empty; the CAS map would otherwise skip every key it thinks is copied).
+        emit({ type: 'mirror-passive-down', passive: opts.passive, message: problem })
+        await passiveConn.close().catch(() => undefined)
+        const back = await reconnect(opts.passive, opts.signal)
+        if (back === undefined) {
+          result.interrupted = true
+          break
+        }
+        passiveConn = back
+        map = new FingerprintCasMap()
+        baseEvictions = Number((await passiveConn.stats()).get('evictions') ?? 0)
+        lastEvictions = 0
+        emit({ type: 'mirror-passive-back', passive: opts.passive })
+        continue
       }
       let deleted = 0
       if (opts.delete) {
@@ -233,6 +276,19 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
   // Stopping a continuous mirror is its normal end; only a one-shot pass can be cut short.
   result.status = opts.once && result.interrupted ? ExitCode.interrupted : opts.once && result.failed > 0 ? ExitCode.partial : ExitCode.ok
   return result
+}
+
+/** Connects to the passive once it answers again (tried every second); undefined when `signal` aborts first. */
+async function reconnect(passive: string, signal: AbortSignal | undefined): Promise<MetaConnection | undefined> {
+  while (signal?.aborted !== true) {
+    try {
+      return await connectChecked(passive, 'passive')
+    } catch (err) {
+      if (!(err instanceof MemdrainError)) throw err
+    }
+    await sleep(1000, undefined, signal !== undefined ? { signal } : undefined).catch(() => undefined)
+  }
+  return undefined
 }
 
 /**

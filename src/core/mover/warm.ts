@@ -6,6 +6,7 @@ import type { PoolStore } from '../pool/store.js'
 import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from './engine.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { addTally, Tally } from './tally.js'
+import { TokenBucket } from './throttle.js'
 import type { RouteFn } from './transfer.js'
 
 /**
@@ -140,6 +141,8 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
   const started = performance.now()
   const total = new Tally([target])
   const handled = new FingerprintSet()
+  // One --rate and --bandwidth over the whole job: peers run one after the other on the same buckets.
+  const throttle = { keys: new TokenBucket(opts.rate), bytes: new TokenBucket(opts.bandwidth) }
   const unreachablePeers: string[] = []
   let found = 0
   let passes = 0
@@ -167,6 +170,7 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
         mode: 'copy',
         store: 'add',
         ...jobKnobs(opts),
+        throttle,
         handled,
         onEvent: emit,
         onPreflight: (dests) => refuseWithoutRoom(dests, opts.allowEvictions),
@@ -174,6 +178,11 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
       found += job.keysAtStart
       passes += job.passes
       addTally(total, job.tally)
+      if (job.sourceError !== undefined) {
+        // The peer went away mid-copy (killed, restarted): what it still held is not restored.
+        unreachablePeers.push(peer)
+        emit({ type: 'peer-unreachable', peer, message: job.sourceError.message })
+      }
       if (job.interrupted) {
         interrupted = true
         break
