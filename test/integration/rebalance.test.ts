@@ -186,6 +186,9 @@ describe('rebalance', () => {
     await rejectsWithCode(runRebalance(rebalanceOptions(pool, { remove: ['127.0.0.1:1'] })), 'USAGE', 2)
     await rejectsWithCode(runRebalance(rebalanceOptions(pool, { add: [a] })), 'USAGE', 2)
     await rejectsWithCode(runRebalance(rebalanceOptions(pool, { weight: [`${a}=1`] })), 'NOTHING_TO_MOVE', 2)
+    // More copies per key: sources keep what they hold and would never copy it to the new members.
+    const current = readPool(pool.file)
+    await rejectsWithCode(runRebalance(rebalanceOptions(pool, { to: { pool: { ...current, replicas: 2 }, location: 'more-copies.json' } })), 'REPLICAS_RAISED', 2)
     const { freePort } = await import('../helpers/memcached.js')
     await rejectsWithCode(runRebalance(rebalanceOptions(pool, { add: [`127.0.0.1:${await freePort()}`] })), 'SERVER_UNREACHABLE', 3)
     assert.equal(readPool(pool.file).rebalance, undefined, 'a refused rebalance leaves the pool as it was')

@@ -159,6 +159,13 @@ function resolveTarget(current: Pool, edits: PoolEdits, location: string): Resol
     ], 'DRAIN_IN_PROGRESS')
   }
   const next = targetPool(current, edits, location)
+  if (next.replicas > current.replicas) {
+    // A key's new chain would then hold servers that already have it plus ones that lack it, and
+    // a source never copies a key it keeps; warm fills exactly those new copies.
+    throw refuse(`the new pool keeps ${next.replicas} copies of each key, the current one ${current.replicas}: a rebalance cannot add copies`, [
+      `Rebalance with "replicas": ${current.replicas} first, then raise "replicas" in the pool and run \`memdrain warm SERVER\` for each server: it copies every key whose chain now includes that server from a peer that holds it.`,
+    ], 'REPLICAS_RAISED', ExitCode.usage)
+  }
   if (placesLike(current, next)) {
     throw refuse('the new pool places every key exactly like the current one: nothing would move', ['Check the servers, weights and hash you gave.'], 'NOTHING_TO_MOVE', ExitCode.usage)
   }
