@@ -78,9 +78,8 @@ describe('EtcdPoolStore', () => {
     b.close()
   })
 
-  it('a SIGKILLed holder\'s lock expires with its lease; the next job says whose it was and when it expired', async () => {
-    const store = fresh({ lockTtlSeconds: 2 })
-    // A child process takes the lock (TTL 2 s), reports, and is SIGKILLed.
+  /** A child process that takes the lock (TTL 2 s) and holds it until killed. */
+  const lockingChild = async (store: EtcdPoolStore) => {
     const script = `
       import { EtcdPoolStore } from './src/core/pool/etcd-store.ts'
       const s = new EtcdPoolStore(${JSON.stringify(store.location)}, {}, { lockTtlSeconds: 2 })
@@ -95,6 +94,32 @@ describe('EtcdPoolStore', () => {
       if (child.exitCode !== null) assert.fail('the child exited before locking')
       await sleep(50)
     }
+    return child
+  }
+
+  it('a SIGKILLed holder of this machine and PID namespace: its lock is taken over at once, and said so', async () => {
+    const store = fresh({ lockTtlSeconds: 2 })
+    const child = await lockingChild(store)
+    await rejectsWithCode(store.lock('memdrain drain 10.0.0.2:11211'), 'POOL_LOCKED', 3)
+    child.kill('SIGKILL')
+    await once(child, 'exit')
+    const notices: string[] = []
+    store.onNotice = (m) => notices.push(m)
+    const held = await store.lock('memdrain drain 10.0.0.2:11211')
+    assert.equal(held.tookOver?.pid, child.pid)
+    assert.equal(notices.length, 1)
+    assert.match(notices[0]!, new RegExp(`pid ${child.pid} .*no longer running on this host`))
+    await held.release()
+    store.close()
+  })
+
+  it('a SIGKILLed holder elsewhere: its lock expires with its lease; the next job says whose it was and when it expired', async () => {
+    const store = fresh({ lockTtlSeconds: 2 })
+    const child = await lockingChild(store)
+    // Seen from "another host": the holder's process space is not ours, so only its lease can free it.
+    const { kv } = await store.client.get(store.client.key('lock'))
+    assert.ok(kv !== undefined)
+    await store.client.put(kv.key, JSON.stringify({ ...JSON.parse(kv.value), space: 'another-machine/pid:[1]' }), kv.lease)
     const refused = await rejectsWithCode(store.lock('memdrain drain 10.0.0.2:11211'), 'POOL_LOCKED', 3)
     assert.match(refused.message, new RegExp(`pid ${child.pid}`))
     const killedAt = Date.now()

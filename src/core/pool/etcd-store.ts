@@ -11,12 +11,13 @@
  * (MEMDRAIN_ETCD_USERNAME / _PASSWORD, MEMDRAIN_ETCD_CA / _CERT / _KEY) and are never printed;
  * credentials in the URL are refused.
  */
+import { readFileSync, readlinkSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { poolToDocument, type Pool } from './model.js'
 import { parsePoolText } from './validate.js'
-import type { HeldLock, LockHolder } from './lock.js'
+import { pidAlive, type HeldLock, type LockHolder } from './lock.js'
 import type { PoolSnapshot, PoolStore } from './store.js'
 import { EtcdClient, EtcdRequestError, etcdSecurityFromEnv, type EtcdConnection, type EtcdEndpoint, type EtcdKeyValue } from './etcd/client.js'
 
@@ -58,8 +59,23 @@ export function parseEtcdLocation(location: string): { endpoints: EtcdEndpoint[]
 interface StoredHolder extends LockHolder {
   lease: string
   ttl: number
+  /** This boot of this machine and this PID namespace (see processSpace): where `pid` means something. */
+  space?: string
   renewedAt?: string
   releasedAt?: string
+}
+
+/**
+ * Where a PID names one process: the kernel's boot id and the PID namespace. A host name alone is
+ * not enough (containers sharing the node's host name have PID namespaces of their own, and a PID
+ * checked in the wrong one could call a live job dead).
+ */
+function processSpace(): string | undefined {
+  try {
+    return `${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}/${readlinkSync('/proc/self/ns/pid')}`
+  } catch {
+    return undefined
+  }
 }
 
 function parseHolder(kv: EtcdKeyValue | undefined): StoredHolder | undefined {
@@ -146,19 +162,32 @@ export class EtcdPoolStore implements PoolStore {
     const lease = await this.request(() => c.leaseGrant(this.lockTtl))
     const lockKey = c.key('lock')
     const lastKey = c.key('lock-last')
-    const stored = (extra: Partial<StoredHolder> = {}): string => JSON.stringify({ ...holder, lease, ttl: this.lockTtl, renewedAt: new Date().toISOString(), ...extra })
+    const space = processSpace()
+    const stored = (extra: Partial<StoredHolder> = {}): string => JSON.stringify({ ...holder, lease, ttl: this.lockTtl, ...(space !== undefined ? { space } : {}), renewedAt: new Date().toISOString(), ...extra })
     let r
-    try {
-      r = await this.request(() =>
-        c.txn(
-          [{ key: lockKey, target: 'CREATE', createRevision: '0' }],
-          [{ put: { key: lockKey, value: stored(), lease } }, { range: { key: lastKey } }, { put: { key: lastKey, value: stored() } }],
-          [{ range: { key: lockKey } }],
-        ),
-      )
-    } catch (err) {
-      await c.leaseRevoke(lease).catch(() => undefined)
-      throw err
+    let deadHolder: StoredHolder | undefined
+    for (let attempt = 0; ; attempt++) {
+      try {
+        r = await this.request(() =>
+          c.txn(
+            [{ key: lockKey, target: 'CREATE', createRevision: '0' }],
+            [{ put: { key: lockKey, value: stored(), lease } }, { range: { key: lastKey } }, { put: { key: lastKey, value: stored() } }],
+            [{ range: { key: lockKey } }],
+          ),
+        )
+      } catch (err) {
+        await c.leaseRevoke(lease).catch(() => undefined)
+        throw err
+      }
+      // A holder in this process space (same boot, same PID namespace) whose process is gone
+      // (killed, or stopped by an etcd outage that also reset its lease's timer): take its lock now
+      // rather than wait for the lease, deleting exactly the lock it wrote (its mod revision).
+      const kv = r.ranges[0]?.[0]
+      const current = parseHolder(kv)
+      if (r.succeeded || attempt > 0 || kv === undefined || current === undefined || space === undefined || current.space !== space || pidAlive(current.pid)) break
+      const del = await this.request(() => c.txn([{ key: lockKey, target: 'MOD', modRevision: kv.modRevision }], [{ delete: { key: lockKey } }], []))
+      if (!del.succeeded) break
+      deadHolder = current
     }
     if (!r.succeeded) {
       await c.leaseRevoke(lease).catch(() => undefined)
@@ -176,7 +205,10 @@ export class EtcdPoolStore implements PoolStore {
     }
     const previous = parseHolder(r.ranges[1]?.[0])
     let tookOver: (LockHolder & { expiredAt?: string }) | undefined
-    if (previous !== undefined && previous.releasedAt === undefined) {
+    if (deadHolder !== undefined) {
+      tookOver = { pid: deadHolder.pid, host: deadHolder.host, command: deadHolder.command, startedAt: deadHolder.startedAt, token: deadHolder.token }
+      this.onNotice?.(`took over the lock of ${describeHolder(deadHolder)}: that process is no longer running on this host`)
+    } else if (previous !== undefined && previous.releasedAt === undefined) {
       const renewed = Date.parse(previous.renewedAt ?? previous.startedAt)
       const expiredAt = new Date(renewed + previous.ttl * 1000).toISOString()
       tookOver = { pid: previous.pid, host: previous.host, command: previous.command, startedAt: previous.startedAt, token: previous.token, expiredAt }

@@ -26,7 +26,8 @@ export interface HeldLock {
   release(): Promise<void>
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process of this host is alive (EPERM: alive, someone else's). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
