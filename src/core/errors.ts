@@ -41,3 +41,8 @@ export class MemdrainError extends Error {
 export function isMemdrainError(err: unknown): err is MemdrainError {
   return err instanceof MemdrainError
 }
+
+/** A job's refusal: what is wrong, what to do, its code; exit 3 (precondition) unless said otherwise. */
+export function refuse(message: string, suggestions: string[], code: string, exitCode: ExitCodeValue = ExitCode.precondition): MemdrainError {
+  return new MemdrainError(message, { code, exitCode, suggestions })
+}

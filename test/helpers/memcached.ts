@@ -1,4 +1,5 @@
 import { freeLoopbackPort } from '../../src/core/local/memcached-launcher.js'
+export { pidAlive } from '../../src/core/pool/lock.js'
 /**
  * Real memcached servers for tests, and small TCP tools to talk to them.
  *
@@ -409,16 +410,6 @@ export async function fakeServer(
         for (const s of sockets) s.destroy()
         server.close(() => resolve())
       }),
-  }
-}
-
-/** Whether a process with this PID exists (signal 0). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 

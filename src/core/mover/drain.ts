@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemdrainError, ExitCode, isMemdrainError } from '../errors.js'
-import { activeServers, findServer, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
+import { MemdrainError, ExitCode, isMemdrainError, refuse } from '../errors.js'
+import { activeServers, findServer, newTransition, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
-import type { PoolStore } from '../pool/store.js'
 import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import { connectChecked, flushServer, refuseWithoutRoom, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
@@ -67,10 +66,6 @@ export interface DrainResult {
   status: number
 }
 
-function refuse(message: string, suggestions: string[], code = 'DRAIN_REFUSED', exitCode: (typeof ExitCode)[keyof typeof ExitCode] = ExitCode.precondition): MemdrainError {
-  return new MemdrainError(message, { code, exitCode, suggestions })
-}
-
 /** Checks that `server` can be drained from `pool`; returns it. */
 export function checkDrainable(pool: Pool, server: string, location: string): PoolServer {
   const s = findServer(pool, server)
@@ -109,11 +104,6 @@ async function sourceIdentity(address: string): Promise<SourceIdentity> {
   }
 }
 
-function newRecord(threshold: number, handoff: 'move' | 'copy'): TransitionRecord {
-  const now = new Date().toISOString()
-  return { startedAt: now, updatedAt: now, keysAtStart: 0, moved: 0, inPlace: 0, movedByClients: 0, skipped: {}, failed: 0, conflicts: 0, threshold, handoff, passes: 0 }
-}
-
 /**
  * (moved + in place + moved by clients) / keys at start that are still live: a key deleted,
  * expired or evicted at the source before it could move (`gone`), or skipped because it was
@@ -124,21 +114,19 @@ function newRecord(threshold: number, handoff: 'move' | 'copy'): TransitionRecor
  * as live and transitioned, not as gone (at most `gone` of them: a key a client moved before the
  * dump is not among the keys at start at all).
  */
-export function transitionedRatio(r: TransitionRecord): number {
+export function transitionedRatio(r: TransitionCounts): number {
   const { done, live } = transitionedCounts(r)
   return live <= 0 ? 1 : Math.min(1, done / live)
 }
 
-/** The two sides of the transitioned ratio: keys transitioned, and keys at start still live. */
-export function transitionedCounts(r: TransitionRecord): { done: number; live: number } {
-  const gone = r.skipped.gone ?? 0
-  const byClients = Math.min(r.movedByClients, gone)
-  return { done: r.moved + r.inPlace + byClients, live: r.keysAtStart - gone - (r.skipped.expiring ?? 0) + byClients }
-}
+/** What the ratio is computed from: a drain's record, or one source of a rebalance (no client moves). */
+export type TransitionCounts = Pick<TransitionRecord, 'keysAtStart' | 'moved' | 'inPlace' | 'skipped'> & { movedByClients?: number }
 
-/** Keys moved off `address` by pool-aware clients during its current transition (their reports: beside a pool file, or in etcd). */
-async function movedByClientsOf(store: PoolStore, pool: Pool, address: string): Promise<number> {
-  return (await sumStoreMigrations(store, pool)).get(address) ?? 0
+/** The two sides of the transitioned ratio: keys transitioned, and keys at start still live. */
+export function transitionedCounts(r: TransitionCounts): { done: number; live: number } {
+  const gone = r.skipped.gone ?? 0
+  const byClients = Math.min(r.movedByClients ?? 0, gone)
+  return { done: r.moved + r.inPlace + byClients, live: r.keysAtStart - gone - (r.skipped.expiring ?? 0) + byClients }
 }
 
 /**
@@ -192,13 +180,13 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       snap = await opts.store.load()
       revisionBeforeMark = snap.revision
       const current = checkDrainable(snap.pool, server.address, opts.store.location)
-      record = current.transition !== undefined && current.state === 'deactivating' ? { ...current.transition, threshold: opts.threshold, handoff } : newRecord(opts.threshold, handoff)
+      record = current.transition !== undefined && current.state === 'deactivating' ? { ...current.transition, threshold: opts.threshold, handoff } : newTransition(opts.threshold, handoff)
       const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state: 'deactivating', transition: record }))
       snap = { pool, revision: await opts.store.save(pool, snap.revision) }
       marked = true
       emit({ type: 'marked', server: server.address, state: 'deactivating', resumed })
     } else {
-      record = server.transition ?? newRecord(opts.threshold, handoff)
+      record = server.transition ?? newTransition(opts.threshold, handoff)
     }
 
     // The new pool: active servers without the drained one, in file order.
@@ -221,8 +209,9 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     // Cumulative over the transition (client reports are tagged with its startedAt), so replaced, not added.
     let movedByClients = record.movedByClients
     const refreshMovedByClients = async (): Promise<void> => {
-      const n = await movedByClientsOf(opts.store, snap.pool, server.address).catch(() => undefined)
-      if (n !== undefined) movedByClients = n
+      // Keys moved off the server by pool-aware clients during this transition (their reports: beside a pool file, or in etcd).
+      const sums = await sumStoreMigrations(opts.store, snap.pool).catch(() => undefined)
+      if (sums !== undefined) movedByClients = sums.get(server.address) ?? 0
     }
     const snapshotRecord = (current: Tally | undefined, currentPasses: number): TransitionRecord => {
       // A key skipped for good (too large, unaddressable) is met again by every run (it stays

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemdrainError, ExitCode } from '../errors.js'
+import { ExitCode, refuse } from '../errors.js'
 import { activeServers, type Pool, type RebalanceRecord, type RebalanceSourceRecord } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
 import { estimateMovedFraction, hasEdits, placesLike, targetPool, type PoolEdits } from '../pool/rebalance-target.js'
@@ -10,6 +10,7 @@ import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJourn
 import { flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from './engine.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { sourceJobSettings, type HandoffJobOptions } from './job-options.js'
+import { transitionedRatio } from './drain.js'
 import { deleteUnownedKeys } from './unowned-keys.js'
 import { deleteCopies } from './stale-copies.js'
 import { addTally, Tally } from './tally.js'
@@ -114,18 +115,7 @@ export interface RebalanceResult {
   status: number
 }
 
-function refuse(message: string, suggestions: string[], code: string, exitCode: (typeof ExitCode)[keyof typeof ExitCode] = ExitCode.precondition): MemdrainError {
-  return new MemdrainError(message, { code, exitCode, suggestions })
-}
-
 const emptySource = (): RebalanceSourceRecord => ({ keysAtStart: 0, moved: 0, inPlace: 0, skipped: {}, failed: 0, conflicts: 0, passes: 0 })
-
-/** (moved + in place) / keys at start still live (gone and expiring keys had nothing to hand over). */
-export function sourceRatio(r: RebalanceSourceRecord): number {
-  const live = r.keysAtStart - (r.skipped.gone ?? 0) - (r.skipped.expiring ?? 0)
-  if (live <= 0) return 1
-  return Math.min(1, (r.moved + r.inPlace) / live)
-}
 
 interface Resolved {
   previous: Pool
@@ -481,7 +471,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
     await persist()
     plan ??= buildPlan()
 
-    const allReached = (): boolean => sources.every((s) => sourceRatio(record.sources[s]!) >= opts.threshold)
+    const allReached = (): boolean => sources.every((s) => transitionedRatio(record.sources[s]!) >= opts.threshold)
     let catchUps: CatchUpResult[] = []
     let staleCopiesDeleted = 0
     let staleFailed = 0
@@ -594,7 +584,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       removed,
       reweighted,
       plan,
-      sources: sources.map((s) => ({ address: s, leaving: removed.includes(s), ...record.sources[s]!, ratio: sourceRatio(record.sources[s]!), purged: purged.has(s) })),
+      sources: sources.map((s) => ({ address: s, leaving: removed.includes(s), ...record.sources[s]!, ratio: transitionedRatio(record.sources[s]!), purged: purged.has(s) })),
       destinations: total.perDestination.map((d) => ({ ...d })),
       moved: sumRec('moved'),
       inPlace: sumRec('inPlace'),

@@ -1,5 +1,5 @@
 import { withLockLoss } from '../pool/lock.js'
-import { MemdrainError, ExitCode } from '../errors.js'
+import { MemdrainError, ExitCode, refuse } from '../errors.js'
 import { findServer, type Pool } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
@@ -62,10 +62,6 @@ export interface WarmResult {
   interrupted: boolean
   /** 0, 68 (below the threshold, keys failed, or a peer unreachable) or 69 (interrupted). */
   status: number
-}
-
-function refuse(message: string, suggestions: string[], code: string, exitCode: (typeof ExitCode)[keyof typeof ExitCode]): MemdrainError {
-  return new MemdrainError(message, { code, exitCode, suggestions })
 }
 
 /** The pool whose chains say where keys belong, and the warmed server in it. */

@@ -1,5 +1,5 @@
 import { MemdrainError, ExitCode } from '../errors.js'
-import { activeServers, findServer, withServer, type PoolServer, type ServerState, type TransitionRecord } from './model.js'
+import { activeServers, findServer, newTransition, withServer, type PoolServer, type ServerState, type TransitionRecord } from './model.js'
 
 /** The drain's default --threshold, for a transition started by hand. */
 const DEFAULT_THRESHOLD = 0.95
@@ -41,8 +41,7 @@ export async function markServer(store: PoolStore, server: string, to: ServerSta
     }
     // Marking a server deactivating starts its transition: pool-aware clients tag the keys they
     // move with its start, so the drain that follows counts them (and no earlier period's).
-    const now = new Date().toISOString()
-    const started: TransitionRecord = { startedAt: now, updatedAt: now, keysAtStart: 0, moved: 0, inPlace: 0, movedByClients: 0, skipped: {}, failed: 0, conflicts: 0, threshold: DEFAULT_THRESHOLD, handoff: snap.pool.clients === 'pool-aware' ? 'move' : 'copy', passes: 0 }
+    const started = newTransition(DEFAULT_THRESHOLD, snap.pool.clients === 'pool-aware' ? 'move' : 'copy')
     const transition = (x: PoolServer): TransitionRecord | undefined => (to === 'active' ? undefined : to === 'deactivating' && x.transition === undefined ? started : x.transition)
     const pool = withServer(snap.pool, s.address, (x) => ({ ...x, state: to, transition: transition(x) }))
     await store.save(pool, snap.revision)

@@ -77,6 +77,12 @@ export interface Pool {
 }
 
 /** Servers that own keys: only `active` ones (a deactivating server is a source, never a destination). */
+/** A transition that starts now: nothing moved yet. */
+export function newTransition(threshold: number, handoff: 'move' | 'copy'): TransitionRecord {
+  const now = new Date().toISOString()
+  return { startedAt: now, updatedAt: now, keysAtStart: 0, moved: 0, inPlace: 0, movedByClients: 0, skipped: {}, failed: 0, conflicts: 0, threshold, handoff, passes: 0 }
+}
+
 export function activeServers(pool: Pool): PoolServer[] {
   return pool.servers.filter((s) => s.state === 'active')
 }
