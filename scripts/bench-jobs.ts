@@ -27,8 +27,8 @@ import { validatePool } from '../src/core/pool/validate.js'
 import { poolPlacement } from '../src/core/pool/placement.js'
 import { poolToDocument } from '../src/core/pool/model.js'
 import { writeFileAtomic } from '../src/core/pool/atomic-write.js'
-import { runWarm } from '../src/core/mover/warm.js'
-import { runMirror, type MirrorPass } from '../src/core/mover/mirror.js'
+import { runWarm } from '../src/core/jobs/warm.js'
+import { runMirror, type MirrorPass } from '../src/core/jobs/mirror.js'
 
 const { values: argv } = parseArgs({
   options: {

@@ -17,7 +17,7 @@ import { startMemcached, type MemcachedServer } from '../test/helpers/memcached.
 import { HD, MetaConnection, MetaPayload, parseAddress } from '../src/core/protocol/index.js'
 import { FilePoolStore } from '../src/core/pool/store.js'
 import { poolPlacement } from '../src/core/pool/placement.js'
-import { runRebalance } from '../src/core/mover/rebalance.js'
+import { runRebalance } from '../src/core/jobs/rebalance.js'
 import type { Pool } from '../src/core/pool/model.js'
 
 const { values: argv } = parseArgs({

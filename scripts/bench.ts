@@ -32,7 +32,7 @@ import { startMemcached, type MemcachedServer } from '../test/helpers/memcached.
 import { MetaConnection, MetaPayload, parseAddress, ERR, NS, VA } from '../src/core/protocol/index.js'
 import { validatePool } from '../src/core/pool/validate.js'
 import { poolPlacement } from '../src/core/pool/placement.js'
-import type { DrainResult } from '../src/core/mover/drain.js'
+import type { DrainResult } from '../src/core/jobs/drain.js'
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const HASH = 'php-memcached-libketama'
@@ -233,7 +233,7 @@ async function spotCheck(destinations: string[], n: number, count: number): Prom
  */
 let cliRoot = ROOT
 function snapshotCli(): { dir: string; id: string } {
-  const needed = ['dist/commands/drain.js', 'dist/core/mover/drain.js', 'dist/core/mover/engine.js', 'dist/core/mover/transfer.js', 'oclif.manifest.json']
+  const needed = ['dist/commands/drain.js', 'dist/core/jobs/drain.js', 'dist/core/engine/engine.js', 'dist/core/engine/transfer.js', 'oclif.manifest.json']
   for (let attempt = 0; ; attempt++) {
     const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-bench-cli-'))
     try {
@@ -241,8 +241,10 @@ function snapshotCli(): { dir: string; id: string } {
       symlinkSync(path.join(REPO, 'node_modules'), path.join(dir, 'node_modules'), 'dir')
       if (needed.every((f) => existsSync(path.join(dir, f)))) {
         const h = createHash('sha256')
-        const mover = path.join(dir, 'dist/core/mover')
-        for (const f of readdirSync(mover).filter((x) => x.endsWith('.js')).sort()) h.update(f).update(readFileSync(path.join(mover, f)))
+        for (const sub of ['dist/core/engine', 'dist/core/handoff', 'dist/core/jobs']) {
+          const d = path.join(dir, sub)
+          for (const f of readdirSync(d).filter((x) => x.endsWith('.js')).sort()) h.update(f).update(readFileSync(path.join(d, f)))
+        }
         return { dir, id: h.digest('hex').slice(0, 12) }
       }
     } catch {
@@ -322,7 +324,7 @@ async function drainChild(source: string, poolFile: string, workDir: string): Pr
 
 async function drainInProcess(source: string, poolFile: string): Promise<DrainRun> {
   const dist = (p: string): string => pathToFileURL(path.join(cliRoot, 'dist', p)).href
-  const { runDrain } = (await import(dist('core/mover/drain.js'))) as typeof import('../src/core/mover/drain.js')
+  const { runDrain } = (await import(dist('core/jobs/drain.js'))) as typeof import('../src/core/jobs/drain.js')
   const { FilePoolStore } = (await import(dist('core/pool/store.js'))) as typeof import('../src/core/pool/store.js')
   let peakRss = process.memoryUsage.rss()
   const sampler = setInterval(() => {
@@ -519,9 +521,9 @@ async function main(): Promise<number> {
   }
   const snap = snapshotCli()
   cliRoot = snap.dir
-  const moverDirty = spawnSync('git', ['status', '--porcelain', 'src/core/mover'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== ''
+  const moverDirty = spawnSync('git', ['status', '--porcelain', 'src/core/engine', 'src/core/handoff', 'src/core/jobs'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== ''
   const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
-  const build = `${ROOT === REPO ? '' : `${ROOT}/`}dist/ of ${new Date(statSync(path.join(snap.dir, 'dist/core/mover/engine.js')).mtimeMs).toISOString()} (mover ${snap.id}${ROOT === REPO ? `; git ${head}${moverDirty ? ', src/core/mover has uncommitted changes' : ''}` : ''})`
+  const build = `${ROOT === REPO ? '' : `${ROOT}/`}dist/ of ${new Date(statSync(path.join(snap.dir, 'dist/core/engine/engine.js')).mtimeMs).toISOString()} (mover ${snap.id}${ROOT === REPO ? `; git ${head}${moverDirty ? ', the engine has uncommitted changes' : ''}` : ''})`
   log(`measuring ${build}`)
   const rows: Row[] = []
   try {

@@ -15,7 +15,7 @@
 import { parseArgs } from 'node:util'
 import { runKillScenario, prng } from '../test/helpers/kill-scenario.js'
 import { Conns, drainOptions, getAll, keysOf, setAll, startPool } from '../test/integration/drain.fixtures.js'
-import { runDrain } from '../src/core/mover/drain.js'
+import { runDrain } from '../src/core/jobs/drain.js'
 
 const FAULTS = ['kill-move', 'kill-copy', 'kill-rebalance', 'stall', 'dest-kill'] as const
 type Fault = (typeof FAULTS)[number]

@@ -3,7 +3,7 @@ import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError
 import { confirm } from '../cli/confirm.js'
 import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
 import { handoffFlags, handoffJobOptions, interruptOnSignals, throttleFlags } from '../cli/job-flags.js'
-import type { DrainResult } from '../core/mover/drain.js'
+import type { DrainResult } from '../core/jobs/drain.js'
 import { renderDrainSummary } from '../ui/drain-summary.js'
 import { createProgress } from '../ui/progress.js'
 
@@ -47,7 +47,7 @@ ${EXIT_CODES_HELP}`
     if (!dryRun && !(await confirm(`Drain ${args.server}: move its keys to the other servers, then flush it?`, flags.yes))) {
       throw usageError('not confirmed; nothing was changed')
     }
-    const { runDrain } = await import('../core/mover/drain.js')
+    const { runDrain } = await import('../core/jobs/drain.js')
     const interrupt = interruptOnSignals()
     const progress = createProgress({ json: this.jsonEnabled(), label: `drain ${args.server}` })
     const waiter = await switchWaiter(flags, interrupt.signal, (ctx) => `All keys are copied. Switch the applications to the server list without ${ctx.watched.join(', ')}, then press Enter to catch up and purge.`)

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
 import { interruptOnSignals, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
-import type { MirrorResult } from '../core/mover/mirror.js'
+import type { MirrorResult } from '../core/jobs/mirror.js'
 import { DEFAULT_POOL_FILE } from '../core/pool/resolve.js'
 import { renderMirrorPass, renderMirrorSummary } from '../ui/job-summary.js'
 import { createProgress } from '../ui/progress.js'
@@ -47,7 +47,7 @@ ${EXIT_CODES_HELP}`
     const knobs = parseJobFlags(flags)
     const interval = Number(flags.interval)
     if (flags.interval.trim() === '' || !Number.isFinite(interval) || interval <= 0) throw usageError(`--interval must be a number of seconds > 0, got "${flags.interval}"`)
-    const { checkMirrorPool, runMirror } = await import('../core/mover/mirror.js')
+    const { checkMirrorPool, runMirror } = await import('../core/jobs/mirror.js')
     // The pool only serves the check that the passive is not a server applications read.
     const explicit = flags.pool !== undefined || flags.servers !== undefined || process.env.MEMDRAIN_POOL !== undefined
     const store = explicit || existsSync(DEFAULT_POOL_FILE) ? poolStoreFromFlags(flags) : undefined

@@ -3,7 +3,7 @@ import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError
 import { confirm } from '../cli/confirm.js'
 import { handoffFlags, handoffJobOptions, interruptOnSignals, throttleFlags } from '../cli/job-flags.js'
 import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
-import type { AbortResult, RebalanceResult } from '../core/mover/rebalance.js'
+import type { AbortResult, RebalanceResult } from '../core/jobs/rebalance.js'
 import { createProgress } from '../ui/progress.js'
 import { renderAbortSummary, renderRebalanceSummary } from '../ui/rebalance-summary.js'
 
@@ -54,7 +54,7 @@ ${EXIT_CODES_HELP}`
     try {
       if (flags.abort) {
         if (!(await confirm('Abort the rebalance: delete the copies it made and restore the previous pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
-        const { abortRebalance } = await import('../core/mover/rebalance.js')
+        const { abortRebalance } = await import('../core/jobs/rebalance.js')
         const result = await abortRebalance(store, flags['spool-dir'], interrupt.signal)
         this.status = result.status
         if (!this.jsonEnabled()) this.log(renderAbortSummary(result))
@@ -75,7 +75,7 @@ ${EXIT_CODES_HELP}`
       }
       const edits = { to, add: flags.add ?? [], remove: flags.remove ?? [], weight: flags.weight ?? [] }
       if (!dryRun && !(await confirm('Rebalance: move the keys whose owner changes to the new pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
-      const { runRebalance } = await import('../core/mover/rebalance.js')
+      const { runRebalance } = await import('../core/jobs/rebalance.js')
       const progress = createProgress({ json: this.jsonEnabled(), label: 'rebalance' })
       const waiter = await switchWaiter(
         flags,

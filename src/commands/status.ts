@@ -5,7 +5,7 @@ import { probeServer, type ServerStatus } from '../core/inspect/server-status.js
 import { estimateShares, poolPlacement } from '../core/pool/placement.js'
 import type { TransitionRecord } from '../core/pool/model.js'
 import { sumStoreMigrations } from '../core/client/migration.js'
-import { transitionedCounts, transitionedRatio } from '../core/mover/drain.js'
+import { transitionedCounts, transitionedRatio } from '../core/jobs/drain.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from '../ui/format.js'
 import { paint, renderTable } from '../ui/style.js'
 

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags } from '../cli/base-command.js'
 import { interruptOnSignals, parseRatio, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
-import type { WarmResult } from '../core/mover/warm.js'
+import type { WarmResult } from '../core/jobs/warm.js'
 import { renderWarmSummary } from '../ui/job-summary.js'
 import { createProgress } from '../ui/progress.js'
 
@@ -38,7 +38,7 @@ ${EXIT_CODES_HELP}`
     const store = poolStoreFromFlags(flags)
     const { resolvePoolStore } = await import('../core/pool/resolve.js')
     const from = flags.from === undefined ? undefined : resolvePoolStore({ pool: flags.from })
-    const { runWarm } = await import('../core/mover/warm.js')
+    const { runWarm } = await import('../core/jobs/warm.js')
     const interrupt = interruptOnSignals()
     const progress = createProgress({ json: this.jsonEnabled(), label: `warm ${args.server}` })
     try {

@@ -1,5 +1,5 @@
-import type { DrainResult } from '../core/mover/drain.js'
-import type { DestinationTally } from '../core/mover/tally.js'
+import type { DrainResult } from '../core/jobs/drain.js'
+import type { DestinationTally } from '../core/engine/tally.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
 import { paint, renderTable } from './style.js'
 

@@ -1,5 +1,5 @@
-import type { MirrorPass, MirrorResult } from '../core/mover/mirror.js'
-import type { WarmResult } from '../core/mover/warm.js'
+import type { MirrorPass, MirrorResult } from '../core/jobs/mirror.js'
+import type { WarmResult } from '../core/jobs/warm.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
 import { paint } from './style.js'
 

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress'
-import type { EngineEvent } from '../core/mover/engine.js'
+import type { EngineEvent } from '../core/engine/engine.js'
 import { formatBytes, formatCount } from './format.js'
 
 /**

@@ -1,4 +1,4 @@
-import type { AbortResult, RebalanceResult } from '../core/mover/rebalance.js'
+import type { AbortResult, RebalanceResult } from '../core/jobs/rebalance.js'
 import { renderDestinations } from './drain-summary.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
 import { paint, renderTable } from './style.js'

@@ -9,7 +9,7 @@ import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PoolClient, sumClientMigrations } from '../../src/core/client/index.js'
-import { runDrain, transitionedRatio } from '../../src/core/mover/drain.js'
+import { runDrain, transitionedRatio } from '../../src/core/jobs/drain.js'
 import { connect, drainOptions, getAll, startPool, type TestPool } from './drain.fixtures.js'
 import { hitRatio, parseVersioned, seedVersioned, startWorkload, worstWindow } from '../helpers/client-workload.js'
 

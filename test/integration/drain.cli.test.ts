@@ -32,16 +32,16 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
 
 function newestMtime(dir: string, ext: string): number {
   let newest = 0
-  for (const f of readdirSync(dir)) if (f.endsWith(ext)) newest = Math.max(newest, statSync(path.join(dir, f)).mtimeMs)
+  for (const f of readdirSync(dir, { recursive: true, encoding: 'utf8' })) if (f.endsWith(ext)) newest = Math.max(newest, statSync(path.join(dir, f)).mtimeMs)
   return newest
 }
 
 describe('memdrain drain (CLI, --json)', () => {
   const pools: TestPool[] = []
   before(() => {
-    const src = newestMtime(path.join(ROOT, 'src/core/mover'), '.ts')
-    const built = newestMtime(path.join(ROOT, 'dist/core/mover'), '.js')
-    assert.ok(built >= src, 'dist/ is older than src/core/mover: run `npm run build` first')
+    const src = newestMtime(path.join(ROOT, 'src/core'), '.ts')
+    const built = newestMtime(path.join(ROOT, 'dist/core'), '.js')
+    assert.ok(built >= src, 'dist/ is older than src/core: run `npm run build` first')
   })
   after(async () => {
     await Promise.all(pools.map((p) => p.stop()))

@@ -2,8 +2,8 @@ import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { runDrain } from '../../src/core/mover/drain.js'
-import { copyJournalFile } from '../../src/core/mover/copy-journal.js'
+import { runDrain } from '../../src/core/jobs/drain.js'
+import { copyJournalFile } from '../../src/core/handoff/copy-journal.js'
 import { Conns, deleteAll, drainOptions, getAll, keysOf, setAll, startPool, stat, type TestPool } from './drain.fixtures.js'
 
 /** Copy hand-off (static clients): copy, switch, catch up, purge. */

@@ -10,7 +10,7 @@ import { FilePoolStore } from '../../src/core/pool/store.js'
 import { poolPlacement } from '../../src/core/pool/placement.js'
 import { parsePoolText } from '../../src/core/pool/validate.js'
 import type { Pool, PoolServer } from '../../src/core/pool/model.js'
-import type { DrainOptions } from '../../src/core/mover/drain.js'
+import type { DrainOptions } from '../../src/core/jobs/drain.js'
 import { startMemcached, type MemcachedServer, type StartOptions } from '../helpers/memcached.js'
 
 export interface TestPool {

@@ -2,7 +2,7 @@ import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { runDrain } from '../../src/core/mover/drain.js'
+import { runDrain } from '../../src/core/jobs/drain.js'
 import { MemdrainError } from '../../src/core/errors.js'
 import { Conns, connect, deleteAll, drainOptions, getAll, keysOf, locateAll, setAll, startPool, stat, type Item, type TestPool } from './drain.fixtures.js'
 

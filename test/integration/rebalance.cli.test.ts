@@ -30,14 +30,14 @@ function cli(args: string[]): Promise<Run> {
   })
 }
 
-const newest = (dir: string, ext: string): number => Math.max(0, ...readdirSync(dir).filter((f) => f.endsWith(ext)).map((f) => statSync(path.join(dir, f)).mtimeMs))
+const newest = (dir: string, ext: string): number => Math.max(0, ...readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith(ext)).map((f) => statSync(path.join(dir, f)).mtimeMs))
 
 describe('memdrain rebalance (CLI, --json)', () => {
   const pools: TestPool[] = []
   const spares: MemcachedServer[] = []
   const conns = new Conns()
   before(() => {
-    assert.ok(newest(path.join(ROOT, 'dist/core/mover'), '.js') >= newest(path.join(ROOT, 'src/core/mover'), '.ts'), 'dist/ is older than src/: run `npm run build` first')
+    assert.ok(newest(path.join(ROOT, 'dist/core'), '.js') >= newest(path.join(ROOT, 'src/core'), '.ts'), 'dist/ is older than src/: run `npm run build` first')
   })
   after(async () => {
     await conns.close()

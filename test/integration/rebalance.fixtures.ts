@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs'
 import { poolPlacement, locateKey } from '../../src/core/pool/placement.js'
 import { parsePoolText } from '../../src/core/pool/validate.js'
 import type { Pool } from '../../src/core/pool/model.js'
-import type { RebalanceOptions } from '../../src/core/mover/rebalance.js'
+import type { RebalanceOptions } from '../../src/core/jobs/rebalance.js'
 import type { PoolEdits } from '../../src/core/pool/rebalance-target.js'
 import { Conns, drainOptions, getAll, setAll, stat, type Item, type TestPool } from './drain.fixtures.js'
 

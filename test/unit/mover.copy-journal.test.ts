@@ -3,8 +3,8 @@ import assert from 'node:assert/strict'
 import { appendFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { CopyJournal, JournalBatch, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from '../../src/core/mover/copy-journal.js'
-import { transitionedRatio } from '../../src/core/mover/drain.js'
+import { CopyJournal, JournalBatch, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from '../../src/core/handoff/copy-journal.js'
+import { transitionedRatio } from '../../src/core/jobs/drain.js'
 
 const root = mkdtempSync(path.join(tmpdir(), 'memdrain-journal-test-'))
 after(() => rmSync(root, { recursive: true, force: true }))

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { cas31, FingerprintCasMap } from '../../src/core/mover/fingerprint-cas-map.js'
+import { cas31, FingerprintCasMap } from '../../src/core/engine/fingerprint-cas-map.js'
 
 describe('FingerprintCasMap', () => {
   it('says a key changed until its CAS is recorded, then only when the CAS differs', () => {

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { FingerprintSet } from '../../src/core/mover/fingerprint-set.js'
-import { KeyBatch } from '../../src/core/mover/key-batch.js'
-import { KeySpool } from '../../src/core/mover/spool.js'
+import { FingerprintSet } from '../../src/core/engine/fingerprint-set.js'
+import { KeyBatch } from '../../src/core/engine/key-batch.js'
+import { KeySpool } from '../../src/core/engine/spool.js'
 import { MetaPayload } from '../../src/core/protocol/index.js'
 
 const root = mkdtempSync(path.join(tmpdir(), 'memdrain-hot-path-test-'))

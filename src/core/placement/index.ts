@@ -1,8 +1,8 @@
 /** Key placement: which server a real memcached client sends a key to (see shared/placement/SPEC.md). */
 
 export type { Placement, PlacementServer } from './types.js'
-export { HASH_INFO, HASH_NAMES, isHashName, placementFor } from './registry.js'
-export type { HashInfo, HashName } from './registry.js'
+export { HASH_INFO, HASH_NAMES, isHashName, isModulo, placementFor } from './registry.js'
+export type { HashInfo, HashName, PlacementKind } from './registry.js'
 export {
   crc32,
   fnv1a32Signed,

@@ -52,7 +52,15 @@ export interface HashInfo {
   readonly weights: boolean
   /** Whether every server needs a (twemproxy) name. */
   readonly usesNames: boolean
+  /**
+   * `consistent`: removing a server changes the owner of that server's keys only (rings,
+   * rendezvous). `modulo`: the owner is a hash modulo the server count (or total weight), so
+   * removing or adding one server changes the owner of keys on every server.
+   */
+  readonly kind: PlacementKind
 }
+
+export type PlacementKind = 'consistent' | 'modulo'
 
 const PECL = 'PHP Memcache (pecl memcache 4.0.5.2)'
 const PHPMD = 'php-memcached 3.x (libmemcached)'
@@ -66,6 +74,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'default getServer',
     algorithm: 'Java String.hashCode over UTF-16 units, abs, mod n (server order only)',
     weights: false,
+    kind: 'modulo',
     usesNames: false,
   },
   'php-memcache-standard-crc32': {
@@ -73,6 +82,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'memcache.hash_strategy=standard, memcache.hash_function=crc32',
     algorithm: '((crc32 >> 16) & 0x7fff, 0 → 1) mod Σw over a bucket list (server repeated weight times)',
     weights: true,
+    kind: 'modulo',
     usesNames: false,
   },
   'php-memcache-consistent-crc32': {
@@ -80,6 +90,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'memcache.hash_strategy=consistent, memcache.hash_function=crc32 (the defaults)',
     algorithm: 'ring of 160×weight crc32 points per server ("host:port-i"), key → 1024 buckets by crc32 mod 1024',
     weights: true,
+    kind: 'consistent',
     usesNames: false,
   },
   'php-memcache-standard-fnv': {
@@ -87,6 +98,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'memcache.hash_strategy=standard, memcache.hash_function=fnv',
     algorithm: '((fnv1a32 >> 16) & 0x7fff, 0 → 1) mod Σw over a bucket list (server repeated weight times)',
     weights: true,
+    kind: 'modulo',
     usesNames: false,
   },
   'php-memcache-consistent-fnv': {
@@ -94,6 +106,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'memcache.hash_strategy=consistent, memcache.hash_function=fnv',
     algorithm: 'ring of 160×weight fnv1a32 points per server ("host:port-i"), key → 1024 buckets by fnv1a32 mod 1024',
     weights: true,
+    kind: 'consistent',
     usesNames: false,
   },
   'php-memcached-default': {
@@ -101,6 +114,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'no options (DISTRIBUTION_MODULA, HASH_DEFAULT)',
     algorithm: 'one_at_a_time (signed bytes) mod n',
     weights: false,
+    kind: 'modulo',
     usesNames: false,
   },
   'php-memcached-libketama': {
@@ -108,6 +122,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'Memcached::OPT_LIBKETAMA_COMPATIBLE=true',
     algorithm: 'weighted ketama md5 ring (160 points per server at equal weights), key md5',
     weights: true,
+    kind: 'consistent',
     usesNames: false,
   },
   'php-memcached-consistent': {
@@ -115,6 +130,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'Memcached::OPT_DISTRIBUTION=Memcached::DISTRIBUTION_CONSISTENT',
     algorithm: 'ring of 100 one_at_a_time points per server, key one_at_a_time; weighted md5 ring if any weight > 1',
     weights: true,
+    kind: 'consistent',
     usesNames: false,
   },
   'pylibmc-default': {
@@ -122,6 +138,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'no behaviors',
     algorithm: 'one_at_a_time (signed bytes) mod n',
     weights: false,
+    kind: 'modulo',
     usesNames: false,
   },
   'pylibmc-ketama': {
@@ -129,6 +146,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'behaviors={"ketama": True}',
     algorithm: 'ring of 100 one_at_a_time points per server, key one_at_a_time; weighted md5 ring if any weight > 1',
     weights: true,
+    kind: 'consistent',
     usesNames: false,
   },
   'pylibmc-ketama-hash-md5': {
@@ -136,6 +154,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'behaviors={"ketama": True, "hash": "md5"}',
     algorithm: 'ring of 100 md5 points per server, key md5; weighted md5 ring if any weight > 1',
     weights: true,
+    kind: 'consistent',
     usesNames: false,
   },
   'pylibmc-ketama-weighted': {
@@ -143,6 +162,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'behaviors={"ketama_weighted": True}',
     algorithm: 'weighted ketama md5 ring (160 points per server at equal weights), key md5',
     weights: true,
+    kind: 'consistent',
     usesNames: false,
   },
   'pymemcache-rendezvous': {
@@ -150,6 +170,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'default RendezvousHash, str keys',
     algorithm: 'rendezvous: highest murmur3_32("host:port-" + key) wins',
     weights: false,
+    kind: 'consistent',
     usesNames: false,
   },
   'pymemcache-rendezvous-byteskeys': {
@@ -157,6 +178,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: "default RendezvousHash, bytes keys (hashes the repr b'...')",
     algorithm: "rendezvous: highest murmur3_32(\"host:port-b'key'\") wins",
     weights: false,
+    kind: 'consistent',
     usesNames: false,
   },
   'twemproxy-ketama-md5': {
@@ -164,6 +186,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'distribution: ketama, hash: md5, servers host:port:weight',
     algorithm: 'weighted ketama md5 ring over "host:port" ("host" on port 11211), key md5',
     weights: true,
+    kind: 'consistent',
     usesNames: false,
   },
   'twemproxy-ketama-md5-named': {
@@ -171,6 +194,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'distribution: ketama, hash: md5, servers host:port:weight name',
     algorithm: 'weighted ketama md5 ring over the server names, key md5',
     weights: true,
+    kind: 'consistent',
     usesNames: true,
   },
   'twemproxy-modula-fnv1a-64': {
@@ -178,6 +202,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'distribution: modula, hash: fnv1a_64, servers host:port:weight',
     algorithm: 'fnv1a_64 (low 32 bits, signed bytes) mod Σw over servers sorted by "host:port", repeated weight times',
     weights: true,
+    kind: 'modulo',
     usesNames: false,
   },
   'twemproxy-modula-fnv1a-64-named': {
@@ -185,6 +210,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'distribution: modula, hash: fnv1a_64, servers host:port:weight name',
     algorithm: 'fnv1a_64 (low 32 bits, signed bytes) mod Σw over servers sorted by name, repeated weight times',
     weights: true,
+    kind: 'modulo',
     usesNames: true,
   },
   'node-memcached-hashring': {
@@ -192,6 +218,7 @@ export const HASH_INFO: Readonly<Record<HashName, HashInfo>> = {
     configuration: 'default (new Memcached([...]) or {"host:port": weight})',
     algorithm: 'hashring md5 ring, floor(w/W×40×n) vnodes × 4 points, key md5',
     weights: true,
+    kind: 'consistent',
     usesNames: false,
   },
 }
@@ -243,4 +270,9 @@ export function placementFor(hash: HashName, servers: readonly PlacementServer[]
       throw new Error(`placement: unknown strategy ${String(unknown)}; expected one of ${HASH_NAMES.join(', ')}`)
     }
   }
+}
+
+/** Whether removing or adding a server changes the owner of keys on the other servers too. */
+export function isModulo(hash: HashName): boolean {
+  return HASH_INFO[hash].kind === 'modulo'
 }

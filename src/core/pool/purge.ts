@@ -1,6 +1,6 @@
 import { MemdrainError, ExitCode } from '../errors.js'
-import { flushServer } from '../mover/engine.js'
-import { transitionedRatio } from '../mover/drain.js'
+import { flushServer } from '../engine/engine.js'
+import { transitionedRatio } from '../jobs/drain.js'
 import { findServer, withServer } from './model.js'
 import type { PoolStore } from './store.js'
 

@@ -1,6 +1,6 @@
 import { EX, MetaPayload, NF, keyEncoding } from '../protocol/index.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
-import { connectChecked } from './engine.js'
+import { connectChecked } from '../engine/engine.js'
 
 /**
  * Copy hand-off of a rebalance, after the switch and the catch-up: a server that stays in the

@@ -2,11 +2,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import type { Pool } from '../pool/model.js'
 import { formatAddress, keyEncoding, metadump, MetaPayload, parseAddress, HD, type MetaConnection } from '../protocol/index.js'
-import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from './engine.js'
-import { FingerprintCasMap } from './fingerprint-cas-map.js'
-import { KeyBatch } from './key-batch.js'
-import { KeySpool } from './spool.js'
-import type { RouteFn } from './transfer.js'
+import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from '../engine/engine.js'
+import { FingerprintCasMap } from '../engine/fingerprint-cas-map.js'
+import { KeyBatch } from '../engine/key-batch.js'
+import { KeySpool } from '../engine/spool.js'
+import type { RouteFn } from '../engine/transfer.js'
 
 /**
  * mirror: keep a passive server a hot copy of an active one, for active/passive failover.

@@ -3,11 +3,11 @@ import { MemdrainError, ExitCode, refuse } from '../errors.js'
 import { findServer, type Pool } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
-import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from './engine.js'
-import { FingerprintSet } from './fingerprint-set.js'
-import { addTally, Tally } from './tally.js'
-import { TokenBucket } from './throttle.js'
-import type { RouteFn } from './transfer.js'
+import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from '../engine/engine.js'
+import { FingerprintSet } from '../engine/fingerprint-set.js'
+import { addTally, Tally } from '../engine/tally.js'
+import { TokenBucket } from '../engine/throttle.js'
+import type { RouteFn } from '../engine/transfer.js'
 
 /**
  * warm: a server came back empty (restart, replacement). Every key that belongs on it — its

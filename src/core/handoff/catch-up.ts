@@ -1,8 +1,8 @@
 import { EX, HD, MetaConnection, MetaPayload, NF, VA, ERR, keyEncoding, type MetaReply } from '../protocol/index.js'
-import { connectChecked } from './engine.js'
+import { connectChecked } from '../engine/engine.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
-import { TokenBucket } from './throttle.js'
-import { expiryFor } from './transfer.js'
+import { TokenBucket } from '../engine/throttle.js'
+import { expiryFor } from '../engine/transfer.js'
 
 /**
  * The copy hand-off's catch-up, after the switch: for every copy in the journal, compare the

@@ -1,7 +1,7 @@
 import { MetaPayload, metadump, parseAddress, keyEncoding } from '../protocol/index.js'
-import { connectChecked } from './engine.js'
-import { KeyBatch } from './key-batch.js'
-import { KeySpool } from './spool.js'
+import { connectChecked } from '../engine/engine.js'
+import { KeyBatch } from '../engine/key-batch.js'
+import { KeySpool } from '../engine/spool.js'
 
 /**
  * Copy hand-off of a rebalance, after the switch: a server that stays in the pool may still hold

@@ -1,5 +1,5 @@
 import type { PoolStore } from '../pool/store.js'
-import { jobKnobs, type JobKnobs } from './engine.js'
+import { jobKnobs, type JobKnobs } from '../engine/engine.js'
 
 /** What every job with a hand-off (drain, rebalance) is configured with. */
 export interface HandoffJobOptions extends JobKnobs {
