@@ -67,6 +67,25 @@ export interface PoolServer extends PlacementServer {
   readonly transition?: TransitionRecord | undefined
 }
 
+/**
+ * Where a pool was imported from (`memdrain pool import`): the proxy or router config the
+ * applications read. The switch command gets that config rewritten for the new pool
+ * (MEMDRAIN_NEW_CONFIG), keeping every other key of the file.
+ */
+export interface PoolOrigin {
+  readonly format: ConfigFormat
+  /** The config file, as an absolute path. */
+  readonly file: string
+  /** The pool's name in that file (a nutcracker.yml pool, an mcrouter "pools" entry). */
+  readonly pool: string
+}
+
+export const CONFIG_FORMATS = ['twemproxy', 'mcrouter'] as const
+export type ConfigFormat = (typeof CONFIG_FORMATS)[number]
+/** What `pool export` writes: a config format, or a plain server list. */
+export const EXPORT_FORMATS = [...CONFIG_FORMATS, 'servers'] as const
+export type ExportFormat = (typeof EXPORT_FORMATS)[number]
+
 export interface Pool {
   readonly hash: HashName
   readonly replicas: number
@@ -74,6 +93,7 @@ export interface Pool {
   readonly servers: readonly PoolServer[]
   /** Present while a rebalance is in progress. */
   readonly rebalance?: RebalanceRecord | undefined
+  readonly origin?: PoolOrigin | undefined
 }
 
 /** Servers that own keys: only `active` ones (a deactivating server is a source, never a destination). */
@@ -109,5 +129,6 @@ export function poolToDocument(pool: Pool): Record<string, unknown> {
       ...(s.transition === undefined ? {} : { transition: s.transition }),
     })),
     ...(pool.rebalance === undefined ? {} : { rebalance: { ...pool.rebalance, previous: poolToDocument(pool.rebalance.previous) } }),
+    ...(pool.origin === undefined ? {} : { origin: { ...pool.origin } }),
   }
 }

@@ -1,9 +1,10 @@
 import { MemdrainError, ExitCode } from '../errors.js'
 import { HASH_NAMES, isHashName, type HashName } from '../placement/registry.js'
 import { parseAddress } from '../protocol/address.js'
-import { CLIENT_KINDS, SERVER_STATES, type ClientKind, type Pool, type PoolServer, type RebalanceRecord, type RebalanceSourceRecord, type ServerState, type TransitionRecord } from './model.js'
+import path from 'node:path'
+import { CLIENT_KINDS, CONFIG_FORMATS, SERVER_STATES, type ClientKind, type ConfigFormat, type PoolOrigin, type Pool, type PoolServer, type RebalanceRecord, type RebalanceSourceRecord, type ServerState, type TransitionRecord } from './model.js'
 
-const TOP_FIELDS = new Set(['hash', 'replicas', 'clients', 'servers', 'rebalance'])
+const TOP_FIELDS = new Set(['hash', 'replicas', 'clients', 'servers', 'rebalance', 'origin'])
 const SERVER_FIELDS = new Set(['address', 'weight', 'name', 'state', 'transition'])
 const NAMED_HASHES: ReadonlySet<string> = new Set(['twemproxy-ketama-md5-named', 'twemproxy-modula-fnv1a-64-named'])
 
@@ -62,8 +63,23 @@ export function validatePool(doc: unknown, source: string): Pool {
   const active = servers.filter((s) => s.state === 'active').length
   if (active === 0) throw poolError(source, 'servers', 'no server is "active": at least one must own keys')
   const replicas = validateReplicas(doc.replicas, source, active)
-  if (doc.rebalance === undefined) return { hash, replicas, clients, servers }
-  return { hash, replicas, clients, servers, rebalance: validateRebalance(doc.rebalance, source) }
+  const origin = doc.origin === undefined ? {} : { origin: validateOrigin(doc.origin, source) }
+  if (doc.rebalance === undefined) return { hash, replicas, clients, servers, ...origin }
+  return { hash, replicas, clients, servers, rebalance: validateRebalance(doc.rebalance, source), ...origin }
+}
+
+function validateOrigin(raw: unknown, source: string): PoolOrigin {
+  const hint = ['"origin" is written by `memdrain pool import`: {"format": "twemproxy" | "mcrouter", "file": "/abs/path", "pool": "name"}; delete it if the pool no longer comes from that file.']
+  if (!isObject(raw)) throw poolError(source, 'origin', 'must be an object', hint)
+  for (const key of Object.keys(raw)) {
+    if (key !== 'format' && key !== 'file' && key !== 'pool') throw poolError(source, `origin.${key}`, 'unknown field (expected one of: format, file, pool)', hint)
+  }
+  if (typeof raw.format !== 'string' || !(CONFIG_FORMATS as readonly string[]).includes(raw.format)) {
+    throw poolError(source, 'origin.format', `must be one of ${CONFIG_FORMATS.map((f) => `"${f}"`).join(', ')}`, hint)
+  }
+  if (typeof raw.file !== 'string' || !path.isAbsolute(raw.file)) throw poolError(source, 'origin.file', 'must be an absolute path', hint)
+  if (typeof raw.pool !== 'string' || raw.pool === '') throw poolError(source, 'origin.pool', 'must be a non-empty string', hint)
+  return { format: raw.format as ConfigFormat, file: raw.file, pool: raw.pool }
 }
 
 const REBALANCE_COUNTS = ['keysAtStart', 'moved', 'inPlace', 'failed', 'conflicts', 'passes'] as const
