@@ -50,8 +50,13 @@ ${EXIT_CODES_HELP}`
     const { runDrain } = await import('../core/jobs/drain.js')
     const interrupt = interruptOnSignals()
     const progress = createProgress({ json: this.jsonEnabled(), label: `drain ${args.server}` })
-    const waiter = await switchWaiter(flags, interrupt.signal, (ctx) => `All keys are copied. Switch the applications to the server list without ${ctx.watched.join(', ')}, then press Enter to catch up and purge.`)
-    const waitForSwitch = waiter === undefined ? undefined : (ctx: { source: string; destinations: string[] }) => waiter({ watched: [ctx.source], destinations: ctx.destinations })
+    const waiter = await switchWaiter(
+      flags,
+      interrupt.signal,
+      (ctx) => `All keys are copied. Switch the applications to the server list without ${ctx.watched.join(', ')}, then press Enter to catch up and purge.`,
+      async () => (await store.load()).pool,
+    )
+    const waitForSwitch = waiter === undefined ? undefined : (ctx: { source: string; destinations: string[] }) => waiter({ watched: [ctx.source], sources: [ctx.source], destinations: ctx.destinations })
     try {
       const result = await runDrain({
         store,

@@ -81,6 +81,7 @@ ${EXIT_CODES_HELP}`
         flags,
         interrupt.signal,
         (ctx) => `All keys are copied. Switch the applications to the new server list (${ctx.destinations.join(', ')}), then press Enter to catch up and purge.`,
+        async () => (await store.load()).pool,
       )
       try {
         const result = await runRebalance({
@@ -96,7 +97,7 @@ ${EXIT_CODES_HELP}`
                   if (flags['wait-for-switch'] && ctx.removed.length === 0) {
                     throw usageError('--wait-for-switch watches the get rate of the servers that leave, and none does', ['Run again with --switch-command CMD, or on a terminal to confirm by hand.'])
                   }
-                  return waiter({ watched: ctx.removed, destinations: ctx.destinations })
+                  return waiter({ watched: ctx.removed, sources: ctx.sources, destinations: ctx.destinations })
                 },
         })
         progress.stop()

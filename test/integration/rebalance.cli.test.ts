@@ -67,8 +67,22 @@ describe('memdrain rebalance (CLI, --json)', () => {
     const bad = await cli(['rebalance', '--remove', '127.0.0.1:1', '--yes', ...common])
     assert.equal(bad.code, 2)
 
-    const r = await cli(['rebalance', '--add', spare.address, '--yes', '--handoff', 'copy', '--switch-command', 'true', ...common])
+    // The switch command's environment: with only an added server, nothing is removed, but the
+    // keys were copied from every old server, and the new pool is the four servers.
+    const seen = path.join(pool.dir, 'switch-seen')
+    const switchCommand = `env | grep '^MEMDRAIN_' > ${seen}.env && cp "$MEMDRAIN_NEW_POOL" ${seen}.pool.json`
+    const r = await cli(['rebalance', '--add', spare.address, '--yes', '--handoff', 'copy', '--switch-command', switchCommand, ...common])
     assert.equal(r.code, 0, JSON.stringify(r.json))
+    const env = Object.fromEntries(readFileSync(`${seen}.env`, 'utf8').trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+    const old = readPool(pool.file).servers.map((s) => s.address).filter((a) => a !== spare.address)
+    assert.deepEqual(env.MEMDRAIN_SOURCE!.split(',').sort(), [...old].sort())
+    assert.equal(env.MEMDRAIN_REMOVED, '')
+    assert.deepEqual(env.MEMDRAIN_NEW_SERVERS!.split(',').sort(), [...old, spare.address].sort())
+    assert.equal(env.MEMDRAIN_NEW_CONFIG, undefined, 'a pool that was not imported has no config to write')
+    const newPool = JSON.parse(readFileSync(`${seen}.pool.json`, 'utf8')) as { hash: string; servers: { address: string; state: string }[]; rebalance?: unknown }
+    assert.equal(newPool.hash, 'php-memcached-libketama')
+    assert.deepEqual(newPool.servers.map((s) => s.address).sort(), [...old, spare.address].sort())
+    assert.ok(newPool.servers.every((s) => s.state === 'active') && newPool.rebalance === undefined)
     assert.equal(r.json.status, 0)
     assert.equal(r.json.result!.finished, true)
     const after = readPool(pool.file)

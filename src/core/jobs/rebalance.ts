@@ -35,7 +35,8 @@ export interface RebalanceOptions extends HandoffJobOptions {
   edits: PoolEdits
   onEvent?: ((e: EngineEvent | RebalanceEvent) => void) | undefined
   /** Copy hand-off: resolves once the applications use the new server list. */
-  waitForSwitch?: ((ctx: { removed: string[]; destinations: string[] }) => Promise<void>) | undefined
+  /** `sources`: every server keys were copied from; `removed`: those leaving (none when only adding). */
+  waitForSwitch?: ((ctx: { removed: string[]; sources: string[]; destinations: string[] }) => Promise<void>) | undefined
 }
 
 export type RebalanceEvent =
@@ -481,7 +482,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       for (const j of journals.values()) j.flush()
       if (!switchedBefore) {
         emit({ type: 'switch', phase: 'waiting' })
-        await opts.waitForSwitch!({ removed, destinations: targets })
+        await opts.waitForSwitch!({ removed, sources, destinations: targets })
         record = { ...record, switchedAt: new Date().toISOString() }
         emit({ type: 'switch', phase: 'done' })
         await persist()
