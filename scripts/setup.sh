@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what memdrain's demo and tests need on a fresh Debian machine:
 # npm dependencies, the Debian `memcached` package when no memcached binary is on the PATH, and
-# `etcd-server` (etcd 3.4, for pools kept in etcd and their tests) when no etcd is on the PATH.
+# `etcd-server` (etcd 3.4, for pools kept in etcd and their tests) when no etcd is on the PATH, and the
+# real memcached clients the live conformance tests drive (test/e2e/live-clients.e2e.test.ts,
+# test/e2e/twemproxy.live.e2e.test.ts): only the Debian packages not installed yet.
+# MEMDRAIN_SETUP_NO_CLIENTS=1 skips the clients (their tests then skip, saying why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,29 @@ if ! command -v etcd >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   # The package may start a system etcd on 2379 where services are allowed; memdrain's tests never use it.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >/dev/null
+fi
+
+# nutcracker (twemproxy), PHP (php-memcached, pecl memcache), Python (pylibmc, pymemcache,
+# python-memcached), Ruby Dalli, Go gomemcache (built offline from /usr/share/gocode), Java
+# spymemcached (compiled with javac).
+CLIENT_PACKAGES="nutcracker php-cli php-memcached php-memcache python3 python3-pylibmc python3-pymemcache python3-memcache ruby ruby-dalli golang-go golang-github-bradfitz-gomemcache-dev default-jdk-headless libspymemcached-java"
+if [ "${MEMDRAIN_SETUP_NO_CLIENTS:-}" != 1 ] && command -v dpkg-query >/dev/null 2>&1; then
+  missing=""
+  for p in $CLIENT_PACKAGES; do
+    # A package counts as present only when installed (not merely known, or removed with its config kept).
+    if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then missing="$missing $p"; fi
+  done
+  # javac may come from another JDK package than default-jdk-headless.
+  if command -v javac >/dev/null 2>&1; then missing="${missing/ default-jdk-headless/}"; fi
+  if [ -n "$missing" ]; then
+    echo "setup: installing memcached clients for the live tests:$missing" >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
+      echo "setup: could not install some clients; their live tests will skip and say why" >&2
+  fi
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
