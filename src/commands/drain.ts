@@ -56,7 +56,7 @@ ${EXIT_CODES_HELP}`
       (ctx) => `All keys are copied. Switch the applications to the server list without ${ctx.watched.join(', ')}, then press Enter to catch up and purge.`,
       async () => (await store.load()).pool,
     )
-    const waitForSwitch = waiter === undefined ? undefined : (ctx: { source: string; destinations: string[] }) => waiter({ watched: [ctx.source], sources: [ctx.source], destinations: ctx.destinations })
+    const waitForSwitch = waiter === undefined ? undefined : (ctx: { source: string; sources: string[]; destinations: string[] }) => waiter({ watched: [ctx.source], sources: ctx.sources, destinations: ctx.destinations })
     try {
       const result = await runDrain({
         store,

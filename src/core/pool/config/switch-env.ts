@@ -11,7 +11,7 @@ import { poolText } from '../copy.js'
 import { exportConfig } from './index.js'
 
 export interface SwitchChange {
-  /** Servers the keys were copied from (drain: the drained server; rebalance: every server of the old pool). */
+  /** Servers the keys were copied from (drain: the drained server, every server of a modulo pool; rebalance: every server of the old pool). */
   sources: readonly string[]
   /** Servers leaving the pool (empty when servers are only added or reweighted). */
   removed: readonly string[]
