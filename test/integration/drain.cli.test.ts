@@ -47,7 +47,7 @@ describe('memdrain drain (CLI, --json)', () => {
     await Promise.all(pools.map((p) => p.stop()))
   })
 
-  it('drains with the copy hand-off: exit 0, {status, result, warnings}; the switch command sees MEMDRAIN_SOURCE', async () => {
+  it('drains with the copy hand-off: exit 0, {status, result, warnings}; the switch command sees MEMDRAIN_REMOVED (the drained server) and MEMDRAIN_SOURCE (every server of this modulo pool)', async () => {
     const pool = await startPool(3)
     pools.push(pool)
     const [src] = pool.servers.map((s) => s.address) as [string]
@@ -55,8 +55,9 @@ describe('memdrain drain (CLI, --json)', () => {
     const c = await connect(src)
     await setAll(c, keys.map((key) => ({ key, value: Buffer.from('v1') })))
     await c.close()
-    // The "switch" also rewrites cli0 on the source, as a late application write would.
-    const script = `const s=require('net').connect(...process.env.MEMDRAIN_SOURCE.split(':').reverse().map((x,i)=>i===0?Number(x):x));s.on('connect',()=>s.write('ms cli0 2 T0\\r\\nv2\\r\\nmn\\r\\n'));s.on('data',d=>{if(String(d).includes('MN'))process.exit(0)})`
+    // The "switch" also rewrites cli0 on the drained server, as a late application write would.
+    // memjs is modulo: every server's keys change owner, so every server is a source.
+    const script = `if(process.env.MEMDRAIN_SOURCE.split(',').length!==3)process.exit(3);const s=require('net').connect(...process.env.MEMDRAIN_REMOVED.split(':').reverse().map((x,i)=>i===0?Number(x):x));s.on('connect',()=>s.write('ms cli0 2 T0\\r\\nv2\\r\\nmn\\r\\n'));s.on('data',d=>{if(String(d).includes('MN'))process.exit(0)})`
     const r = await cli(['drain', src, '--pool', pool.file, '--json', '--yes', '--handoff', 'copy', '--switch-command', `${process.execPath} -e "${script}"`, '--spool-dir', path.join(pool.dir, 'spool'), '--rate', '0'])
     assert.equal(r.code, 0, JSON.stringify(r.json))
     assert.equal(r.json.status, 0)
