@@ -1,14 +1,15 @@
+import { Flags } from '@oclif/core'
+
 import { BaseCommand, EXIT_CODES_HELP } from '../cli/base-command.js'
-import { HASH_INFO, HASH_NAMES, type HashName } from '../core/placement/registry.js'
+import { ExitCode, MemdrainError } from '../core/errors.js'
+import { findClient, strategyCatalog, type StrategyEntry } from '../core/placement/catalog.js'
+import { UNSUPPORTED_CLIENTS, type UnsupportedClient } from '../core/placement/unsupported.js'
 import { renderTable } from '../ui/style.js'
 
-export interface HashesResult {
-  name: HashName
-  client: string
-  configuration: string
-  algorithm: string
-  weights: boolean
-  usesNames: boolean
+export type HashesResult = StrategyEntry
+
+function notSupported(u: UnsupportedClient): string {
+  return `${u.impossible === true ? 'cannot be supported' : 'not supported yet'}: ${u.client}: ${u.reason}`
 }
 
 export default class Hashes extends BaseCommand<HashesResult[]> {
@@ -16,19 +17,58 @@ export default class Hashes extends BaseCommand<HashesResult[]> {
   static override description = `Pick the one your application's client uses and put it in the pool file's "hash" (or pass --hash).
 Placement must match the application exactly, or moved keys land where nobody reads them.
 
+KIND is "consistent" (a ring, rendezvous or jump hash: removing a server moves only its keys) or
+"modulo" (hash mod the server count or total weight: removing or adding a server moves keys on
+every server). mcrouter-ch3 is consistent only for servers removed or added at the end of its list.
+
+--client NAME shows the strategies of one client (any word of its name, e.g. dalli, twemproxy,
+spymemcached, mcrouter, django) and says "not supported yet: ..." for a client or configuration
+memdrain does not reproduce, exiting 3 when none of its strategies match.
+
 ${EXIT_CODES_HELP}`
-  static override examples = ['<%= config.bin %> hashes', '<%= config.bin %> hashes --json']
+  static override examples = [
+    '<%= config.bin %> hashes',
+    '<%= config.bin %> hashes --client twemproxy',
+    '<%= config.bin %> hashes --client dalli --json',
+  ]
+  static override flags = {
+    client: Flags.string({ summary: 'Only the strategies of this client (a word of its name); says so when it is not supported.' }),
+  }
 
   async run(): Promise<HashesResult[]> {
-    await this.parse(Hashes)
-    const result = HASH_NAMES.map((name) => ({ name, ...HASH_INFO[name] }))
+    const { flags } = await this.parse(Hashes)
+    let result = strategyCatalog()
+    if (flags.client !== undefined) {
+      const answer = findClient(flags.client)
+      if (answer.strategies.length === 0) {
+        const known = [...new Set(result.map((s) => s.client))].join('; ')
+        throw new MemdrainError(
+          answer.unsupported.length > 0 ? answer.unsupported.map(notSupported).join('\n') : `not supported yet: "${flags.client}" is not a client memdrain reproduces`,
+          {
+            code: 'CLIENT_NOT_SUPPORTED',
+            exitCode: ExitCode.precondition,
+            suggestions: [
+              `memdrain reproduces: ${known}.`,
+              'A client is added only with placement vectors observed from the real client; run `memdrain hashes` for every configuration.',
+            ],
+            data: { unsupported: answer.unsupported },
+          },
+        )
+      }
+      result = answer.strategies
+      for (const u of answer.unsupported) this.note(notSupported(u))
+    }
     if (!this.jsonEnabled()) {
       this.log(
         renderTable(
-          ['HASH', 'CLIENT', 'CONFIGURATION', 'WEIGHTS'],
-          result.map((h) => [h.name, h.client, h.configuration, h.weights ? 'yes' : 'no']),
+          ['HASH', 'KIND', 'CLIENT', 'VERSION', 'CONFIGURATION', 'WEIGHTS'],
+          result.map((h) => [h.name, h.kind, h.client, h.version, h.configuration, h.weights ? 'yes' : 'no']),
         ),
       )
+      if (flags.client === undefined) {
+        this.log(`\nNot supported: ${UNSUPPORTED_CLIENTS.map((u) => u.short).join('; ')}.`)
+        this.log('`memdrain hashes --client NAME` says why, and which strategies a client has.')
+      }
     }
     return result
   }

@@ -5,7 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { PoolClient } from '../../src/core/client/index.js'
-import { HASH_NAMES } from '../../src/core/placement/index.js'
+import { fractionalWeights, HASH_NAMES, type HashName } from '../../src/core/placement/index.js'
 import { activeServers, type Pool } from '../../src/core/pool/model.js'
 import { locateKey, poolPlacement } from '../../src/core/pool/placement.js'
 import { validatePool } from '../../src/core/pool/validate.js'
@@ -22,7 +22,8 @@ function pool(hash: string, replicas: number, deactivating?: number): Pool {
   const servers = Array.from({ length: 5 }, (_, i) => ({
     address: `10.0.0.${i + 1}:${11211 + (i % 2)}`,
     name: `cache-${i}`,
-    weight: [1, 2, 1, 3, 1][i],
+    weight: fractionalWeights(hash as HashName) ? [1, 0.5, 0.2, 0.9, 0][i] : [1, 2, 1, 3, 1][i],
+    hostname: `mc-${i}.internal`,
     ...(i === deactivating ? { state: 'deactivating' } : {}),
   }))
   return validatePool({ hash, replicas, servers }, 'test')

@@ -12,6 +12,7 @@ import {
   fnv1a32Signed,
   fnv1a64LowSigned,
   HASH_INFO,
+  fractionalWeights,
   HASH_NAMES,
   isHashName,
   javaHashCode,
@@ -34,7 +35,8 @@ function pool(n: number, opts: { port0?: number; weights?: number[]; names?: boo
   for (let i = 0; i < n; i++) {
     const host = `10.0.0.${i + 1}`
     const port = opts.port0 === undefined ? 11211 : opts.port0 + i
-    out.push({ address: `${host}:${port}`, host, port, weight: opts.weights?.[i] ?? 1, name: opts.names === true ? `cache-${i}` : undefined })
+    // hostname: what spymemcached-ketama-libmemcached needs for an IP literal (others ignore it).
+    out.push({ address: `${host}:${port}`, host, port, weight: opts.weights?.[i] ?? 1, name: opts.names === true ? `cache-${i}` : undefined, hostname: `mc-${i}.internal` })
   }
   return out
 }
@@ -57,7 +59,9 @@ const KEYS = [
 for (const hash of HASH_NAMES) {
   test(`chain properties: ${hash}`, () => {
     for (const size of [1, 2, 3, 5, 8]) {
-      for (const servers of [pool(size, { names: true }), pool(size, { port0: 21211, names: true, weights: [1, 2, 3, 1, 5, 1, 2, 1] })]) {
+      // mcrouter-weighted-ch3's weights are fractions, down to 0 (a server that keeps only the keys whose every try failed).
+      const weights = fractionalWeights(hash) ? [1, 0.5, 0.25, 0, 1, 0.75, 0.1, 1] : [1, 2, 3, 1, 5, 1, 2, 1]
+      for (const servers of [pool(size, { names: true }), pool(size, { port0: 21211, names: true, weights })]) {
         const p = placementFor(hash, servers)
         assert.equal(p.servers.length, size)
         const reused: number[] = [99, 98, 97, 96, 95, 94, 93, 92, 91, 90, 89]
@@ -89,12 +93,15 @@ for (const hash of HASH_NAMES) {
 }
 
 test('registry: names, info, type guard', () => {
-  assert.equal(HASH_NAMES.length, 19)
-  assert.equal(new Set(HASH_NAMES).size, 19)
+  // 26 client strategies + twemproxy's 12 hashes × {ketama, modula} × {host:port, named}
+  assert.equal(HASH_NAMES.length, 26 + 48)
+  assert.equal(new Set(HASH_NAMES).size, HASH_NAMES.length)
+  for (const old of ['twemproxy-ketama-md5', 'twemproxy-ketama-md5-named', 'twemproxy-modula-fnv1a-64', 'twemproxy-modula-fnv1a-64-named']) assert.ok(isHashName(old))
   for (const h of HASH_NAMES) {
     assert.ok(isHashName(h))
     const info = HASH_INFO[h]
-    assert.ok(info.client.length > 0 && info.configuration.length > 0 && info.algorithm.length > 0)
+    assert.ok(info.client.length > 0 && info.version.length > 0 && info.configuration.length > 0 && info.algorithm.length > 0)
+    assert.ok(info.kind === 'consistent' || info.kind === 'modulo')
     assert.equal(info.usesNames, h.endsWith('-named'))
   }
   assert.equal(isHashName('ketama'), false)

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { parse as parseYaml } from 'yaml'
-import { importTwemproxy, exportTwemproxy } from '../../src/core/pool/config/twemproxy.js'
+import { importTwemproxy, exportTwemproxy, TWEMPROXY_HASHES } from '../../src/core/pool/config/twemproxy.js'
 import { importMcrouter, exportMcrouter } from '../../src/core/pool/config/mcrouter.js'
 import { newPoolOf } from '../../src/core/pool/config/switch-env.js'
 import { validatePool } from '../../src/core/pool/validate.js'
@@ -52,7 +52,7 @@ test('twemproxy import: strategy, servers in twemproxy order, weights, names, or
   assert.equal(beta.servers[0]!.name, undefined)
 })
 
-test('twemproxy import: several pools need --pool-name; an unnamed pool on 11211 keeps plain addresses', () => {
+test('twemproxy import: several pools need --pool-name, and an unknown one lists the pools', () => {
   refused(() => importTwemproxy(NC, FILE), 'CONFIG_INVALID', /holds 2 pools \(alpha, beta\)/)
   refused(() => importTwemproxy(NC, FILE, 'gamma'), 'CONFIG_INVALID', /gamma: no such pool \(pools: alpha, beta\)/)
 })
@@ -75,12 +75,17 @@ test('twemproxy import: refusals name the key and the reason', () => {
 
 test("twemproxy import: no hash/distribution lines mean twemproxy's defaults (fnv1a_64 + ketama)", () => {
   const text = 'p:\n  servers:\n   - 10.0.0.1:11211:1\n   - 10.0.0.2:11211:1\n'
-  if (isHashName('twemproxy-ketama-fnv1a-64')) {
-    const { pool, notes } = importTwemproxy(text, FILE)
-    assert.equal(pool.hash, 'twemproxy-ketama-fnv1a-64')
-    assert.ok(notes.some((n) => /defaults apply \(hash fnv1a_64, distribution ketama\)/.test(n)))
-  } else {
-    refused(() => importTwemproxy(text, FILE), 'CONFIG_UNSUPPORTED', /not supported yet: twemproxy ketama \+ fnv1a_64/)
+  const { pool, notes } = importTwemproxy(text, FILE)
+  assert.equal(pool.hash, 'twemproxy-ketama-fnv1a-64')
+  assert.ok(notes.some((n) => /defaults apply \(hash fnv1a_64, distribution ketama\)/.test(n)))
+  // Every twemproxy hash × distribution × names imports to a strategy memdrain has.
+  for (const hash of TWEMPROXY_HASHES) {
+    for (const distribution of ['ketama', 'modula']) {
+      for (const named of [false, true]) {
+        const lines = `p:\n  hash: ${hash}\n  distribution: ${distribution}\n  servers:\n   - 10.0.0.1:11211:1${named ? ' a' : ''}\n`
+        assert.ok(isHashName(importTwemproxy(lines, FILE).pool.hash), `${hash} ${distribution} ${named}`)
+      }
+    }
   }
 })
 
@@ -134,13 +139,10 @@ test('mcrouter import: servers in config order, hash from the routes, refusals w
   assert.deepEqual(main.pool.servers.map((s) => s.address), ['10.0.0.1:11211', '10.0.0.2:11211', '10.0.0.3:11211'])
   assert.deepEqual(main.pool.origin, { format: 'mcrouter', file: '/etc/mcrouter.json', pool: 'main' })
   assert.ok(main.notes.some((n) => /ascii:plain/.test(n)), main.notes.join('\n'))
-  const ch3 = isHashName('mcrouter-ch3')
-  if (ch3) {
-    assert.equal(main.pool.hash, 'mcrouter-ch3')
-    assert.equal(importMcrouter(MC, '/m.json', 'crc').pool.hash, 'mcrouter-crc32')
-  } else {
-    refused(() => importMcrouter(MC, '/m.json', 'crc'), 'CONFIG_UNSUPPORTED', /not supported yet: mcrouter hash_func "Crc32"/)
-  }
+  assert.equal(main.pool.hash, 'mcrouter-ch3')
+  assert.equal(importMcrouter(MC, '/m.json', 'crc').pool.hash, 'mcrouter-crc32')
+  assert.equal(importMcrouter('{"route": {"type": "PoolRoute", "pool": {"name": "A", "servers": ["h1:1", "h2:2"]}, "hash": "Crc32"}}', '/m.json').pool.hash, 'mcrouter-crc32')
+  refused(() => importMcrouter('{"pools": {"p": {"servers": ["a:1", "b:1"]}}, "route": {"type": "PoolRoute", "pool": "p", "hash": "Rendezvous"}}', '/m.json'), 'CONFIG_UNSUPPORTED', /not supported yet: mcrouter hash_func "Rendezvous"/)
   refused(() => importMcrouter(MC, '/m.json', 'salted'), 'CONFIG_UNSUPPORTED', /hash salt "x"/)
   refused(() => importMcrouter(MC, '/m.json', 'twice'), 'CONFIG_UNSUPPORTED', /hash pool "twice" in different ways/)
   refused(() => importMcrouter(MC, '/m.json'), 'CONFIG_INVALID', /holds 4 pools/)
@@ -149,7 +151,7 @@ test('mcrouter import: servers in config order, hash from the routes, refusals w
   refused(() => importMcrouter('{"pools": ', '/m.json'), 'CONFIG_INVALID', /not valid JSON/)
 })
 
-test('mcrouter export: a template keeps the rest of the file and each server its suffix', { skip: !isHashName('mcrouter-ch3') && 'needs the mcrouter strategies' }, () => {
+test('mcrouter export: a template keeps the rest of the file and each server its suffix', () => {
   const { pool } = importMcrouter(MC, '/etc/mcrouter.json', 'main')
   const drained = withServer(pool, '10.0.0.3:11211', (s) => ({ ...s, state: 'deactivating' }))
   const out = exportMcrouter(drained, { poolName: 'main', template: { text: MC, file: '/etc/mcrouter.json' } })
@@ -159,7 +161,7 @@ test('mcrouter export: a template keeps the rest of the file and each server its
   assert.deepEqual(JSON.parse(exportMcrouter(drained, { poolName: 'main' })), { pools: { main: { servers: ['10.0.0.1:11211', '10.0.0.2:11211'] } }, route: 'PoolRoute|main' })
 })
 
-test('mcrouter WeightedCh3: pool weights (missing ones 0.5) into the pool file and back', { skip: !isHashName('mcrouter-weighted-ch3') && 'needs the mcrouter strategies' }, () => {
+test('mcrouter WeightedCh3: pool weights (missing ones 0.5) into the pool file and back; a HashRoute\'s own weights', () => {
   const text = '{"pools": {"w": {"servers": ["a:1", "b:1", "c:1"], "weights": [1, 0.25]}}, "route": "PoolRoute|w"}'
   const { pool, notes } = importMcrouter(text, '/m.json')
   assert.equal(pool.hash, 'mcrouter-weighted-ch3')
@@ -167,6 +169,11 @@ test('mcrouter WeightedCh3: pool weights (missing ones 0.5) into the pool file a
   assert.ok(notes.some((n) => /1 weight\(s\) missing/.test(n)))
   const drained = withServer(pool, 'b:1', (s) => ({ ...s, state: 'deactivating' }))
   assert.deepEqual(JSON.parse(exportMcrouter(drained, { poolName: 'w', template: { text, file: '/m.json' } })).pools.w, { servers: ['a:1', 'c:1'], weights: [1, 0.5] })
+  const hr = '{"pools": {"A": {"servers": ["h1:1", "h2:2"]}}, "route": {"type": "HashRoute", "children": "Pool|A", "hash_func": "WeightedCh3", "weights": [0.5, 1]}}'
+  const hrPool = importMcrouter(hr, '/m.json').pool
+  assert.deepEqual([hrPool.hash, hrPool.servers.map((s) => s.weight)], ['mcrouter-weighted-ch3', [0.5, 1]])
+  const out = JSON.parse(exportMcrouter(withServer(hrPool, 'h1:1', (s) => ({ ...s, state: 'deactivating' })), { poolName: 'A', template: { text: hr, file: '/m.json' } }))
+  assert.deepEqual([out.pools.A.servers, out.route.weights], [['h2:2'], [1]])
 })
 
 test('origin: validated when present; the switch pool keeps only active servers', () => {

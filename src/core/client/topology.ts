@@ -1,6 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs'
 import path from 'node:path'
-import { activeServers, type Pool, type PoolServer } from '../pool/model.js'
+import { activeServers, samePlacementServer, type Pool, type PoolServer } from '../pool/model.js'
 import { poolPlacement, type PoolPlacement } from '../pool/placement.js'
 import { FilePoolStore, type PoolSnapshot } from '../pool/store.js'
 import { optionInvalid } from './errors.js'
@@ -64,9 +64,7 @@ export class Topology {
     return a.servers.every((s, i) => {
       const t = pool.servers[i]!
       return (
-        s.address === t.address &&
-        s.weight === t.weight &&
-        s.name === t.name &&
+        samePlacementServer(s, t) &&
         s.state === t.state &&
         s.transition?.startedAt === t.transition?.startedAt
       )

@@ -5,11 +5,16 @@ import type { PlacementServer } from './types.js'
 export interface CheckOptions {
   /** The strategy hashes twemproxy server names: every server needs a non-empty `name`. */
   readonly needNames?: boolean
+  /**
+   * `integer` (the default): weights are positive integers. `fraction`: mcrouter's weights, a
+   * number from 0 to 1 (0 is allowed: such a server still gets the keys all of whose tries fail).
+   */
+  readonly weights?: 'integer' | 'fraction'
 }
 
 /**
  * Validates a server list for `strategy` and returns a frozen copy. Throws a clear Error for an
- * empty list, a weight that is not a positive integer, or (with `needNames`) a missing name.
+ * empty list, a weight that is not a positive integer (or, with `weights: 'fraction'`, not in [0, 1]), or (with `needNames`) a missing name.
  */
 export function checkServers(
   strategy: string,
@@ -18,7 +23,13 @@ export function checkServers(
 ): readonly PlacementServer[] {
   if (servers.length === 0) throw new Error(`placement ${strategy}: the server list is empty`)
   servers.forEach((s, i) => {
-    if (!Number.isSafeInteger(s.weight) || s.weight < 1) {
+    if (options.weights === 'fraction') {
+      if (typeof s.weight !== 'number' || !(s.weight >= 0 && s.weight <= 1)) {
+        throw new Error(
+          `placement ${strategy}: server ${i} (${s.address}) has weight ${String(s.weight)}; weights must be numbers from 0 to 1`,
+        )
+      }
+    } else if (!Number.isSafeInteger(s.weight) || s.weight < 1) {
       throw new Error(
         `placement ${strategy}: server ${i} (${s.address}) has weight ${String(s.weight)}; weights must be positive integers`,
       )
@@ -38,6 +49,13 @@ export function checkServers(
  */
 export function defaultPortIdentity(s: PlacementServer): string {
   return s.port === 11211 ? s.host : `${s.host}:${s.port}`
+}
+
+/** The sum of the servers' weights (W in the weighted rings' formulas). */
+export function totalWeight(servers: readonly PlacementServer[]): number {
+  let total = 0
+  for (const s of servers) total += s.weight
+  return total
 }
 
 /** `n` clamped to 0..count (NaN and negatives give 0, fractions round down). */

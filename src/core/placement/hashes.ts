@@ -6,6 +6,8 @@
  * b >= 0x80 enters the hash sign-extended (`(b << 24) >> 24`, i.e. 0xFFFFFF00 | b).
  */
 
+import type { CodePointBuffer } from './text.js'
+
 // ---------------------------------------------------------------------------------------------
 // CRC-32 (reflected 0xEDB88320, init and final xor 0xFFFFFFFF): zlib / PHP crc32().
 
@@ -104,6 +106,38 @@ export function murmur3_32(data: Uint8Array, start = 0, end = data.length, seed 
 export function javaHashCode(units: ArrayLike<number>, len = units.length): number {
   let h = 0
   for (let i = 0; i < len; i++) h = (Math.imul(31, h) + units[i]!) | 0
+  return h
+}
+
+/**
+ * Java `String.hashCode` (signed int32) of the string whose UTF-8 bytes are `key`: the hash runs
+ * over UTF-16 code units, so an astral character counts as two surrogates. ASCII keys are hashed
+ * straight from the bytes; others are decoded into `cps` (no allocation for well-formed UTF-8).
+ */
+export function javaStringHash(key: Uint8Array, cps: CodePointBuffer): number {
+  let h = 0
+  for (let i = 0; i < key.length; i++) {
+    const b = key[i]!
+    if (b >= 0x80) return javaStringHashDecoded(key, cps)
+    h = (Math.imul(31, h) + b) | 0
+  }
+  return h
+}
+
+function javaStringHashDecoded(key: Uint8Array, cps: CodePointBuffer): number {
+  const n = cps.decode(key)
+  const buf = cps.buf
+  let h = 0
+  for (let i = 0; i < n; i++) {
+    const cp = buf[i]!
+    if (cp > 0xffff) {
+      const v = cp - 0x10000
+      h = (Math.imul(31, h) + (0xd800 | (v >>> 10))) | 0
+      h = (Math.imul(31, h) + (0xdc00 | (v & 0x3ff))) | 0
+    } else {
+      h = (Math.imul(31, h) + cp) | 0
+    }
+  }
   return h
 }
 

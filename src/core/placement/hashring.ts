@@ -9,7 +9,7 @@
  * chain: walk the ring clockwise from the lookup point.
  */
 
-import { checkServers, defaultPortIdentity } from './common.js'
+import { checkServers, defaultPortIdentity, totalWeight } from './common.js'
 import { md5Word0, md5Words } from './hashes.js'
 import { RingBuilder, RingPlacement } from './ring.js'
 import { utf8 } from './text.js'
@@ -19,8 +19,7 @@ const VNODES = 40
 
 export function hashringPlacement(servers: readonly PlacementServer[]): Placement {
   const list = checkServers('node-memcached-hashring', servers)
-  let total = 0
-  for (const s of list) total += s.weight
+  const total = totalWeight(list)
   const b = new RingBuilder()
   const words = new Uint32Array(4)
   list.forEach((s, idx) => {

@@ -1,13 +1,14 @@
 /** Key placement: which server a real memcached client sends a key to (see shared/placement/SPEC.md). */
 
 export type { Placement, PlacementServer } from './types.js'
-export { HASH_INFO, HASH_NAMES, isHashName, isModulo, placementFor } from './registry.js'
+export { fractionalWeights, HASH_INFO, HASH_NAMES, isHashName, isModulo, placementFor, requiredServerField } from './registry.js'
 export type { HashInfo, HashName, PlacementKind } from './registry.js'
 export {
   crc32,
   fnv1a32Signed,
   fnv1a64LowSigned,
   javaHashCode,
+  javaStringHash,
   md5Digest,
   md5Word0,
   md5Words,

@@ -15,7 +15,7 @@
  * chain for both rings: walk the ring clockwise from the lookup point.
  */
 
-import { checkServers, defaultPortIdentity } from './common.js'
+import { checkServers, defaultPortIdentity, totalWeight } from './common.js'
 import { md5Word0, md5Words, oneAtATimeSigned } from './hashes.js'
 import { Ring, RingBuilder, RingPlacement } from './ring.js'
 import { identitySlots, SlotPlacement } from './slots.js'
@@ -58,8 +58,7 @@ export function ketamaRing(
   identities: readonly string[],
   owners: readonly number[] = servers.map((_, i) => i),
 ): Ring {
-  let total = 0
-  for (const s of servers) total += s.weight
+  const total = totalWeight(servers)
   const b = new RingBuilder()
   const words = new Uint32Array(4)
   servers.forEach((s, i) => {

@@ -21,8 +21,12 @@ export class Ring {
     this.owners = owners
   }
 
-  /** Sorts (value, owner) pairs by value, then owner. */
-  static build(values: readonly number[], owners: readonly number[]): Ring {
+  /**
+   * Sorts (value, owner) pairs by value, then owner. `ties: 'last'` keeps only the highest owner of
+   * equal points, as a Java TreeMap filled in configuration order does (spymemcached: a later
+   * server's `put` replaces an earlier one's point).
+   */
+  static build(values: readonly number[], owners: readonly number[], ties: 'all' | 'last' = 'all'): Ring {
     const n = values.length
     if (n === 0) throw new Error('placement: the hash ring has no points')
     const packed = new Float64Array(n)
@@ -34,13 +38,16 @@ export class Ring {
     packed.sort()
     const points = new Uint32Array(n)
     const ownerArr = new Uint32Array(n)
+    let k = 0
     for (let i = 0; i < n; i++) {
       const p = packed[i]!
       const v = Math.floor(p / OWNER_SPACE)
-      points[i] = v
-      ownerArr[i] = p - v * OWNER_SPACE
+      if (ties === 'last' && k > 0 && points[k - 1] === v) k--
+      points[k] = v
+      ownerArr[k] = p - v * OWNER_SPACE
+      k++
     }
-    return new Ring(points, ownerArr)
+    return k === n ? new Ring(points, ownerArr) : new Ring(points.slice(0, k), ownerArr.slice(0, k))
   }
 
   /** Index of the first point >= h (h a u32), or 0 when h is above every point. */
@@ -54,6 +61,22 @@ export class Ring {
       else hi = mid
     }
     return lo === points.length ? 0 : lo
+  }
+
+  /**
+   * Dalli's rule: the index of the LAST point <= h, or the last (largest) point when h is below
+   * every point.
+   */
+  lookupFloor(h: number): number {
+    const points = this.points
+    let lo = 0
+    let hi = points.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (points[mid]! <= h) lo = mid + 1
+      else hi = mid
+    }
+    return lo === 0 ? points.length - 1 : lo - 1
   }
 
   /** Number of distinct servers that own at least one point. */
@@ -72,8 +95,8 @@ export class RingBuilder {
     this.owners.push(owner)
   }
 
-  build(): Ring {
-    return Ring.build(this.values, this.owners)
+  build(ties: 'all' | 'last' = 'all'): Ring {
+    return Ring.build(this.values, this.owners, ties)
   }
 }
 

@@ -6,15 +6,18 @@
  * then bytewise) and rejects duplicate names; that sorted order is its server order. An empty
  * key hashes to 0; one server takes every key.
  *
- * ketama (hash md5): the weighted md5 ring of libmemcached over `name-j`, lookup of
- *   md5word(key, 0). chain: walk the ring clockwise from the lookup point.
- * modula (hash fnv1a_64, signed bytes): slots = the sorted servers, each repeated weight times;
- *   owner = slots[H(key) mod Σw]. chain: the owner, then the next distinct servers of the slot
- *   list (sorted order), wrapping.
+ * H is the configured `hash:` (one of twelve, hashkit.ts; the default is fnv1a_64).
+ * ketama: the weighted md5 ring of libmemcached over `name-j` (the points are always md5, whatever
+ *   `hash:` says), lookup of H(key). chain: walk the ring clockwise from the lookup point.
+ *   crc32 is 15 bits, so crc32 + ketama sends every key to the owner of the smallest point: that
+ *   is what the proxy does.
+ * modula: slots = the sorted servers, each repeated weight times; owner = slots[H(key) mod Σw].
+ *   chain: the owner, then the next distinct servers of the slot list (sorted order), wrapping.
+ * random cannot be reproduced (the proxy picks a server per request from srandom(start time)).
  */
 
 import { checkServers, defaultPortIdentity } from './common.js'
-import { fnv1a64LowSigned, md5Word0 } from './hashes.js'
+import { TWEMPROXY_HASH_FN, type TwemproxyHash } from './hashkit.js'
 import { ketamaRing } from './libmemcached.js'
 import { RingPlacement } from './ring.js'
 import { SlotPlacement, weightedSlots } from './slots.js'
@@ -24,6 +27,8 @@ import type { Placement, PlacementServer } from './types.js'
 export interface TwemproxyOptions {
   readonly strategy: string
   readonly distribution: 'ketama' | 'modula'
+  /** The `hash:` line of the pool. */
+  readonly hash: TwemproxyHash
   /** Use the servers' configured names (the `-named` strategies). */
   readonly named: boolean
 }
@@ -62,11 +67,12 @@ export function twemproxyOrder(
 export function twemproxyPlacement(servers: readonly PlacementServer[], options: TwemproxyOptions): Placement {
   const list = checkServers(options.strategy, servers, { needNames: options.named })
   const { names, order } = twemproxyOrder(options.strategy, list, options.named)
+  const h = TWEMPROXY_HASH_FN[options.hash]
   if (options.distribution === 'modula') {
     const slots = weightedSlots(list, order)
     const len = slots.length
-    return new SlotPlacement(list, slots, (key) => (key.length === 0 ? 0 : fnv1a64LowSigned(key) % len))
+    return new SlotPlacement(list, slots, (key) => (key.length === 0 ? 0 : h(key) % len))
   }
   const ring = ketamaRing(list, names)
-  return new RingPlacement(list, ring, (key) => ring.lookup(key.length === 0 ? 0 : md5Word0(key)))
+  return new RingPlacement(list, ring, (key) => ring.lookup(key.length === 0 ? 0 : h(key)))
 }

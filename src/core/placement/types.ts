@@ -10,10 +10,24 @@ export interface PlacementServer {
   readonly address: string
   readonly host: string
   readonly port: number
-  /** Positive integer weight (1 when the client has no weights). */
+  /**
+   * Positive integer weight (1 when the client has no weights); for mcrouter-weighted-ch3 a number
+   * in [0, 1] (mcrouter's `"weights"`).
+   */
   readonly weight: number
   /** twemproxy server name, when the strategy hashes names. */
   readonly name?: string | undefined
+  /**
+   * What Java's `InetSocketAddress.getHostName()` returned for this server in the application's
+   * JVM (spymemcached-ketama-libmemcached): for an IP literal, its reverse-DNS name (e.g.
+   * `localhost` for 127.0.0.1 through /etc/hosts), or the literal when there is no PTR record.
+   */
+  readonly hostname?: string | undefined
+  /**
+   * The IP address the Java client resolved a host name to at its start (spymemcached ketama rings
+   * in the default SPYMEMCACHED format hash `name/ip:port`).
+   */
+  readonly resolved?: string | undefined
 }
 
 export interface Placement {

@@ -1,4 +1,4 @@
-import type { HashName } from '../placement/registry.js'
+import { fractionalWeights, type HashName } from '../placement/registry.js'
 import type { PlacementServer } from '../placement/types.js'
 
 export const SERVER_STATES = ['active', 'deactivating', 'removed'] as const
@@ -137,6 +137,22 @@ export function newTransition(threshold: number, handoff: 'move' | 'copy'): Tran
   return { startedAt: now, updatedAt: now, keysAtStart: 0, moved: 0, inPlace: 0, movedByClients: 0, skipped: {}, failed: 0, conflicts: 0, threshold, handoff, passes: 0 }
 }
 
+/** Whether two servers are the same to every placement strategy (address, weight and the identity fields). */
+export function samePlacementServer(a: PlacementServer, b: PlacementServer): boolean {
+  return a.address === b.address && a.weight === b.weight && a.name === b.name && a.hostname === b.hostname && a.resolved === b.resolved
+}
+
+/** The fields of a server that placement reads, for copying a server into a new pool document. */
+export function placementFields(s: PlacementServer): Record<string, unknown> {
+  return {
+    address: s.address,
+    weight: s.weight,
+    ...(s.name !== undefined ? { name: s.name } : {}),
+    ...(s.hostname !== undefined ? { hostname: s.hostname } : {}),
+    ...(s.resolved !== undefined ? { resolved: s.resolved } : {}),
+  }
+}
+
 export function activeServers(pool: Pool): PoolServer[] {
   return pool.servers.filter((s) => s.state === 'active')
 }
@@ -157,8 +173,11 @@ export function poolToDocument(pool: Pool): Record<string, unknown> {
     ...(pool.clients === 'static' ? {} : { clients: pool.clients }),
     servers: pool.servers.map((s) => ({
       address: s.address,
-      ...(s.weight === 1 ? {} : { weight: s.weight }),
+      // mcrouter-weighted-ch3 requires every weight (mcrouter's own default would be 0.5).
+      ...(s.weight === 1 && !fractionalWeights(pool.hash) ? {} : { weight: s.weight }),
       ...(s.name === undefined ? {} : { name: s.name }),
+      ...(s.hostname === undefined ? {} : { hostname: s.hostname }),
+      ...(s.resolved === undefined ? {} : { resolved: s.resolved }),
       state: s.state,
       ...(s.transition === undefined ? {} : { transition: s.transition }),
     })),

@@ -1,7 +1,8 @@
 import { MemdrainError, ExitCode } from '../errors.js'
-import { activeServers, findServer, poolToDocument, type Pool } from './model.js'
+import { activeServers, findServer, placementFields, poolToDocument, samePlacementServer, type Pool } from './model.js'
 import { poolPlacement } from './placement.js'
-import { validatePool } from './validate.js'
+import type { HashName } from '../placement/registry.js'
+import { validatePool, weightProblem } from './validate.js'
 
 /** How the operator describes the new pool: a whole pool (`--to`), or edits of the current one. */
 export interface PoolEdits {
@@ -22,14 +23,15 @@ function usage(message: string, suggestions: string[] = []): MemdrainError {
   return new MemdrainError(message, { code: 'USAGE', exitCode: ExitCode.usage, suggestions })
 }
 
-function splitWeight(text: string, flag: string, required: boolean): { address: string; weight?: number } {
+function splitWeight(text: string, flag: string, required: boolean, hash: HashName): { address: string; weight?: number } {
   const eq = text.lastIndexOf('=')
   if (eq < 0) {
     if (required) throw usage(`--${flag} needs ADDR=WEIGHT, got "${text}"`, [`For example --${flag} 10.0.0.4:11211=2`])
     return { address: text.trim() }
   }
   const w = Number(text.slice(eq + 1))
-  if (!Number.isInteger(w) || w <= 0) throw usage(`--${flag} ${text}: the weight must be a whole number > 0`)
+  const problem = weightProblem(hash, w)
+  if (problem !== undefined) throw usage(`--${flag} ${text}: the weight ${problem}`)
   return { address: text.slice(0, eq).trim(), weight: w }
 }
 
@@ -51,12 +53,12 @@ export function targetPool(base: Pool, edits: PoolEdits, location: string): Pool
     const nextDoc = poolToDocument(next)
     const servers = nextDoc.servers as Record<string, unknown>[]
     for (const s of baseActive) {
-      if (findServer(next, s.address) === undefined) servers.push({ address: s.address, weight: s.weight, ...(s.name !== undefined ? { name: s.name } : {}), state: 'deactivating' })
+      if (findServer(next, s.address) === undefined) servers.push({ ...placementFields(s), state: 'deactivating' })
     }
     doc = nextDoc
     label = edits.to.location
   } else {
-    const servers = base.servers.map((s) => ({ address: s.address, weight: s.weight, ...(s.name !== undefined ? { name: s.name } : {}), state: s.state as string }))
+    const servers: Record<string, unknown>[] = base.servers.map((s) => ({ ...placementFields(s), state: s.state as string }))
     for (const r of edits.remove) {
       const s = findServer(base, r)
       if (s === undefined || s.state !== 'active') {
@@ -65,13 +67,13 @@ export function targetPool(base: Pool, edits: PoolEdits, location: string): Pool
       servers.find((x) => x.address === s.address)!.state = 'deactivating'
     }
     for (const w of edits.weight) {
-      const { address, weight } = splitWeight(w, 'weight', true)
+      const { address, weight } = splitWeight(w, 'weight', true, base.hash)
       const s = findServer(base, address)
       if (s === undefined || s.state !== 'active' || edits.remove.includes(address)) throw usage(`--weight ${w}: ${address} is not an active server that stays in the pool`)
       servers.find((x) => x.address === s.address)!.weight = weight!
     }
     for (const a of edits.add) {
-      const { address, weight } = splitWeight(a, 'add', false)
+      const { address, weight } = splitWeight(a, 'add', false, base.hash)
       const s = findServer(base, address)
       if (s !== undefined && s.state !== 'removed') throw usage(`--add ${a}: ${address} is already in the pool (${s.state})`, ['Use --weight to change its weight.'])
       if (s !== undefined) {
@@ -95,7 +97,7 @@ export function placesLike(a: Pool, b: Pool): boolean {
   const x = activeServers(a)
   const y = activeServers(b)
   if (a.hash !== b.hash || Math.min(a.replicas, x.length) !== Math.min(b.replicas, y.length) || x.length !== y.length) return false
-  return x.every((s, i) => s.address === y[i]!.address && s.weight === y[i]!.weight && s.name === y[i]!.name)
+  return x.every((s, i) => samePlacementServer(s, y[i]!))
 }
 
 /**

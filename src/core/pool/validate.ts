@@ -1,12 +1,12 @@
 import { MemdrainError, ExitCode } from '../errors.js'
-import { HASH_NAMES, isHashName, type HashName } from '../placement/registry.js'
+import { isIP } from 'node:net'
+import { fractionalWeights, HASH_INFO, HASH_NAMES, isHashName, refusedHash, requiredServerField, type HashName } from '../placement/registry.js'
 import { parseAddress } from '../protocol/address.js'
 import path from 'node:path'
 import { CLIENT_KINDS, CONFIG_FORMATS, SERVER_STATES, type ClientKind, type ConfigFormat, type PoolOrigin, type Pool, type PoolServer, type RebalanceRecord, type SourceRecord, type HandoffPhase, HANDOFF_PHASES, type ServerState, type TransitionRecord } from './model.js'
 
 const TOP_FIELDS = new Set(['hash', 'replicas', 'clients', 'servers', 'rebalance', 'origin'])
-const SERVER_FIELDS = new Set(['address', 'weight', 'name', 'state', 'transition'])
-const NAMED_HASHES: ReadonlySet<string> = new Set(['twemproxy-ketama-md5-named', 'twemproxy-modula-fnv1a-64-named'])
+const SERVER_FIELDS = new Set(['address', 'weight', 'name', 'hostname', 'resolved', 'state', 'transition'])
 
 /** A pool-file problem: always names the source and the field, and is a precondition failure (exit 3). */
 export function poolError(source: string, field: string, problem: string, suggestions: string[] = []): MemdrainError {
@@ -48,7 +48,7 @@ export function validatePool(doc: unknown, source: string): Pool {
   const seenAddress = new Map<string, number>()
   const seenName = new Map<string, number>()
   doc.servers.forEach((raw: unknown, i: number) => {
-    const server = validateServer(raw, source, `servers[${i}]`, NAMED_HASHES.has(hash))
+    const server = validateServer(raw, source, `servers[${i}]`, hash)
     const key = `${server.host.toLowerCase()}:${server.port}`
     const dup = seenAddress.get(key)
     if (dup !== undefined) throw poolError(source, `servers[${i}].address`, `"${server.address}" duplicates servers[${dup}]`)
@@ -147,14 +147,20 @@ function addHandoffState(record: { phase?: HandoffPhase | undefined; switchedAt?
 
 export function validateHash(value: unknown, source: string, field: string): HashName {
   if (typeof value !== 'string') throw poolError(source, field, 'is required: the placement strategy of the application client', hashSuggestions())
+  const refused = refusedHash(value)
+  if (refused !== undefined) throw poolError(source, field, `"${value}" cannot be reproduced: ${refused.reason}`, refused.suggestions)
   if (!isHashName(value)) throw poolError(source, field, `unknown hash "${value}"`, hashSuggestions(value))
   return value
 }
 
+const MAX_CLOSE = 6
+
 function hashSuggestions(value?: string): string[] {
-  const close = value === undefined ? [] : HASH_NAMES.filter((n) => n.includes(value) || value.includes(n))
+  const v = value?.toLowerCase().replaceAll('_', '-')
+  const close = v === undefined ? [] : isHashName(v) ? [v] : HASH_NAMES.filter((n) => n.includes(v) || v.includes(n))
+  const shown = close.slice(0, MAX_CLOSE).join(' or ') + (close.length > MAX_CLOSE ? ` (or ${close.length - MAX_CLOSE} more)` : '')
   return [
-    ...(close.length > 0 ? [`Did you mean ${close.join(' or ')}?`] : []),
+    ...(close.length > 0 ? [`Did you mean ${shown}?`] : []),
     'Run `memdrain hashes` to see every strategy and the client configuration it matches.',
   ]
 }
@@ -176,7 +182,20 @@ function validateReplicas(value: unknown, source: string, active: number): numbe
   return value
 }
 
-function validateServer(raw: unknown, source: string, field: string, needsName: boolean): PoolServer {
+/**
+ * What is wrong with `weight` for `hash`, or undefined when it is fine: a whole number > 0, or for
+ * mcrouter-weighted-ch3 mcrouter's own weight, a number from 0 to 1.
+ */
+export function weightProblem(hash: HashName, weight: unknown): string | undefined {
+  if (fractionalWeights(hash)) {
+    return typeof weight === 'number' && weight >= 0 && weight <= 1
+      ? undefined
+      : `must be a number from 0 to 1 for ${hash} (the server's entry in mcrouter's "weights"), got ${JSON.stringify(weight)}`
+  }
+  return typeof weight === 'number' && Number.isInteger(weight) && weight > 0 ? undefined : `must be a whole number > 0, got ${JSON.stringify(weight)}`
+}
+
+function validateServer(raw: unknown, source: string, field: string, hash: HashName): PoolServer {
   const obj: Record<string, unknown> = typeof raw === 'string' ? { address: raw } : isObject(raw) ? raw : {}
   if (!isObject(raw) && typeof raw !== 'string') throw poolError(source, field, 'must be an object like {"address": "10.0.0.1:11211"}')
   for (const key of Object.keys(obj)) {
@@ -192,19 +211,33 @@ function validateServer(raw: unknown, source: string, field: string, needsName: 
   } catch (err) {
     throw poolError(source, `${field}.address`, (err as Error).message)
   }
-  const weight = obj.weight ?? 1
-  if (typeof weight !== 'number' || !Number.isInteger(weight) || weight <= 0) {
-    throw poolError(source, `${field}.weight`, `must be a whole number > 0, got ${JSON.stringify(obj.weight)}`)
+  if (obj.weight === undefined && fractionalWeights(hash)) {
+    // mcrouter itself would use 0.5 (and log an error): a silent default would place keys elsewhere.
+    throw poolError(source, `${field}.weight`, `is required by ${hash}: copy the server's entry of mcrouter's "weights" (a number from 0 to 1)`, [
+      `Fix ${field}.weight in ${source}; with --servers write ADDRESS=WEIGHT, e.g. 10.0.0.1:11211=0.5.`,
+    ])
   }
+  const weight = obj.weight ?? 1
+  const badWeight = weightProblem(hash, weight)
+  if (badWeight !== undefined || typeof weight !== 'number') throw poolError(source, `${field}.weight`, badWeight ?? 'must be a number')
   let name: string | undefined
   if (obj.name !== undefined) {
     if (typeof obj.name !== 'string' || obj.name === '' || /\s/.test(obj.name)) {
       throw poolError(source, `${field}.name`, 'must be a non-empty string without spaces')
     }
     name = obj.name
-  } else if (needsName) {
+  } else if (HASH_INFO[hash].usesNames) {
     throw poolError(source, `${field}.name`, 'is required by this hash: twemproxy hashes server names', [
       'Copy each server\'s name from the twemproxy config (`host:port:weight name`).',
+    ])
+  }
+  const hostname = optionalString(obj.hostname, source, `${field}.hostname`)
+  const resolved = optionalString(obj.resolved, source, `${field}.resolved`)
+  if (resolved !== undefined && isIP(resolved) === 0) throw poolError(source, `${field}.resolved`, `must be an IP address, got ${JSON.stringify(resolved)}`)
+  const needed = requiredServerField(hash, host)
+  if (needed !== undefined && (needed.field === 'hostname' ? hostname : resolved) === undefined) {
+    throw poolError(source, `${field}.${needed.field}`, `is required by ${hash} for ${obj.address}: ${needed.why}`, [
+      `Give it in a pool file: {"address": "${obj.address}", "${needed.field}": "..."} (--servers cannot carry it).`,
     ])
   }
   const state = obj.state ?? 'active'
@@ -212,7 +245,23 @@ function validateServer(raw: unknown, source: string, field: string, needsName: 
     throw poolError(source, `${field}.state`, `must be one of ${SERVER_STATES.map((s) => `"${s}"`).join(', ')}, got ${JSON.stringify(obj.state)}`)
   }
   const transition = obj.transition === undefined ? undefined : validateTransition(obj.transition, source, `${field}.transition`)
-  return { address: obj.address, host, port, weight, name, state: state as ServerState, transition }
+  return {
+    address: obj.address,
+    host,
+    port,
+    weight,
+    name,
+    ...(hostname === undefined ? {} : { hostname }),
+    ...(resolved === undefined ? {} : { resolved }),
+    state: state as ServerState,
+    transition,
+  }
+}
+
+function optionalString(value: unknown, source: string, field: string): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value === '' || /\s/.test(value)) throw poolError(source, field, 'must be a non-empty string without spaces')
+  return value
 }
 
 const TRANSITION_COUNTS = ['keysAtStart', 'moved', 'inPlace', 'movedByClients', 'failed', 'conflicts', 'passes'] as const

@@ -7,7 +7,7 @@
  * 11211, else `host:port`; the identities sorted (shorter first, then bytewise) are the server order.
  */
 
-import { parseDocument, isMap, isSeq, type Document } from 'yaml'
+import { parseDocument, isMap, isScalar, isSeq, type Document } from 'yaml'
 import { isHashName, type HashName } from '../../placement/registry.js'
 import { defaultPortIdentity } from '../../placement/common.js'
 import { twemproxyOrder } from '../../placement/twemproxy.js'
@@ -192,7 +192,19 @@ export function exportTwemproxy(pool: Pool, opts: { poolName: string; template?:
   if (effective('hash', DEFAULT_HASH) !== settings.hash) node.set('hash', settings.hash)
   if (effective('distribution', DEFAULT_DISTRIBUTION) !== settings.distribution) node.set('distribution', settings.distribution)
   const old = node.get('servers', true)
-  const seq = doc.createNode(entries)
+  // twemproxy sorts its servers itself: keep the template's order for the servers it lists (the
+  // smallest diff for whoever reviews the deploy), new servers after them.
+  const place = new Map<string, number>()
+  if (isSeq(old)) {
+    old.items.forEach((item, i) => {
+      const m = /^(.+):(\d+):\d+/.exec(String(isScalar(item) ? item.value : item).trim())
+      if (m !== null) place.set(`${m[1]}:${m[2]}`, i)
+    })
+  }
+  const active = activeServers(pool)
+  const rank = (i: number): number => place.get(`${active[i]!.host}:${active[i]!.port}`) ?? 1e9 + i
+  const ordered = active.map((_, i) => i).sort((a, b) => rank(a) - rank(b)).map((i) => entries[i]!)
+  const seq = doc.createNode(ordered)
   // Keep the list's style (block or flow) as the template wrote it.
   if (isSeq(old) && isSeq(seq)) seq.flow = old.flow ?? false
   node.set('servers', seq)
