@@ -13,6 +13,7 @@ import type { Pool, PoolServer } from '../../src/core/pool/model.js'
 import assert from 'node:assert/strict'
 import type { DrainOptions, DrainResult } from '../../src/core/jobs/drain.js'
 import { runCli } from '../helpers/cli.js'
+import { JOB_DEFAULTS } from '../../src/core/defaults.js'
 import { startMemcached, type MemcachedServer, type StartOptions } from '../helpers/memcached.js'
 
 export interface TestPool {
@@ -72,12 +73,12 @@ export function drainOptions(pool: TestPool, server: string, extra: Partial<Drai
   return {
     store: pool.store,
     server,
-    threshold: 0.95,
+    threshold: JOB_DEFAULTS.threshold,
     purge: true,
     rate: 0,
     bandwidth: 0,
-    minTtl: 2,
-    minFree: 0.1,
+    minTtl: JOB_DEFAULTS.minTtl,
+    minFree: JOB_DEFAULTS.minFree,
     allowEvictions: false,
     order: 'hot-first',
     spoolDir: path.join(pool.dir, 'spool'),
