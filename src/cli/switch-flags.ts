@@ -37,7 +37,7 @@ export async function switchWaiter(
   prompt: (ctx: SwitchContext) => string,
   loadPool: () => Promise<Pool>,
 ): Promise<((ctx: SwitchContext) => Promise<void>) | undefined> {
-  const { runSwitchCommand, waitForTrafficToStop } = await import('../core/handoff/switch-wait.js')
+  const { runSwitchCommand, waitForTrafficToStop } = await import('./switch-wait.js')
   const command = flags['switch-command']
   if (command !== undefined) {
     return async (ctx) => {

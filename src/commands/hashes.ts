@@ -19,7 +19,8 @@ Placement must match the application exactly, or moved keys land where nobody re
 
 KIND is "consistent" (a ring, rendezvous or jump hash: removing a server moves only its keys) or
 "modulo" (hash mod the server count or total weight: removing or adding a server moves keys on
-every server). mcrouter-ch3 is consistent only for servers removed or added at the end of its list.
+every server, so a drain reads and moves those too; \`memdrain plan SERVER\` tells how many).
+mcrouter-ch3 is consistent only for servers removed or added at the end of its list.
 
 --client NAME shows the strategies of one client (any word of its name, e.g. dalli, twemproxy,
 spymemcached, mcrouter, django) and says "not supported yet: ..." for a client or configuration

@@ -1,4 +1,5 @@
 import type { ChangePlan, ChangeScope } from '../core/handoff/index.js'
+import type { ChangeInProgress } from '../core/pool/change-status.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
 import { paint, renderTable } from './style.js'
 
@@ -55,4 +56,14 @@ export function renderPlan(p: ChangePlan, rate: number): string[] {
       : "Unthrottled (--rate 0): limited by memcached's CPU, ~150k keys/s on 2 cores",
   )
   return lines
+}
+
+/** One line for `status` and `pool show`: the change in progress, where it stands, how to resume or go back. */
+export function describeChangeInProgress(c: ChangeInProgress): string {
+  const servers = [...c.leaving.map((a) => `-${a}`), ...c.added.map((a) => `+${a}`)].join(' ')
+  return (
+    `${c.kind} in progress (${servers}; ${c.handoff} hand-off, phase ${c.phase}${c.startedAt !== '' ? `, since ${c.startedAt}` : ''}): ` +
+    `${c.sources.length} source(s), ${formatCount(c.transitioned)} of ${formatCount(c.keysAtStart)} keys handed over (${formatPercent(c.ratio)}). ` +
+    `Resume: \`${c.resume}\`${c.abort !== undefined ? `; go back: \`${c.abort}\`` : ''}`
+  )
 }

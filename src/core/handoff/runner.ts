@@ -232,7 +232,8 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
     throw err
   }
   const handoff = opts.handoff ?? first.record?.handoff ?? (first.next.clients === 'pool-aware' ? 'move' : 'copy')
-  if (first.record !== undefined && first.record.handoff === 'copy' && handoff === 'move') {
+  const didWork = first.record !== undefined && (first.record.phase !== undefined || Object.values(first.record.sources).some((r) => r.passes > 0 || r.keysAtStart > 0))
+  if (first.record !== undefined && didWork && first.record.handoff === 'copy' && handoff === 'move') {
     // The copies made so far may be stale; the move hand-off takes a copy it finds at a
     // destination for a newer one written by a pool-aware client, and would keep them.
     throw refuse(`this change started with the copy hand-off: resume it with the copy hand-off`, ['Run the same command again with --handoff copy (or without --handoff).'], 'HANDOFF_CHANGED', ExitCode.usage)
