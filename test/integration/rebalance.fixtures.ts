@@ -48,8 +48,12 @@ export async function seed(conns: Conns, pool: Pool, n: number, prefix = 'k:'): 
     }
   }
   for (const [s, list] of byServer) await setAll(await conns.get(s), list)
+  seededAt.set(items, Date.now())
   return items
 }
+
+/** When each seed() list was written: its TTLs have run down by the time since. */
+const seededAt = new WeakMap<readonly Item[], number>()
 
 export const expectedTtl = (i: number): number => [-1, 5000, 40 * 86400][i % 3]!
 
@@ -60,6 +64,10 @@ export const expectedTtl = (i: number): number => [-1, 5000, 40 * 86400][i % 3]!
 export async function assertPlaced(conns: Conns, pool: Pool, items: readonly Item[], servers: readonly string[]): Promise<void> {
   const pp = poolPlacement(pool)
   const keys = items.map((it) => it.key)
+  // A TTL counts down from the seed: expect it between (TTL − seconds since, − 2 for clock ticks)
+  // and TTL + 1; a list not from seed() keeps a ±5 s window.
+  const since = seededAt.get(items)
+  const elapsed = since === undefined ? 5 : (Date.now() - since) / 1000 + 2
   const found = new Map<string, Map<string, Awaited<ReturnType<typeof getAll>> extends Map<string, infer V> ? V : never>>()
   for (const s of servers) found.set(s, await getAll(await conns.get(s), keys))
   for (const [i, it] of items.entries()) {
@@ -75,7 +83,7 @@ export async function assertPlaced(conns: Conns, pool: Pool, items: readonly Ite
       assert.equal(got.flags, it.flags, `${it.key} flags at ${s}`)
       const want = expectedTtl(i)
       if (want === -1) assert.equal(got.ttl, -1, `${it.key} TTL at ${s}`)
-      else assert.ok(Math.abs(got.ttl - want) <= 5, `${it.key}: TTL ${got.ttl} at ${s}, expected about ${want}`)
+      else assert.ok(got.ttl <= want + (since === undefined ? 5 : 1) && got.ttl >= want - elapsed, `${it.key}: TTL ${got.ttl} at ${s}, expected ${want} less the ${elapsed.toFixed(1)} s since it was written`)
     }
   }
 }
