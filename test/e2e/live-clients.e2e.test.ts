@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { runCli } from '../helpers/cli.js'
 import { startMemcached, type MemcachedServer } from '../helpers/memcached.js'
-import { LIVE_CLIENTS, runClient, type ReadReport } from '../helpers/live-clients.js'
+import { LIVE_CLIENTS, removeBuilds, runClient, type ReadReport } from '../helpers/live-clients.js'
 
 /**
  * Live conformance: for every client on this machine, keys written through the real client to
@@ -22,6 +22,7 @@ describe('live clients: drain one server, every key still readable through the c
   after(async () => {
     await Promise.all(servers.map((s) => s.kill()))
     for (const d of dirs) rmSync(d, { recursive: true, force: true })
+    await removeBuilds()
   })
 
   for (const client of LIVE_CLIENTS) {

@@ -4,7 +4,7 @@
  * back and compares value and type itself (see test/fixtures/clients/README.md).
  */
 import { execFile, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { REPO_ROOT } from './cli.js'
@@ -62,6 +62,12 @@ let built: Promise<string> | undefined
 function buildDir(): Promise<string> {
   built ??= Promise.resolve(mkdtempSync(path.join(tmpdir(), 'memdrain-live-')))
   return built
+}
+
+/** Removes the compiled drivers (call once the tests are done). */
+export async function removeBuilds(): Promise<void> {
+  if (built !== undefined) rmSync(await built, { recursive: true, force: true })
+  built = undefined
 }
 
 function compileOnce(what: string, compile: (dir: string) => { cmd: string; args: string[]; env?: NodeJS.ProcessEnv }): () => Promise<string> {
