@@ -109,6 +109,27 @@ const CASES: Case[] = [
     message: /hash: unknown hash "ketama-md9"/,
   },
   {
+    name: 'twemproxy random pool',
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--pool', c.pool('random.json', { hash: 'twemproxy-random-fnv1a-64', servers: servers(...c.servers) })],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /hash: "twemproxy-random-fnv1a-64" cannot be reproduced: .*srandom/,
+  },
+  {
+    name: 'mcrouter weight out of range',
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--pool', c.pool('mcw.json', { hash: 'mcrouter-weighted-ch3', servers: c.servers.map((s) => ({ address: s.address, weight: 2 })) })],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /servers\[0\]\.weight: must be a number from 0 to 1 for mcrouter-weighted-ch3/,
+  },
+  {
+    name: 'spymemcached hostname missing',
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--pool', c.pool('spy.json', { hash: 'spymemcached-ketama-libmemcached', servers: servers(...c.servers) })],
+    code: 3,
+    errorCode: 'POOL_INVALID',
+    message: /servers\[0\]\.hostname: is required by spymemcached-ketama-libmemcached/,
+  },
+  {
     name: 'duplicate servers',
     args: (c) => ['drain', c.servers[0]!.address, '--yes', '--pool', c.pool('dup.json', { hash: 'memjs', servers: [...servers(...c.servers), { address: c.servers[1]!.address }] })],
     code: 3,

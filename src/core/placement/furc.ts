@@ -4,43 +4,62 @@
  * previous 64-bit word, read d bits at a time (d = bitlength(m − 1)) until a value below m comes up.
  */
 
-import { le32, mul64, R64 } from './u64.js'
-
-const M_HI = 0xc6a4a793
+const M_HI = 0xc6a4a793 | 0
 const M_LO = 0x5bd1e995
-const SEED = 4193360111
+const SEED = 4193360111 | 0
 const FURC_SHIFT = 23
 const MAX_TRIES = 32
 /** mcrouter's FURC_CACHE_SIZE: enough 64-bit words for every bit 32 tries can read. */
 const CACHE_WORDS = 1024
 export const FURC_MAX_POOL = 1 << 23
 
-/** h ^= h >> 47; h *= m; h ^= h >> 47 on (hi, lo), result in R64. */
-function finish(hi: number, lo: number): void {
-  lo = (lo ^ (hi >>> 15)) >>> 0
-  mul64(hi, lo, M_HI, M_LO)
-  R64.lo = (R64.lo ^ (R64.hi >>> 15)) >>> 0
+// 64-bit values are (hi, lo) pairs of int32s: V8 keeps int32 arithmetic unboxed, where u32
+// values above 2^31 would become doubles (several times slower). Functions return the high word
+// and leave the low word here.
+let LO = 0
+
+/** (ah:al) × (bh:bl) mod 2^64: returns the high word, the low word in LO. */
+function mul(ah: number, al: number, bh: number, bl: number): number {
+  const a0 = al & 0xffff
+  const a1 = al >>> 16
+  const b0 = bl & 0xffff
+  const b1 = bl >>> 16
+  let t = a0 * b0
+  const w0 = t & 0xffff
+  t = a1 * b0 + (t >>> 16)
+  const w1 = t & 0xffff
+  const w2 = t >>> 16
+  t = a0 * b1 + w1
+  LO = ((t & 0xffff) << 16) | w0
+  return (a1 * b1 + w2 + (t >>> 16) + Math.imul(ah, bl) + Math.imul(al, bh)) | 0
 }
 
-/** h = (h ^ mixed(k)) × m, where mixed(k) = ((k × m) ^ ((k × m) >> 47)) × m; result in R64. */
-function mixBlock(hh: number, hl: number, kh: number, kl: number): void {
-  mul64(kh, kl, M_HI, M_LO)
-  mul64(R64.hi, (R64.lo ^ (R64.hi >>> 15)) >>> 0, M_HI, M_LO)
-  mul64((hh ^ R64.hi) >>> 0, (hl ^ R64.lo) >>> 0, M_HI, M_LO)
+/** MurmurHash64A's block step: h = (h ^ mix(k)) × m, mix(k) = ((k × m) ^ ((k × m) >> 47)) × m. High word returned, low in LO. */
+function mixBlock(hh: number, hl: number, kh: number, kl: number): number {
+  let xh = mul(kh, kl, M_HI, M_LO)
+  xh = mul(xh, LO ^ (xh >>> 15), M_HI, M_LO)
+  return mul(hh ^ xh, hl ^ LO, M_HI, M_LO)
 }
 
-/** MurmurHash64A(data[start..end), seed) with a 32-bit seed; result in R64. */
-export function murmur64A(data: Uint8Array, start: number, end: number, seed: number): void {
+/** MurmurHash64A's finish: h ^= h >> 47; h *= m; h ^= h >> 47. High word returned, low in LO. */
+function finish(hh: number, hl: number): number {
+  const h = mul(hh, hl ^ (hh >>> 15), M_HI, M_LO)
+  LO ^= h >>> 15
+  return h
+}
+
+/** MurmurHash64A(data[start..end), seed) with a 32-bit seed: the high word, the low word in LO. */
+function murmur64A(data: Uint8Array, start: number, end: number, seed: number): number {
   const len = end - start
-  mul64(0, len, M_HI, M_LO)
-  let hh = R64.hi
-  let hl = (R64.lo ^ seed) >>> 0
+  let hh = mul(0, len, M_HI, M_LO)
+  let hl = LO ^ seed
   let p = start
   const blocksEnd = start + (len & ~7)
   for (; p < blocksEnd; p += 8) {
-    mixBlock(hh, hl, le32(data, p + 4), le32(data, p))
-    hh = R64.hi
-    hl = R64.lo
+    const kl = data[p]! | (data[p + 1]! << 8) | (data[p + 2]! << 16) | (data[p + 3]! << 24)
+    const kh = data[p + 4]! | (data[p + 5]! << 8) | (data[p + 6]! << 16) | (data[p + 7]! << 24)
+    hh = mixBlock(hh, hl, kh, kl)
+    hl = LO
   }
   const rem = len & 7
   if (rem > 0) {
@@ -50,16 +69,21 @@ export function murmur64A(data: Uint8Array, start: number, end: number, seed: nu
       if (j < 4) tl |= data[p + j]! << (8 * j)
       else th |= data[p + j]! << (8 * (j - 4))
     }
-    mul64((hh ^ th) >>> 0, (hl ^ tl) >>> 0, M_HI, M_LO)
-    hh = R64.hi
-    hl = R64.lo
+    hh = mul(hh ^ th, hl ^ tl, M_HI, M_LO)
+    hl = LO
   }
-  finish(hh, hl)
+  return finish(hh, hl)
+}
+
+/** MurmurHash64A (u64 as [hi, lo] u32s), for tests against known values. */
+export function murmurHash64A(data: Uint8Array, seed: number): [number, number] {
+  const hi = murmur64A(data, 0, data.length, seed | 0)
+  return [hi >>> 0, LO >>> 0]
 }
 
 /** furc_hash over reusable scratch (one per placement; the hot path allocates nothing). */
 export class Furc {
-  private readonly words = new Uint32Array(2 * CACHE_WORDS)
+  private readonly words = new Int32Array(2 * CACHE_WORDS)
   private computed = -1
   private data: Uint8Array = new Uint8Array(0)
   private start = 0
@@ -70,16 +94,17 @@ export class Furc {
     const w = this.words
     while (this.computed < ord) {
       const n = ++this.computed
+      let hi: number
       if (n === 0) {
-        murmur64A(this.data, this.start, this.end, SEED)
+        hi = murmur64A(this.data, this.start, this.end, SEED)
       } else {
         // murmur_rehash_64A: MurmurHash64A of the previous word's 8 bytes.
-        mul64(0, 8, M_HI, M_LO)
-        mixBlock(R64.hi, (R64.lo ^ SEED) >>> 0, w[2 * n - 1]!, w[2 * n - 2]!)
-        finish(R64.hi, R64.lo)
+        hi = mul(0, 8, M_HI, M_LO)
+        hi = mixBlock(hi, LO ^ SEED, w[2 * n - 1]!, w[2 * n - 2]!)
+        hi = finish(hi, LO)
       }
-      w[2 * n] = R64.lo
-      w[2 * n + 1] = R64.hi
+      w[2 * n] = LO
+      w[2 * n + 1] = hi
     }
     const b = idx & 63
     return b < 32 ? (w[2 * ord]! >>> b) & 1 : (w[2 * ord + 1]! >>> (b - 32)) & 1

@@ -5,17 +5,27 @@
  * is allocated per call.
  */
 
-const SC_CONST = 0xdeadbeef
+const SC_CONST = 0xdeadbeef | 0
 const BLOCK = 96
 const BUF_SIZE = 192
 
-/** S[2i] = low word, S[2i + 1] = high word of state variable i. */
-const S = new Uint32Array(24)
+/**
+ * S[2i] = low word, S[2i + 1] = high word of state variable i, as int32s (V8 keeps int32
+ * arithmetic unboxed; the carry of a low-word addition is the adder formula on the sign bits).
+ */
+const S = new Int32Array(24)
 const PARTIAL = new Uint8Array(BLOCK)
 
+/** Carry out of the 32-bit addition a + b = sum. */
+function carry(a: number, b: number, sum: number): number {
+  return ((a & b) | ((a | b) & ~sum)) >>> 31
+}
+
 function add(i: number, j: number): void {
-  const lo = S[2 * i]! + S[2 * j]!
-  S[2 * i + 1] = S[2 * i + 1]! + S[2 * j + 1]! + (lo > 0xffffffff ? 1 : 0)
+  const a = S[2 * i]!
+  const b = S[2 * j]!
+  const lo = (a + b) | 0
+  S[2 * i + 1] = (S[2 * i + 1]! + S[2 * j + 1]! + carry(a, b, lo)) | 0
   S[2 * i] = lo
 }
 
@@ -44,20 +54,27 @@ function rot(i: number, k: number): void {
 
 /** Adds the little-endian value of data[p..p+count) (count <= 8) to variable i. */
 function addLE(i: number, data: Uint8Array, p: number, count: number): void {
+  if (count === 8) {
+    addConst(
+      i,
+      data[p]! | (data[p + 1]! << 8) | (data[p + 2]! << 16) | (data[p + 3]! << 24),
+      data[p + 4]! | (data[p + 5]! << 8) | (data[p + 6]! << 16) | (data[p + 7]! << 24),
+    )
+    return
+  }
   let lo = 0
   let hi = 0
   for (let j = 0; j < count; j++) {
     if (j < 4) lo |= data[p + j]! << (8 * j)
     else hi |= data[p + j]! << (8 * (j - 4))
   }
-  const sum = S[2 * i]! + (lo >>> 0)
-  S[2 * i + 1] = S[2 * i + 1]! + (hi >>> 0) + (sum > 0xffffffff ? 1 : 0)
-  S[2 * i] = sum
+  addConst(i, lo, hi)
 }
 
 function addConst(i: number, lo: number, hi: number): void {
-  const sum = S[2 * i]! + lo
-  S[2 * i + 1] = S[2 * i + 1]! + hi + (sum > 0xffffffff ? 1 : 0)
+  const a = S[2 * i]!
+  const sum = (a + lo) | 0
+  S[2 * i + 1] = (S[2 * i + 1]! + hi + carry(a, lo, sum)) | 0
   S[2 * i] = sum
 }
 
@@ -114,7 +131,7 @@ function short(data: Uint8Array, start: number, len: number, seed: number): void
       remainder -= 16
     }
   }
-  S[7] = S[7]! + ((len & 0xff) << 24)
+  S[7] = (S[7]! + ((len & 0xff) << 24)) | 0
   if (remainder === 0) {
     addConst(2, SC_CONST, SC_CONST)
     addConst(3, SC_CONST, SC_CONST)
@@ -169,7 +186,7 @@ function long(data: Uint8Array, start: number, len: number, seed: number): void 
 /** SpookyHashV2::Hash32(data[start..end), seed): a u32. */
 export function spookyHash32(data: Uint8Array, start: number, end: number, seed: number): number {
   const len = end - start
-  if (len < BUF_SIZE) short(data, start, len, seed >>> 0)
-  else long(data, start, len, seed >>> 0)
-  return S[0]!
+  if (len < BUF_SIZE) short(data, start, len, seed | 0)
+  else long(data, start, len, seed | 0)
+  return S[0]! >>> 0
 }
