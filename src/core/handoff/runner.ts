@@ -20,6 +20,7 @@ import { deleteUnownedKeys } from './unowned-keys.js'
 import { deleteCopies } from './stale-copies.js'
 import { sourceJobSettings, type HandoffJobOptions } from './job-options.js'
 import { exitCodeFor, type JobOutcome } from './outcome.js'
+import { valueFits } from '../protocol/index.js'
 
 /**
  * The one runner of every pool change (drain = "remove S", rebalance = any change): the lock and
@@ -558,7 +559,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       }
       for (const t of destinations) {
         t.fits = t.bytes <= t.freeBytes
-        t.itemsFit = (t.largestItem ?? 0) + 512 <= t.itemSizeMax
+        t.itemsFit = valueFits(t.largestItem ?? 0, t.itemSizeMax)
       }
       const stayingSources = sources.filter((s) => !leaving.includes(s) && (atStart.get(s)?.keys ?? 0) > 0).length
       const moveSeconds = opts.rate > 0 ? keysToMove / opts.rate : null
