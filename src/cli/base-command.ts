@@ -5,14 +5,9 @@ import { transportSettings, useAuthFile } from '../core/protocol/transport.js'
 import type { PoolStore } from '../core/pool/store.js'
 import { EtcdPoolStore } from '../core/pool/etcd-store.js'
 import { paintErr } from '../ui/style.js'
+import { EXIT_CODES } from './exit-codes.js'
 
-export const EXIT_CODES_HELP = `EXIT CODES
-  0   done
-  1   failed
-  2   usage (bad flags or arguments)
-  3   precondition (unreachable or too old server, invalid pool file, pool locked, no room)
-  68  partial (threshold not reached, or some keys failed)
-  69  interrupted (state saved; run the same command again to resume)`
+export const EXIT_CODES_HELP = `EXIT CODES\n${EXIT_CODES.map(([c, what]) => `  ${String(c).padEnd(3)} ${what}`).join('\n')}`
 
 interface ErrorEnvelope {
   status: number
