@@ -449,6 +449,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
 
     let interrupted = false
     let durationMs = 0
+    let waitedMs = 0
     const started = performance.now()
     const switchedBefore = handoff === 'copy' && record.switchedAt !== undefined
     let mainJobs: SourceJobResult[] = []
@@ -481,7 +482,10 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       for (const j of journals.values()) j.flush()
       if (!switchedBefore) {
         emit({ type: 'switch', phase: 'waiting' })
+        // The wait for people is not part of the job's duration (keys/s).
+        const waitStarted = performance.now()
         await opts.waitForSwitch!({ removed, destinations: targets })
+        waitedMs += performance.now() - waitStarted
         record = { ...record, switchedAt: new Date().toISOString() }
         emit({ type: 'switch', phase: 'done' })
         await persist()
@@ -531,7 +535,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       }
       await persist()
     }
-    durationMs = performance.now() - started
+    durationMs = performance.now() - started - waitedMs
 
     const switched = handoff === 'move' || record.switchedAt !== undefined
     const catchUpFailed = catchUps.reduce((n, c) => n + c.failed, 0)

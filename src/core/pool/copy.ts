@@ -1,7 +1,8 @@
 import { MemdrainError, ExitCode, isMemdrainError } from '../errors.js'
 import { EtcdPoolStore } from './etcd-store.js'
 import { poolToDocument, type Pool } from './model.js'
-import type { PoolStore } from './store.js'
+import { fileLockHolder } from './lock.js'
+import { FilePoolStore, type PoolStore } from './store.js'
 
 /** The pool as its file holds it: what `pool pull` prints and `pool push` stores. */
 export function poolText(pool: Pool): string {
@@ -54,10 +55,16 @@ export interface LockInfo {
   pid: number
   host: string
   startedAt: string
+  /** A file lock whose holder (on this host) is gone: the next job takes it over. */
+  stale?: boolean
 }
 
-/** Who holds the job lock of an etcd pool now, if anyone (the file store's lock is a file beside it). */
+/** Who holds the job lock of the pool now, if anyone: the lock file beside a pool file, or etcd's lock key. */
 export async function currentLockHolder(store: PoolStore): Promise<LockInfo | undefined> {
+  if (store instanceof FilePoolStore) {
+    const h = await fileLockHolder(`${store.file}.lock`)
+    return h === undefined ? undefined : { command: h.command, pid: h.pid, host: h.host, startedAt: h.startedAt, ...(h.stale ? { stale: true } : {}) }
+  }
   if (!(store instanceof EtcdPoolStore)) return undefined
   const { kv } = await store.client.get(store.client.key('lock'))
   if (kv === undefined) return undefined

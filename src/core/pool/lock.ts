@@ -45,6 +45,16 @@ async function readHolder(lockFile: string): Promise<LockHolder | undefined> {
 }
 
 /**
+ * Who holds the lock file now, if anyone (for `pool show`); `stale` when the holder ran on this
+ * host and its PID is gone (the next job takes the lock over).
+ */
+export async function fileLockHolder(lockFile: string): Promise<(LockHolder & { stale: boolean }) | undefined> {
+  const h = await readHolder(lockFile)
+  if (h === undefined) return undefined
+  return { ...h, stale: h.host === hostname() && !pidAlive(h.pid) }
+}
+
+/**
  * An exclusive lock beside the pool file (`<pool>.lock`), created with O_EXCL. A lock whose
  * holder ran on this host and whose PID is gone is stale: it is moved aside (rename is atomic,
  * so of two processes taking it over only one wins) and taken. A live holder, or one on another
