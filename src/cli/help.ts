@@ -11,11 +11,13 @@ export const ENVIRONMENT: ReadonlyArray<readonly [string, string]> = [
   ['MEMDRAIN_TLS=1', 'Connect to memcached with TLS (memcached -Z).'],
   ['MEMDRAIN_TLS_CA', 'PEM file: the CA that signed the servers\' certificates.'],
   ['MEMDRAIN_TLS_CERT', 'PEM file: a client certificate (with MEMDRAIN_TLS_KEY).'],
+  ['MEMDRAIN_TLS_KEY', 'PEM file: the client certificate\'s key.'],
   ['MEMDRAIN_TLS_INSECURE=1', 'Do not verify the memcached servers\' certificates.'],
   ['MEMDRAIN_ETCD_USERNAME', 'etcd user for an etcd:// pool (with ..._PASSWORD).'],
   ['MEMDRAIN_ETCD_PASSWORD', 'etcd password.'],
   ['MEMDRAIN_ETCD_CA', 'PEM file: etcd over TLS, verified with this CA.'],
   ['MEMDRAIN_ETCD_CERT', 'PEM file: etcd client certificate (with ..._KEY).'],
+  ['MEMDRAIN_ETCD_KEY', 'PEM file: the etcd client certificate\'s key.'],
   ['MEMDRAIN_ETCD_TLS=1', 'etcd over TLS, verified with the system CAs.'],
   ['NO_COLOR=1', 'No colors (same as --no-color).'],
 ]

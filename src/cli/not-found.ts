@@ -25,7 +25,10 @@ const hook: Hook<'command_not_found'> = async function (opts) {
   const visible = opts.config.commands.filter((c) => c.hidden !== true)
   const ids = [...visible.map((c) => c.id), ...visible.flatMap((c) => c.aliases)]
   const suggestion = ids.length === 0 ? '' : closest(opts.id, ids)
-  const typed = toConfiguredId(opts.id, opts.config)
+  // With a space as the topic separator, oclif folds the arguments into the id ("drian x" for
+  // `memdrain drian x`): name only as many words as the suggestion has.
+  const words = suggestion === '' ? 1 : suggestion.split(':').length
+  const typed = toConfiguredId(opts.id.split(':').slice(0, words).join(':'), opts.config)
   const readable = toConfiguredId(suggestion, opts.config)
   const argv = opts.argv ?? []
   const message = `"${typed}" is not a ${opts.config.bin} command.${suggestion !== '' ? ` Did you mean "${readable}"?` : ''}`
