@@ -35,12 +35,24 @@ export abstract class JobCommand<T> extends BaseCommand<T> {
   protected async runJob<R extends { status: number }>(spec: JobSpec<R>): Promise<R> {
     this.verbosity = spec.flags.quiet ? 'quiet' : spec.flags.verbose ? 'verbose' : 'normal'
     const interrupt = interruptOnSignals()
-    const progress =
+    const newView = (): ProgressView =>
       spec.progress === false || this.verbosity === 'quiet'
         ? silentProgress
         : createProgress({ json: this.jsonEnabled(), label: spec.label, verbose: this.verbosity === 'verbose' })
+    let view = newView()
+    // What the command holds: always the current view (a new one after the switch).
+    const progress: ProgressView = { event: (e) => view.event(e), stop: () => view.stop() }
+    const onEvent = (e: ProgressEvent): void => {
+      view.event(e)
+      // The copy hand-off is about to ask for Enter: bars redrawn under the prompt would hide
+      // it. They stop here; the catch-up after the switch draws on a new view.
+      if (e.type === 'switch' && (e as { phase?: unknown }).phase === 'waiting') {
+        view.stop()
+        view = newView()
+      }
+    }
     try {
-      const result = await spec.start({ signal: interrupt.signal, onEvent: (e) => progress.event(e), progress })
+      const result = await spec.start({ signal: interrupt.signal, onEvent, progress })
       progress.stop()
       this.status = result.status
       if (!this.jsonEnabled()) this.log(spec.render(result))
