@@ -33,7 +33,7 @@ export function renderMirrorPass(p: MirrorPass): string {
 
 /** A line from a mirror that is alive: the pass, how long nothing changed, the lag, the passive's memory. */
 export function renderMirrorHeartbeat(p: MirrorPass, idleMs: number): string {
-  const idle = idleMs >= 1000 ? `no change for ${formatDuration(idleMs / 1000)}` : `${formatCount(p.copied)} copied, ${formatCount(p.deleted)} deleted`
+  const idle = p.copied + p.deleted + p.failed === 0 ? `no change for ${formatDuration(idleMs / 1000)}` : `${formatCount(p.copied)} copied, ${formatCount(p.deleted)} deleted`
   return `mirror alive: pass ${formatCount(p.pass)}, ${formatCount(p.listed)} keys on the active, ${idle}, lag ${(p.lagMs / 1000).toFixed(1)} s, passive ${formatBytes(p.passive.usedBytes)} of ${formatBytes(p.passive.limitBytes)}`
 }
 
