@@ -7,7 +7,7 @@
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import path from 'node:path'
@@ -124,6 +124,26 @@ describe('job commands: output', () => {
     assert.ok(r.json.error.suggestions.some((s: string) => s.includes('run the same memdrain command again')), JSON.stringify(r.json.error))
     assert.doesNotMatch(JSON.stringify(r.json.error), /drain again/)
     assert.doesNotMatch(r.stderr, /MaxListenersExceededWarning/)
+  })
+
+  it('demo: the "Try next" lines run as printed (the program as it was run, a --pool with a space)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-demo-'))
+    try {
+      const demo = await runCli(['demo', '--pool', 'my pool.json', '--keys', '200', '--servers', '2', '--json'], { cwd: dir })
+      assert.equal(demo.code, 0, demo.stderr)
+      const next = demo.json.result.next as string[]
+      assert.equal(next.length, 5)
+      for (const line of next.filter((l) => !/ drain /.test(l))) {
+        const r = spawnSync('sh', ['-c', line], { cwd: dir, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } })
+        assert.equal(r.status, 0, `${line}\n${r.stderr}`)
+      }
+      const locate = spawnSync('sh', ['-c', `${next[1]!} --json`], { cwd: dir, encoding: 'utf8' })
+      const located = JSON.parse(locate.stdout) as { result: { key: string }[] }
+      assert.equal(located.result.length, 3)
+    } finally {
+      await runCli(['demo', '--stop', '--pool', 'my pool.json'], { cwd: dir })
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('an item too large for its owner at the default threshold: exit 0, counted as skipped, the server flushed (docs/errors.md)', async () => {
