@@ -146,6 +146,20 @@ describe('job commands: output', () => {
     }
   })
 
+  it('keys/s leave out the wait for the switch (rebalance and drain, copy hand-off)', async () => {
+    const p = await poolWithKeys(2, 200)
+    const added = await startMemcached()
+    servers.push(added)
+    const spool = path.join(p.dir, 'spool')
+    const r = await runCli(['rebalance', '--pool', p.file, '--add', added.address, '--yes', '--json', '--handoff', 'copy', '--switch-command', 'sleep 3', '--rate', '0', '--spool-dir', spool])
+    assert.equal(r.code, 0, r.stderr)
+    assert.ok(r.json.result.durationSeconds < 2.5, `rebalance durationSeconds ${r.json.result.durationSeconds} includes the 3 s switch`)
+    assert.ok(r.json.result.moved > 0)
+    const d = await runCli(['drain', added.address, '--pool', p.file, '--yes', '--json', '--handoff', 'copy', '--switch-command', 'sleep 3', '--rate', '0', '--spool-dir', spool])
+    assert.equal(d.code, 0, d.stderr)
+    assert.ok(d.json.result.durationSeconds < 2.5, `drain durationSeconds ${d.json.result.durationSeconds} includes the 3 s switch`)
+  })
+
   it('an item too large for its owner at the default threshold: exit 0, counted as skipped, the server flushed (docs/errors.md)', async () => {
     const p = await startPool(2, { clients: 'pool-aware', server: (i) => (i === 0 ? { itemSizeMax: '2m' } : {}) })
     pools.push(p)
