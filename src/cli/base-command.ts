@@ -3,15 +3,11 @@ import { ExitCode, MemdrainError, isMemdrainError } from '../core/errors.js'
 import { resolvePoolStore } from '../core/pool/resolve.js'
 import { transportSettings, useAuthFile } from '../core/protocol/transport.js'
 import type { PoolStore } from '../core/pool/store.js'
-import { paintErr } from '../ui/style.js'
+import { logLine } from '../ui/log.js'
+import { paintErr, useColor } from '../ui/style.js'
+import { EXIT_CODES } from './exit-codes.js'
 
-export const EXIT_CODES_HELP = `EXIT CODES
-  0   done
-  1   failed
-  2   usage (bad flags or arguments)
-  3   precondition (unreachable or too old server, invalid pool file, pool locked, no room)
-  68  partial (threshold not reached, or some keys failed)
-  69  interrupted (state saved; run the same command again to resume)`
+export const EXIT_CODES_HELP = `EXIT CODES\n${EXIT_CODES.map(([c, what]) => `  ${String(c).padEnd(3)} ${what}`).join('\n')}`
 
 interface ErrorEnvelope {
   status: number
@@ -26,22 +22,33 @@ interface ErrorEnvelope {
  */
 export abstract class BaseCommand<T> extends Command {
   static override enableJsonFlag = true
+  static override baseFlags = {
+    'no-color': Flags.boolean({ description: 'No colors (also NO_COLOR=1).', helpGroup: 'GLOBAL' }),
+  }
 
   protected warnings: string[] = []
+  /** --quiet: warnings and the result only; --verbose: every log line (job commands set it). */
+  protected verbosity: 'quiet' | 'normal' | 'verbose' = 'normal'
   /** Exit status of a run that returns a result (0, or 68 for partial success). */
   protected status: number = ExitCode.ok
 
   abstract override run(): Promise<T>
 
+  public override async init(): Promise<void> {
+    await super.init()
+    // Before any output, and before parsing (a parse error is output too).
+    if (this.argv.includes('--no-color')) useColor(false)
+  }
+
   /** A warning for people (stderr) and for scripts (the envelope's warnings). */
   protected note(message: string): void {
     this.warnings.push(message)
-    if (!this.jsonEnabled()) process.stderr.write(paintErr.warn(`Warning: ${message}`) + '\n')
+    if (!this.jsonEnabled()) logLine(paintErr.warn(`Warning: ${message}`))
   }
 
-  /** Progress and logs: stderr only, so stdout stays one JSON document. */
+  /** Progress and logs: stderr only, so stdout stays one JSON document; none with --quiet. */
   protected info(message: string): void {
-    process.stderr.write(message + '\n')
+    if (this.verbosity !== 'quiet') logLine(message)
   }
 
   protected override toSuccessJson(result: unknown): unknown {

@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core'
+import { setMaxListeners } from 'node:events'
 import { usageError } from './base-command.js'
 import { JOB_DEFAULTS } from '../core/defaults.js'
 
@@ -74,6 +75,10 @@ export function parseJobFlags(flags: Parameters<typeof parseThrottle>[0] & { 'al
 /** SIGINT/SIGTERM: stop reading, finish what is in flight, save, exit 69. A second signal exits at once. */
 export function interruptOnSignals(): { signal: AbortSignal; dispose: () => void } {
   const ac = new AbortController()
+  // One signal stops the whole job: every source's dump and waits listen to it, so its listeners
+  // grow with the sources (a rebalance of a 12-server pool has 12 dumps running). Node warns
+  // past 10 listeners as if it were a leak; the throttle keeps its own to one waiter per bucket.
+  setMaxListeners(256, ac.signal)
   let count = 0
   const handler = (sig: NodeJS.Signals): void => {
     count++

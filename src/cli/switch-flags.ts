@@ -58,6 +58,6 @@ export async function switchWaiter(
       )
     }
   }
-  if (process.stdin.isTTY && process.stderr.isTTY) return (ctx) => waitForEnter(prompt(ctx))
+  if (process.stdin.isTTY && process.stderr.isTTY) return (ctx) => waitForEnter(prompt(ctx), signal)
   return undefined
 }

@@ -20,7 +20,7 @@ function switchFailed(command: string, why: string): MemdrainError {
   return new MemdrainError(`the switch command \`${command}\` failed (${why}); the source was not purged`, {
     code: 'SWITCH_FAILED',
     exitCode: ExitCode.partial,
-    suggestions: ['Fix the command and run the drain again: it resumes, re-copies what changed and then switches.'],
+    suggestions: ['Fix the command and run the same memdrain command again: it resumes, re-copies what changed and then switches.'],
   })
 }
 
@@ -51,6 +51,6 @@ export async function waitForTrafficToStop(source: string, opts: { floor: number
   throw new MemdrainError(`${source} is still being read after ${opts.timeoutSeconds}s: applications have not switched`, {
     code: 'SWITCH_TIMEOUT',
     exitCode: ExitCode.partial,
-    suggestions: ['Deploy the new server list to the applications, then run the drain again (it resumes).'],
+    suggestions: ['Deploy the new server list to the applications, then run the same memdrain command again (it resumes).'],
   })
 }

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core'
 import path from 'node:path'
+import { invocation, shellQuote } from '../cli/invocation.js'
 import { BaseCommand, EXIT_CODES_HELP, usageError } from '../cli/base-command.js'
 import { HASH_NAMES, isHashName } from '../core/placement/registry.js'
 import { DEFAULT_POOL_FILE } from '../core/pool/resolve.js'
@@ -69,14 +70,19 @@ ${EXIT_CODES_HELP}`
     const loaded = await loadDemoKeys(pool, flags.keys)
     const status = await Promise.all(pool.servers.map((s) => probeServer(s)))
     const first = pool.servers[0]!.address
+    // Printed to be pasted: the program as it was run, a --pool that finds the file from here,
+    // and keys the demo did load.
+    const { demoKey } = await import('../core/local/demo.js')
     const rel = path.relative(process.cwd(), poolFile) || poolFile
-    const poolArg = rel === DEFAULT_POOL_FILE ? '' : ` --pool ${rel}`
+    const poolArg = rel === DEFAULT_POOL_FILE && process.env.MEMDRAIN_POOL === undefined ? '' : ` --pool ${shellQuote(rel)}`
+    const me = invocation(this.config.bin)
+    const sample = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => demoKey(i).key.toString('utf8')).filter((k) => k.length < 30).slice(0, 3)
     const next = [
-      `memdrain status${poolArg}`,
-      `memdrain locate${poolArg} user:1 session:2 café:3`,
-      `memdrain plan ${first}${poolArg}`,
-      `memdrain drain ${first}${poolArg} --yes`,
-      `memdrain demo --stop${poolArg}`,
+      `${me} status${poolArg}`,
+      `${me} locate${poolArg} ${sample.map(shellQuote).join(' ')}`,
+      `${me} plan ${first}${poolArg}`,
+      `${me} drain ${first}${poolArg} --yes`,
+      `${me} demo --stop${poolArg}`,
     ]
     if (!this.jsonEnabled()) {
       this.log(`${paint.ok('Demo pool ready')}: ${state.servers.length} servers, hash ${pool.hash}, ${formatCount(loaded.keys)} keys (${formatBytes(loaded.bytes)})`)

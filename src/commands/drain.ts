@@ -1,13 +1,13 @@
 import { Args } from '@oclif/core'
-import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
+import { EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
+import { JobCommand } from '../cli/job-command.js'
 import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
-import { handoffFlags, handoffJobOptions, interruptOnSignals, throttleFlags } from '../cli/job-flags.js'
+import { handoffFlags, handoffJobOptions, throttleFlags } from '../cli/job-flags.js'
 import type { DrainResult } from '../core/jobs/drain.js'
 import { renderDrainSummary } from '../ui/drain-summary.js'
-import { createProgress } from '../ui/progress.js'
 
-export default class Drain extends BaseCommand<DrainResult> {
+export default class Drain extends JobCommand<DrainResult> {
   static override summary = 'Move every live key off a server to its new owners, then purge it and mark it removed.'
   static override description = `Marks SERVER deactivating in the pool file, dumps its keys (lru_crawler metadump) into a spool on
 disk, and moves each key to its owner(s) under the pool without SERVER — value, client flags and
@@ -54,31 +54,20 @@ ${EXIT_CODES_HELP}`
       throw usageError('not confirmed; nothing was changed')
     }
     const { runDrain } = await import('../core/jobs/drain.js')
-    const interrupt = interruptOnSignals()
-    const progress = createProgress({ json: this.jsonEnabled(), label: `drain ${args.server}` })
-    const waiter = await switchWaiter(
+    return this.runJob({
+      label: `drain ${args.server}`,
       flags,
-      interrupt.signal,
-      (ctx) => `All keys are copied. Switch the applications to the server list without ${ctx.watched.join(', ')}, then press Enter to catch up and purge.`,
-      async () => (await store.load()).pool,
-    )
-    const waitForSwitch = waiter === undefined ? undefined : (ctx: { source: string; sources: string[]; destinations: string[] }) => waiter({ watched: [ctx.source], sources: ctx.sources, destinations: ctx.destinations })
-    try {
-      const result = await runDrain({
-        store,
-        server: args.server,
-        ...job,
-        signal: interrupt.signal,
-        onEvent: (e) => progress.event(e),
-        waitForSwitch,
-      })
-      progress.stop()
-      this.status = result.status
-      if (!this.jsonEnabled()) this.log(renderDrainSummary(result, job.rate))
-      return result
-    } finally {
-      progress.stop()
-      interrupt.dispose()
-    }
+      render: (r) => renderDrainSummary(r, job.rate),
+      start: async ({ signal, onEvent }) => {
+        const waiter = await switchWaiter(
+          flags,
+          signal,
+          (ctx) => `All keys are copied. Switch the applications to the server list without ${ctx.watched.join(', ')}, then press Enter to catch up and purge.`,
+          async () => (await store.load()).pool,
+        )
+        const waitForSwitch = waiter === undefined ? undefined : (ctx: { source: string; sources: string[]; destinations: string[] }) => waiter({ watched: [ctx.source], sources: ctx.sources, destinations: ctx.destinations })
+        return runDrain({ store, server: args.server, ...job, signal, onEvent, waitForSwitch })
+      },
+    })
   }
 }

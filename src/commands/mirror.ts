@@ -1,22 +1,26 @@
 import { Args, Flags } from '@oclif/core'
 import { existsSync } from 'node:fs'
-import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
+import { EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
-import { interruptOnSignals, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
+import { JobCommand } from '../cli/job-command.js'
+import { parseJobFlags, throttleFlags } from '../cli/job-flags.js'
 import type { MirrorResult } from '../core/jobs/mirror.js'
 import { DEFAULT_POOL_FILE } from '../core/pool/resolve.js'
-import { renderMirrorPass, renderMirrorSummary } from '../ui/job-summary.js'
-import { createProgress } from '../ui/progress.js'
+import { renderMirrorHeartbeat, renderMirrorPass, renderMirrorSummary } from '../ui/job-summary.js'
 
-export default class Mirror extends BaseCommand<MirrorResult> {
+/** An idle mirror still says it is alive this often (stderr, also under --json; not with --quiet). */
+const HEARTBEAT_MS = 60_000
+
+export default class Mirror extends JobCommand<MirrorResult> {
   static override summary = 'Keep a passive server a hot copy of an active one (active/passive failover).'
   static override description = `A first full copy of ACTIVE to PASSIVE (set: the active's value wins), then a pass every
 --interval that copies what is new or changed on ACTIVE since the last pass (by CAS) and, with
 --delete, deletes on PASSIVE what ACTIVE no longer has. Values, client flags and remaining TTLs
 are kept. Runs until Ctrl-C or SIGTERM (exit 0); --once does one pass.
 
-Each pass reports the keys copied and the lag: from the start of the previous pass's dump to the
-end of this pass, the longest a change on ACTIVE can have waited to reach PASSIVE.
+Each pass that changes something reports the keys copied and the lag: from the start of the
+previous pass's dump to the end of this pass, the longest a change on ACTIVE can have waited to
+reach PASSIVE. An idle mirror logs a heartbeat a minute (every pass with --verbose).
 
 PASSIVE must not be a server the pool lists as active or deactivating (applications would read
 it); ACTIVE need not be in the pool. The pool is checked when one is given or ./memdrain.json
@@ -48,60 +52,60 @@ ${EXIT_CODES_HELP}`
     const interval = Number(flags.interval)
     if (flags.interval.trim() === '' || !Number.isFinite(interval) || interval <= 0) throw usageError(`--interval must be a number of seconds > 0, got "${flags.interval}"`)
     const { checkMirrorPool, runMirror } = await import('../core/jobs/mirror.js')
-    // The pool only serves the check that the passive is not a server applications read.
+    // The pool only serves the check that the passive is not a server applications read: the
+    // mirror places no key, so --servers needs no --hash (any strategy validates the list).
     const explicit = flags.pool !== undefined || flags.servers !== undefined || process.env.MEMDRAIN_POOL !== undefined
-    const store = explicit || existsSync(DEFAULT_POOL_FILE) ? poolStoreFromFlags(flags) : undefined
+    const poolSelection = flags.servers !== undefined && flags.hash === undefined ? { ...flags, hash: 'memjs' } : flags
+    const store = explicit || existsSync(DEFAULT_POOL_FILE) ? poolStoreFromFlags(poolSelection) : undefined
     checkMirrorPool(store === undefined ? undefined : (await store.load()).pool, store?.location ?? '', args.active, args.passive)
     const what = `Mirror ${args.active} to ${args.passive}: overwrite keys on ${args.passive}${flags.delete ? ' and delete those the active lacks' : ''}?`
     if (!(await confirm(what, flags.yes))) throw usageError('not confirmed; nothing was changed')
-    const interrupt = interruptOnSignals()
     const json = this.jsonEnabled()
-    const progress = createProgress({ json, label: `mirror ${args.active} → ${args.passive}` })
     let firstDone = false
-    let quietSince = Date.now()
-    try {
-      const result = await runMirror({
-        active: args.active,
-        passive: args.passive,
-        intervalSeconds: interval,
-        once: flags.once,
-        delete: flags.delete,
-        ...knobs,
-        signal: interrupt.signal,
-        onEvent: (e) => {
-          if (e.type === 'mirror-evictions') {
-            this.note(`${e.passive} evicted ${e.evictions} item(s) since the mirror started: give it more memory (it must hold everything the active holds)`)
-            return
-          }
-          if (e.type === 'mirror-passive-down') {
-            this.note(`the passive ${e.passive} went away (${e.message}): waiting for it to answer again, then copying everything`)
-            return
-          }
-          if (e.type === 'mirror-passive-back') {
-            this.note(`the passive ${e.passive} answers again: copying everything`)
-            return
-          }
-          if (e.type === 'mirror-pass') {
-            if (!firstDone) progress.stop()
-            firstDone = true
-            // One line per pass that did something, and one a minute otherwise.
-            const busy = e.result.copied + e.result.deleted + e.result.failed > 0
-            if (!json && (busy || Date.now() - quietSince > 60_000)) {
-              quietSince = Date.now()
-              this.info(renderMirrorPass(e.result))
+    let lastLine = Date.now()
+    let idleSince = Date.now()
+    return this.runJob({
+      label: `mirror ${args.active} → ${args.passive}`,
+      flags,
+      render: renderMirrorSummary,
+      start: ({ signal, onEvent, progress }) =>
+        runMirror({
+          active: args.active,
+          passive: args.passive,
+          intervalSeconds: interval,
+          once: flags.once,
+          delete: flags.delete,
+          ...knobs,
+          signal,
+          onEvent: (e) => {
+            if (e.type === 'mirror-evictions') {
+              this.note(`${e.passive} evicted ${e.evictions} item(s) since the mirror started: give it more memory (it must hold everything the active holds)`)
+              return
             }
-            return
-          }
-          if (!firstDone) progress.event(e)
-        },
-      })
-      progress.stop()
-      this.status = result.status
-      if (!json) this.log(renderMirrorSummary(result))
-      return result
-    } finally {
-      progress.stop()
-      interrupt.dispose()
-    }
+            if (e.type === 'mirror-passive-down') {
+              this.note(`the passive ${e.passive} went away (${e.message}): waiting for it to answer again, then copying everything`)
+              return
+            }
+            if (e.type === 'mirror-passive-back') {
+              this.note(`the passive ${e.passive} answers again: copying everything`)
+              return
+            }
+            if (e.type === 'mirror-pass') {
+              // The first pass (the full copy) is drawn as progress; then one line per pass that
+              // changed something, and a heartbeat a minute while nothing changes.
+              if (!firstDone) progress.stop()
+              firstDone = true
+              const busy = e.result.copied + e.result.deleted + e.result.failed > 0
+              if (busy) idleSince = Date.now()
+              if (busy && !json) this.info(renderMirrorPass(e.result))
+              else if (this.verbosity === 'verbose' || Date.now() - lastLine >= HEARTBEAT_MS) this.info(renderMirrorHeartbeat(e.result, Date.now() - idleSince))
+              else return
+              lastLine = Date.now()
+              return
+            }
+            if (!firstDone) onEvent(e)
+          },
+        }),
+    })
   }
 }

@@ -1,13 +1,13 @@
 import { Flags } from '@oclif/core'
-import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
+import { EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
-import { handoffFlags, handoffJobOptions, interruptOnSignals, throttleFlags } from '../cli/job-flags.js'
+import { JobCommand } from '../cli/job-command.js'
+import { handoffFlags, handoffJobOptions, throttleFlags } from '../cli/job-flags.js'
 import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
 import type { AbortResult, RebalanceResult } from '../core/jobs/rebalance.js'
-import { createProgress } from '../ui/progress.js'
 import { renderAbortSummary, renderRebalanceSummary } from '../ui/rebalance-summary.js'
 
-export default class Rebalance extends BaseCommand<RebalanceResult | AbortResult> {
+export default class Rebalance extends JobCommand<RebalanceResult | AbortResult> {
   static override summary = 'Move the keys whose owner changes after adding, removing or reweighting servers.'
   static override description = `The new pool is --to NEW_POOL_FILE, or the current one with --add, --remove and --weight.
 Every server of the current pool is a source, all at once under one --rate and --bandwidth; each
@@ -50,46 +50,44 @@ ${EXIT_CODES_HELP}`
   async run(): Promise<RebalanceResult | AbortResult> {
     const { flags } = await this.parse(Rebalance)
     const store = poolStoreFromFlags(flags)
-    const interrupt = interruptOnSignals()
-    try {
-      if (flags.abort) {
-        if (!(await confirm('Abort the rebalance: delete the copies it made and restore the previous pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
-        const { abortRebalance } = await import('../core/jobs/rebalance.js')
-        const result = await abortRebalance(store, flags['spool-dir'], interrupt.signal)
-        this.status = result.status
-        if (!this.jsonEnabled()) this.log(renderAbortSummary(result))
-        return result
-      }
-      const job = handoffJobOptions(flags)
-      const { dryRun } = job
-      if (flags['switch-command'] !== undefined && flags['wait-for-switch']) throw usageError('give --switch-command or --wait-for-switch, not both')
-      const onlyAdds = ((flags.add ?? []).length > 0 || (flags.weight ?? []).length > 0) && (flags.remove ?? []).length === 0 && flags.to === undefined
-      if (flags['wait-for-switch'] && onlyAdds) {
-        throw usageError('--wait-for-switch watches the get rate of the servers that leave, and none does', ['Use --switch-command CMD, or confirm on a terminal.'])
-      }
-      let to: { pool: import('../core/pool/model.js').Pool; location: string } | undefined
-      if (flags.to !== undefined) {
-        const { FilePoolStore } = await import('../core/pool/store.js')
-        const s = new FilePoolStore(flags.to)
-        to = { pool: (await s.load()).pool, location: s.location }
-      }
-      const edits = { to, add: flags.add ?? [], remove: flags.remove ?? [], weight: flags.weight ?? [] }
-      if (!dryRun && !(await confirm('Rebalance: move the keys whose owner changes to the new pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
-      const { runRebalance } = await import('../core/jobs/rebalance.js')
-      const progress = createProgress({ json: this.jsonEnabled(), label: 'rebalance' })
-      const waiter = await switchWaiter(
-        flags,
-        interrupt.signal,
-        (ctx) => `All keys are copied. Switch the applications to the new server list (${ctx.destinations.join(', ')}), then press Enter to catch up and purge.`,
-        async () => (await store.load()).pool,
-      )
-      try {
-        const result = await runRebalance({
+    if (flags.abort) {
+      if (!(await confirm('Abort the rebalance: delete the copies it made and restore the previous pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
+      const { abortRebalance } = await import('../core/jobs/rebalance.js')
+      return this.runJob<AbortResult>({ label: 'rebalance --abort', flags, progress: false, render: renderAbortSummary, start: ({ signal }) => abortRebalance(store, flags['spool-dir'], signal) })
+    }
+    const job = handoffJobOptions(flags)
+    const { dryRun } = job
+    if (flags['switch-command'] !== undefined && flags['wait-for-switch']) throw usageError('give --switch-command or --wait-for-switch, not both')
+    const onlyAdds = ((flags.add ?? []).length > 0 || (flags.weight ?? []).length > 0) && (flags.remove ?? []).length === 0 && flags.to === undefined
+    if (flags['wait-for-switch'] && onlyAdds) {
+      throw usageError('--wait-for-switch watches the get rate of the servers that leave, and none does', ['Use --switch-command CMD, or confirm on a terminal.'])
+    }
+    let to: { pool: import('../core/pool/model.js').Pool; location: string } | undefined
+    if (flags.to !== undefined) {
+      const { FilePoolStore } = await import('../core/pool/store.js')
+      const s = new FilePoolStore(flags.to)
+      to = { pool: (await s.load()).pool, location: s.location }
+    }
+    const edits = { to, add: flags.add ?? [], remove: flags.remove ?? [], weight: flags.weight ?? [] }
+    if (!dryRun && !(await confirm('Rebalance: move the keys whose owner changes to the new pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
+    const { runRebalance } = await import('../core/jobs/rebalance.js')
+    return this.runJob<RebalanceResult>({
+      label: 'rebalance',
+      flags,
+      render: (r) => renderRebalanceSummary(r, job.rate),
+      start: async ({ signal, onEvent }) => {
+        const waiter = await switchWaiter(
+          flags,
+          signal,
+          (ctx) => `All keys are copied. Switch the applications to the new server list (${ctx.destinations.join(', ')}), then press Enter to catch up and purge.`,
+          async () => (await store.load()).pool,
+        )
+        return runRebalance({
           store,
           edits,
           ...job,
-          signal: interrupt.signal,
-          onEvent: (e) => progress.event(e),
+          signal,
+          onEvent,
           waitForSwitch:
             waiter === undefined
               ? undefined
@@ -100,15 +98,7 @@ ${EXIT_CODES_HELP}`
                   return waiter({ watched: ctx.removed, sources: ctx.sources, destinations: ctx.destinations })
                 },
         })
-        progress.stop()
-        this.status = result.status
-        if (!this.jsonEnabled()) this.log(renderRebalanceSummary(result, job.rate))
-        return result
-      } finally {
-        progress.stop()
-      }
-    } finally {
-      interrupt.dispose()
-    }
+      },
+    })
   }
 }

@@ -35,6 +35,10 @@ export default class Status extends BaseCommand<StatusResult> {
   static override description = `Unreachable servers, servers too old for memdrain (< 1.6.10) and servers whose key dumps are
 disabled are reported as warnings (exit 0); with --strict they make the command exit 3.
 
+HITS is the server's hit ratio since it started: get_hits / (get_hits + get_misses) from its
+stats, every client's reads counted (memdrain's own reads of the keys it moves included); "-"
+before any read. SHARE is the part of the key space the pool's placement gives the server.
+
 ${EXIT_CODES_HELP}`
   static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --pool /etc/memdrain/pool.json --json', '<%= config.bin %> status --strict']
   static override flags = {

@@ -1,11 +1,11 @@
 import { Args, Flags } from '@oclif/core'
-import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags } from '../cli/base-command.js'
-import { interruptOnSignals, parseRatio, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
+import { EXIT_CODES_HELP, poolFlags, poolStoreFromFlags } from '../cli/base-command.js'
+import { JobCommand } from '../cli/job-command.js'
+import { parseRatio, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
 import type { WarmResult } from '../core/jobs/warm.js'
 import { renderWarmSummary } from '../ui/job-summary.js'
-import { createProgress } from '../ui/progress.js'
 
-export default class Warm extends BaseCommand<WarmResult> {
+export default class Warm extends JobCommand<WarmResult> {
   static override summary = 'Restore a server that came back empty: copy its keys there from the peers that hold them.'
   static override description = `For each key whose replica chain includes SERVER (pool "replicas" > 1), or, with --from, whose
 chain in a previous pool included it (a server that was replaced, or came back after the pool
@@ -39,28 +39,23 @@ ${EXIT_CODES_HELP}`
     const { resolvePoolStore } = await import('../core/pool/resolve.js')
     const from = flags.from === undefined ? undefined : resolvePoolStore({ pool: flags.from })
     const { runWarm } = await import('../core/jobs/warm.js')
-    const interrupt = interruptOnSignals()
-    const progress = createProgress({ json: this.jsonEnabled(), label: `warm ${args.server}` })
-    try {
-      const result = await runWarm({
-        store,
-        server: args.server,
-        from,
-        threshold,
-        ...knobs,
-        signal: interrupt.signal,
-        onEvent: (e) => {
-          if (e.type === 'peer-unreachable') this.note(`peer ${e.peer} skipped: ${e.message}`)
-          else progress.event(e)
-        },
-      })
-      progress.stop()
-      this.status = result.status
-      if (!this.jsonEnabled()) this.log(renderWarmSummary(result))
-      return result
-    } finally {
-      progress.stop()
-      interrupt.dispose()
-    }
+    return this.runJob({
+      label: `warm ${args.server}`,
+      flags,
+      render: renderWarmSummary,
+      start: ({ signal, onEvent }) =>
+        runWarm({
+          store,
+          server: args.server,
+          from,
+          threshold,
+          ...knobs,
+          signal,
+          onEvent: (e) => {
+            if (e.type === 'peer-unreachable') this.note(`peer ${e.peer} skipped: ${e.message}`)
+            else onEvent(e)
+          },
+        }),
+    })
   }
 }

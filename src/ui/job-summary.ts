@@ -31,6 +31,12 @@ export function renderMirrorPass(p: MirrorPass): string {
   )
 }
 
+/** A line from a mirror that is alive: the pass, how long nothing changed, the lag, the passive's memory. */
+export function renderMirrorHeartbeat(p: MirrorPass, idleMs: number): string {
+  const idle = p.copied + p.deleted + p.failed === 0 ? `no change for ${formatDuration(idleMs / 1000)}` : `${formatCount(p.copied)} copied, ${formatCount(p.deleted)} deleted`
+  return `mirror alive: pass ${formatCount(p.pass)}, ${formatCount(p.listed)} keys on the active, ${idle}, lag ${(p.lagMs / 1000).toFixed(1)} s, passive ${formatBytes(p.passive.usedBytes)} of ${formatBytes(p.passive.limitBytes)}`
+}
+
 export function renderMirrorSummary(r: MirrorResult): string {
   const lines = [`${paint.bold(`mirror ${r.active} → ${r.passive}`)}: ${r.passes} pass(es), ${formatCount(r.copied)} copied, ${formatCount(r.deleted)} deleted, ${formatCount(r.failed)} failed`]
   if (r.last !== undefined) lines.push(renderMirrorPass(r.last))

@@ -27,12 +27,12 @@ export function renderPlan(p: ChangePlan, rate: number): string[] {
   const lines: string[] = []
   lines.push(describeScope(p.scope, p.fraction))
   lines.push(
-    `${formatCount(p.keysToMove)} of ${formatCount(p.keysListed)} keys listed change owner (${formatPercent(p.fraction)}; placement alone estimates ${formatPercent(p.estimatedFraction)}), ${formatBytes(p.bytesToMove)}`,
+    `${formatCount(p.keysToMove)} of ${formatCount(p.keysListed)} keys listed change owner (${formatPercent(p.fraction)}; placement alone estimates ${formatPercent(p.estimatedFraction)}), ${formatBytes(p.bytesToMove)} of items (item bytes: key, value and memcached's header, as the dumps list them)`,
   )
   if (p.pairs.length > 0) {
     lines.push(
       renderTable(
-        ['FROM', 'TO', 'KEYS', 'BYTES'],
+        ['FROM', 'TO', 'KEYS', 'ITEM BYTES'],
         p.pairs.map((x) => [x.from, x.to, formatCount(x.keys), formatBytes(x.bytes)]),
         new Set([2, 3]),
       ),
@@ -40,7 +40,7 @@ export function renderPlan(p: ChangePlan, rate: number): string[] {
   }
   lines.push(
     renderTable(
-      ['DESTINATION', 'KEYS', 'BYTES', 'FREE', 'ITEM MAX', 'LARGEST', 'FITS'],
+      ['DESTINATION', 'KEYS', 'ITEM BYTES', 'FREE', 'ITEM MAX', 'LARGEST', 'FITS'],
       p.destinations.map((d) => [
         d.address,
         formatCount(d.keys),

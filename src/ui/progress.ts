@@ -3,6 +3,7 @@ import type { EngineEvent } from '../core/engine/engine.js'
 import { formatBytes, formatCount } from './format.js'
 import type { ChangePlan } from '../core/handoff/index.js'
 import { describeScope } from './plan-summary.js'
+import { logLine } from './log.js'
 
 /**
  * Draws engine events on stderr: a cli-progress multibar on a terminal (overall + one bar per
@@ -13,11 +14,16 @@ export interface ProgressView {
   stop(): void
 }
 
-export function createProgress(opts: { json: boolean; label: string }): ProgressView {
+/** --verbose: a progress line every second off a terminal (every 3 s otherwise). */
+export function createProgress(opts: { json: boolean; label: string; verbose?: boolean }): ProgressView {
   const tty = process.stderr.isTTY === true && process.env.TERM !== 'dumb'
-  if (opts.json && !tty) return plainProgress(opts.label, true)
-  return tty && !opts.json ? barProgress(opts.label) : plainProgress(opts.label, opts.json)
+  const every = opts.verbose === true ? 1000 : 3000
+  if (opts.json && !tty) return plainProgress(opts.label, true, every)
+  return tty && !opts.json ? barProgress(opts.label) : plainProgress(opts.label, opts.json, every)
 }
+
+/** --quiet: nothing drawn. */
+export const silentProgress: ProgressView = { event() {}, stop() {} }
 
 function describe(e: EngineEvent | { type: string; [k: string]: unknown }): string | undefined {
   switch (e.type) {
@@ -60,23 +66,23 @@ function describe(e: EngineEvent | { type: string; [k: string]: unknown }): stri
   }
 }
 
-function plainProgress(label: string, quiet: boolean): ProgressView {
+function plainProgress(label: string, quiet: boolean, everyMs: number): ProgressView {
   let last = 0
   return {
     event(e) {
       if (e.type === 'progress') {
         const p = e as Extract<EngineEvent, { type: 'progress' }>
-        if (Date.now() - last < 3000) return
+        if (Date.now() - last < everyMs) return
         last = Date.now()
         const t = p.tally
-        process.stderr.write(
-          `${label}: ${formatCount(t.processed)}/${formatCount(p.toMove)} keys, ${formatCount(t.moved)} moved, ${formatCount(t.inPlace)} in place, ${formatCount(t.failed)} failed, ${formatCount(p.keysPerSecond)} keys/s${p.rateFactor < 1 ? ` (guard: rate x${p.rateFactor})` : ''}\n`,
+        logLine(
+          `${label}: ${formatCount(t.processed)}/${formatCount(p.toMove)} keys, ${formatCount(t.moved)} moved, ${formatCount(t.inPlace)} in place, ${formatCount(t.failed)} failed, ${formatCount(p.keysPerSecond)} keys/s${p.rateFactor < 1 ? ` (guard: rate x${p.rateFactor})` : ''}`,
         )
         return
       }
       if (quiet && e.type !== 'guard') return
       const line = describe(e)
-      if (line !== undefined) process.stderr.write(`${label}: ${line}\n`)
+      if (line !== undefined) logLine(`${label}: ${line}`)
     },
     stop() {},
   }

@@ -1,6 +1,6 @@
 import type { AbortResult, RebalanceResult } from '../core/jobs/rebalance.js'
-import { renderDestinations } from './drain-summary.js'
-import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
+import { renderAccount, renderDestinations, renderThisRun } from './drain-summary.js'
+import { formatCount, formatPercent } from './format.js'
 import { paint, renderTable } from './style.js'
 import { renderPlan } from './plan-summary.js'
 
@@ -24,16 +24,16 @@ export function renderRebalanceSummary(r: RebalanceResult, rate: number): string
       ? paint.ok('done — the pool file is the new pool')
       : paint.warn('partial — the rebalance record stays; run the same command to resume')
   lines.push(`${paint.bold('rebalance')} ${change} (${r.handoff} hand-off): ${verdict}`)
-  const skipped = Object.entries(r.skipped).filter(([, v]) => v > 0)
-  lines.push(
-    `transitioned ${formatPercent(r.ratio)} (threshold ${formatPercent(r.threshold)}): ${formatCount(r.moved)} moved, ${formatCount(r.inPlace)} already in place, ` +
-      `${formatCount(r.conflicts)} conflicts, ${formatCount(r.failed)} failed` +
-      (skipped.length > 0 ? `, skipped ${skipped.map(([k, v]) => `${formatCount(v)} ${k}`).join(', ')}` : ''),
-  )
+  const sum = (k: 'keysAtStart' | 'moved' | 'inPlace'): number => r.sources.reduce((n, x) => n + x[k], 0)
+  lines.push(`transitioned ${formatPercent(r.ratio)} (threshold ${formatPercent(r.threshold)}), since the rebalance started${r.resumed ? ' (resumed)' : ''}, over every source:`)
+  const skipped: Record<string, number> = {}
+  for (const x of r.sources) for (const [k, v] of Object.entries(x.skipped)) skipped[k] = (skipped[k] ?? 0) + (v ?? 0)
+  lines.push(`  ${renderAccount({ keysAtStart: sum('keysAtStart'), moved: sum('moved'), inPlace: sum('inPlace'), skipped, failed: r.failed })}`)
+  if (r.conflicts > 0) lines.push(`  ${formatCount(r.conflicts)} conflicts (a newer value was already at the destination: kept)`)
   if (r.handoff === 'copy' && r.switched) {
     lines.push(`after the switch: ${formatCount(r.caughtUp)} re-copied, ${formatCount(r.invalidated)} invalidated, ${formatCount(r.staleCopiesDeleted)} stale copies deleted from staying servers`)
   }
-  lines.push(`${formatBytes(r.bytes)} in ${formatDuration(r.durationSeconds)} (${formatCount(r.keysPerSecond)} keys/s)`)
+  lines.push(renderThisRun(r))
   lines.push(
     renderTable(
       ['SOURCE', 'KEYS', 'MOVED', 'IN PLACE', 'FAILED', 'RATIO', 'STATE'],

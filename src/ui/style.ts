@@ -1,10 +1,18 @@
 import chalk, { Chalk } from 'chalk'
 
 /**
- * The only place colors are decided. chalk honours NO_COLOR/FORCE_COLOR itself; stderr output
- * gets colors only on a terminal.
+ * The only place colors are decided. chalk reads FORCE_COLOR and --no-color but not NO_COLOR
+ * (https://no-color.org: present and not empty means no color), so that is done here; stderr
+ * output gets colors only on a terminal. `useColor(false)` is --no-color.
  */
+if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') chalk.level = 0
 const stderrChalk = new Chalk({ level: process.stderr.isTTY && process.env.TERM !== 'dumb' ? chalk.level : 0 })
+
+export function useColor(enabled: boolean): void {
+  if (enabled) return
+  chalk.level = 0
+  stderrChalk.level = 0
+}
 
 export const paint = {
   ok: (s: string): string => chalk.green(s),

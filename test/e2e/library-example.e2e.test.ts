@@ -57,4 +57,8 @@ test('examples/library.ts against a demo pool, before and while a server is deac
   assert.equal(status.code, 0, status.stderr)
   const row = (status.json.result.servers as { address: string; movedByClients?: number }[]).find((s) => s.address === drained)!
   assert.equal(row.movedByClients, onDrained)
+  // As README shows it: the marked server's line under the table.
+  const human = await runCli(['status', '--pool', poolFile])
+  assert.equal(human.code, 0, human.stderr)
+  assert.match(human.stdout, new RegExp(`^${drained.replaceAll('.', '\\.')}: .*0 of 0 live keys transitioned, ${onDrained} moved by clients`, 'm'))
 })

@@ -10,7 +10,7 @@ export type PoolDocument = Record<string, unknown>
 export interface ShowResult {
   location: string
   revision: string
-  /** The job lock's holder (etcd pools), when a job holds it. */
+  /** The job lock's holder (the lock file beside a pool file, or etcd's), when a job holds it. */
   lock?: LockInfo | undefined
   /** The drain or rebalance in progress, from the pool record. */
   change?: ChangeInProgress | undefined
@@ -51,7 +51,7 @@ ${EXIT_CODES_HELP}`
     })
     this.log(renderTable(['SERVER', 'NAME', 'WEIGHT', 'STATE', 'TRANSITION'], rows, new Set([2])))
     if (change !== undefined) this.log(paint.warn(describeChangeInProgress(change)))
-    this.log(lock === undefined ? 'lock: free' : `lock: held by \`${lock.command}\` (pid ${lock.pid} on ${lock.host}, since ${lock.startedAt})`)
+    this.log(lock === undefined ? 'lock: free' : `lock: ${lock.stale === true ? 'stale (its holder is gone; the next job takes it over), was ' : ''}held by \`${lock.command}\` (pid ${lock.pid} on ${lock.host}, since ${lock.startedAt})`)
     return result
   }
 }

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import path from 'node:path'
 import type { Pool } from '../pool/model.js'
 import { FilePoolStore } from '../pool/store.js'
+import { asPool } from '../pool/validate.js'
 import { fanOut, PerKeyOnce, QuorumNotMet, type LinkResult } from './chain-ops.js'
 import { clientClosed, PoolClientError, type ServerReply } from './errors.js'
 import { newCounters, type ErrorContext, type Key, type PoolClientEvents, type PoolClientStats, type ServerStats, type UnavailableEvent } from './events.js'
@@ -128,13 +129,15 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
   }
 
   /**
-   * A client for `pool` (e.g. from parsePoolText). Without `options.poolFile` the topology only
-   * changes through updatePool() and migration counts are kept in memory (stats()).
+   * A client for `pool`: a plain object written like a pool file (`{ hash: 'memjs', servers:
+   * [{ address: '10.0.0.1:11211' }] }`, validated here: a problem throws a MemdrainError naming
+   * the field) or a Pool from parsePoolText. Without `options.poolFile` the topology only changes
+   * through updatePool() and migration counts are kept in memory (stats()).
    */
-  constructor(pool: Pool, options: PoolClientOptions = {}, revision?: string) {
+  constructor(pool: Pool | Record<string, unknown>, options: PoolClientOptions = {}, revision?: string) {
     super()
     this.opts = resolveOptions(options)
-    this.topo = new Topology(pool, revision ?? 'initial', this.opts.migrate)
+    this.topo = new Topology(asPool(pool, 'new PoolClient(pool)'), revision ?? 'initial', this.opts.migrate)
     this.health = new HealthTracker(this.opts.retryAfter * 1000, {
       down: (server, error, retryAt) => {
         this.counters.downEvents++
@@ -302,9 +305,9 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
    * Switches to `pool` now (for applications that get the pool from elsewhere than a file).
    * Operations already running finish on the previous pool.
    */
-  updatePool(pool: Pool): void {
+  updatePool(pool: Pool | Record<string, unknown>): void {
     if (this.closing !== undefined) throw clientClosed()
-    this.switchTo(pool, `manual-${++this.manualRevisions}`, true)
+    this.switchTo(asPool(pool, 'updatePool(pool)'), `manual-${++this.manualRevisions}`, true)
     this.watcher?.setRevision(this.topo.revision)
   }
 

@@ -18,9 +18,23 @@ export class TokenBucket {
     return this.rate * this.factor
   }
 
-  /** Waits until `n` tokens are available, then takes them. A request above the burst is allowed to go into debt. */
-  async take(n: number, signal?: AbortSignal): Promise<void> {
-    if (this.rate <= 0) return
+  /** The last waiter in line: takers wait one after another. */
+  private tail: Promise<void> = Promise.resolve()
+
+  /**
+   * Waits until `n` tokens are available, then takes them. A request above the burst is allowed
+   * to go into debt. Takers queue (first come, first served), so only one of them sleeps at a time:
+   * a rebalance's sources × in-flight batches all waiting with the job's AbortSignal would each
+   * add an abort listener to it (MaxListenersExceededWarning from 3 sources on).
+   */
+  take(n: number, signal?: AbortSignal): Promise<void> {
+    if (this.rate <= 0) return Promise.resolve()
+    const turn = this.tail.then(() => this.takeInTurn(n, signal))
+    this.tail = turn.catch(() => undefined)
+    return turn
+  }
+
+  private async takeInTurn(n: number, signal?: AbortSignal): Promise<void> {
     for (;;) {
       const now = performance.now()
       const rate = this.effectiveRate

@@ -45,10 +45,14 @@ async function readHolder(lockFile: string): Promise<LockHolder | undefined> {
 }
 
 /** Who holds a file lock now: none when there is no lock file, or its holder on this host is gone (stale). */
-export async function fileLockHolder(lockFile: string): Promise<LockHolder | undefined> {
+/**
+ * Who holds the lock file now, if anyone (for `pool show`); `stale` when the holder ran on this
+ * host and its PID is gone (the next job takes the lock over).
+ */
+export async function fileLockHolder(lockFile: string): Promise<(LockHolder & { stale: boolean }) | undefined> {
   const h = await readHolder(lockFile)
-  if (h === undefined || (h.host === hostname() && !pidAlive(h.pid))) return undefined
-  return h
+  if (h === undefined) return undefined
+  return { ...h, stale: h.host === hostname() && !pidAlive(h.pid) }
 }
 
 /**

@@ -51,10 +51,12 @@ export interface LockInfo {
   pid: number
   host: string
   startedAt: string
+  /** A file lock whose holder (on this host) is gone: the next job takes it over. */
+  stale?: boolean
 }
 
 function lockInfo(h: LockInfo): LockInfo {
-  return { command: h.command, pid: h.pid, host: h.host, startedAt: h.startedAt }
+  return { command: h.command, pid: h.pid, host: h.host, startedAt: h.startedAt, ...(h.stale === true ? { stale: true } : {}) }
 }
 
 export function revisionOf(text: string): string {

@@ -21,6 +21,20 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
+/** A Pool as validatePool returns it (servers carry their parsed host and port, and every default). */
+function isValidatedPool(v: unknown): v is Pool {
+  if (!isObject(v) || typeof v.replicas !== 'number' || typeof v.clients !== 'string' || !Array.isArray(v.servers)) return false
+  return v.servers.every((s) => isObject(s) && typeof s.host === 'string' && typeof s.port === 'number' && typeof s.weight === 'number' && typeof s.state === 'string')
+}
+
+/**
+ * A pool from a library caller: a validated Pool as it is, anything else (a plain object written
+ * like a pool file: `{ hash, servers: [{ address }] }`) validated, with the defaults filled in.
+ */
+export function asPool(input: Pool | Record<string, unknown>, source: string): Pool {
+  return isValidatedPool(input) ? input : validatePool(input, source)
+}
+
 /** Parse and validate a pool document (the JSON text of a pool file or an etcd value). */
 export function parsePoolText(text: string, source: string): Pool {
   let doc: unknown
