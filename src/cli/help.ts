@@ -2,7 +2,7 @@ import { stripVTControlCharacters } from 'node:util'
 import { CommandHelp, Help, type Command } from '@oclif/core'
 import { EXIT_CODES } from './exit-codes.js'
 
-/** The environment variables memdrain reads, for the root help (keep in step with src/core). */
+/** The environment variables memdrain reads, and those it gives the switch command, for the root help (keep in step with src/core). */
 export const ENVIRONMENT: ReadonlyArray<readonly [string, string]> = [
   ['MEMDRAIN_POOL', 'The pool, as for --pool (default ./memdrain.json).'],
   ['MEMDRAIN_AUTH_FILE', 'memcached ASCII auth (-Y): a file whose first line is user:password.'],
@@ -20,6 +20,13 @@ export const ENVIRONMENT: ReadonlyArray<readonly [string, string]> = [
   ['MEMDRAIN_ETCD_KEY', 'PEM file: the etcd client certificate\'s key.'],
   ['MEMDRAIN_ETCD_TLS=1', 'etcd over TLS, verified with the system CAs.'],
   ['NO_COLOR=1', 'No colors (same as --no-color).'],
+  ['MEMDRAIN_SOURCE', 'Given to --switch-command: the servers keys were copied from.'],
+  ['MEMDRAIN_REMOVED', 'Given to --switch-command: the servers leaving the pool.'],
+  ['MEMDRAIN_DESTINATIONS', 'Given to --switch-command: the new pool\'s active servers.'],
+  ['MEMDRAIN_NEW_POOL', 'Given to --switch-command: a pool file of the new pool.'],
+  ['MEMDRAIN_NEW_SERVERS', 'Given to --switch-command: host:port[=weight],… of the new pool.'],
+  ['MEMDRAIN_NEW_CONFIG', 'Given to --switch-command: the imported config, rewritten.'],
+  ['MEMDRAIN_CONFIG_FORMAT', 'Given to --switch-command: twemproxy or mcrouter.'],
 ]
 
 const HEADER = /^[A-Z][A-Z -]+$/

@@ -15,8 +15,8 @@ export const switchFlags = {
     description: `Copy hand-off: shell command that switches the applications to the new server list (must exit 0). Its environment: MEMDRAIN_NEW_POOL (a pool file of the new pool), MEMDRAIN_NEW_SERVERS (host:port[=weight],…), MEMDRAIN_NEW_CONFIG and MEMDRAIN_CONFIG_FORMAT (the twemproxy/mcrouter config for the new pool, when the pool was made by \`pool import\`), MEMDRAIN_SOURCE (servers copied from), MEMDRAIN_REMOVED (servers leaving; may be empty), MEMDRAIN_DESTINATIONS (servers copied to). Files last while the command runs.`,
     helpGroup: 'COPY HAND-OFF',
   }),
-  'wait-for-switch': Flags.boolean({ description: 'Copy hand-off: wait until the get rate of the server(s) leaving stays under --switch-floor.', helpGroup: 'COPY HAND-OFF' }),
-  'switch-floor': Flags.integer({ description: 'Gets per second under which a server counts as no longer read.', default: 1, min: 0, helpGroup: 'COPY HAND-OFF' }),
+  'wait-for-switch': Flags.boolean({ description: 'Copy hand-off: wait until the servers leaving are no longer read (see --switch-floor).', helpGroup: 'COPY HAND-OFF' }),
+  'switch-floor': Flags.integer({ description: 'Gets/s under which a server counts as no longer read.', default: 1, min: 0, helpGroup: 'COPY HAND-OFF' }),
   'switch-timeout': Flags.integer({ description: 'Seconds to wait for the switch.', default: 3600, min: 1, helpGroup: 'COPY HAND-OFF' }),
 }
 
