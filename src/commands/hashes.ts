@@ -1,6 +1,7 @@
 import { BaseCommand, EXIT_CODES_HELP } from '../cli/base-command.js'
 import { HASH_INFO, HASH_NAMES, type HashName } from '../core/placement/registry.js'
 import { renderTable } from '../ui/style.js'
+import { MAX_WEIGHT, weightLimit } from '../core/placement/weight-limits.js'
 
 export interface HashesResult {
   name: HashName
@@ -9,6 +10,9 @@ export interface HashesResult {
   algorithm: string
   weights: boolean
   usesNames: boolean
+  /** Largest weight of one server, and of all servers together where the strategy has such a limit. */
+  maxWeight: number
+  maxTotalWeight?: number
 }
 
 export default class Hashes extends BaseCommand<HashesResult[]> {
@@ -21,14 +25,18 @@ ${EXIT_CODES_HELP}`
 
   async run(): Promise<HashesResult[]> {
     await this.parse(Hashes)
-    const result = HASH_NAMES.map((name) => ({ name, ...HASH_INFO[name] }))
+    const result: HashesResult[] = HASH_NAMES.map((name) => {
+      const limit = weightLimit(name)
+      return { name, ...HASH_INFO[name], maxWeight: limit.perServer, ...(limit.total === undefined ? {} : { maxTotalWeight: limit.total }) }
+    })
     if (!this.jsonEnabled()) {
       this.log(
         renderTable(
           ['HASH', 'CLIENT', 'CONFIGURATION', 'WEIGHTS'],
-          result.map((h) => [h.name, h.client, h.configuration, h.weights ? 'yes' : 'no']),
+          result.map((h) => [h.name, h.client, h.configuration, h.weights ? (h.maxTotalWeight === undefined ? 'yes' : `yes, Σ ≤ ${h.maxTotalWeight.toLocaleString('en-US')}`) : 'no']),
         ),
       )
+      this.log(`Every weight is at most ${MAX_WEIGHT.toLocaleString('en-US')} (the C clients keep it in an int); only the ratios of the weights matter.`)
     }
     return result
   }

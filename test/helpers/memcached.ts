@@ -37,6 +37,8 @@ export interface StartOptions {
    * unauthenticated" counts as ready anyway.
    */
   readyWhenListening?: boolean
+  /** -l: the addresses to listen on (default 127.0.0.1); e.g. '127.0.0.1,::1' for IPv4 and IPv6 loopback. */
+  listen?: string
 }
 
 export interface MemcachedServer {
@@ -120,7 +122,7 @@ function findMemcached(): string {
 export const freePort = freeLoopbackPort
 
 function argsFor(port: number, opts: StartOptions): string[] {
-  const args = ['-u', 'root', '-l', HOST, '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64), '-t', String(opts.threads ?? 2)]
+  const args = ['-u', 'root', '-l', opts.listen ?? HOST, '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64), '-t', String(opts.threads ?? 2)]
   if (opts.itemSizeMax !== undefined) args.push('-I', opts.itemSizeMax)
   if (opts.disableDumps === true) args.push('-X')
   if (opts.noLruCrawler === true) args.push('-o', 'no_lru_crawler')

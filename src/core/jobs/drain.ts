@@ -11,6 +11,7 @@ import { sourceJobSettings, type HandoffJobOptions } from '../handoff/job-option
 import type { RouteFn } from '../engine/transfer.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { sumStoreMigrations } from '../client/migration.js'
+import { poolSpellings, refuseSameServers } from '../inspect/server-identity.js'
 
 export interface DrainOptions extends HandoffJobOptions {
   /** Address (or twemproxy name) of the server to drain. */
@@ -148,6 +149,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   const emit = opts.onEvent ?? (() => undefined)
   let snap = await opts.store.load()
   const server = checkDrainable(snap.pool, opts.server, opts.store.location)
+  await refuseSameServers(poolSpellings(snap.pool, opts.store.location))
   const resumed = server.state === 'deactivating'
   const handoff = opts.handoff ?? server.transition?.handoff ?? (snap.pool.clients === 'pool-aware' ? 'move' : 'copy')
   if (resumed && server.transition?.handoff === 'copy' && handoff === 'move') {

@@ -16,6 +16,7 @@ import { deleteCopies } from '../handoff/stale-copies.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
 import type { RouteFn } from '../engine/transfer.js'
+import { poolSpellings, refuseSameServers } from '../inspect/server-identity.js'
 
 /**
  * rebalance: every server of the previous pool is a source; each key whose owner (chain) under
@@ -171,6 +172,8 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
   const emit = opts.onEvent ?? (() => undefined)
   let snap = await opts.store.load()
   const first = resolveTarget(snap.pool, opts.edits, opts.store.location)
+  // The new pool lists the current servers too (those leaving as deactivating): an added server that is one of them is caught here.
+  await refuseSameServers([...poolSpellings(first.previous, opts.store.location), ...poolSpellings(first.next, 'the new pool')])
   const handoff = opts.handoff ?? first.record?.handoff ?? (first.next.clients === 'pool-aware' ? 'move' : 'copy')
   if (first.record !== undefined && first.record.handoff !== handoff) {
     throw refuse(`the rebalance in progress uses the ${first.record.handoff} hand-off: resume it with that one`, [`Run again with --handoff ${first.record.handoff} (or without --handoff).`], 'HANDOFF_CHANGED', ExitCode.usage)

@@ -1,7 +1,8 @@
 import { MemdrainError, ExitCode } from '../errors.js'
 import { HASH_NAMES, isHashName, type HashName } from '../placement/registry.js'
 import { parseAddress } from '../protocol/address.js'
-import { CLIENT_KINDS, SERVER_STATES, type ClientKind, type Pool, type PoolServer, type RebalanceRecord, type RebalanceSourceRecord, type ServerState, type TransitionRecord } from './model.js'
+import { weightLimit } from '../placement/weight-limits.js'
+import { addressKey, CLIENT_KINDS, SERVER_STATES, type ClientKind, type Pool, type PoolServer, type RebalanceRecord, type RebalanceSourceRecord, type ServerState, type TransitionRecord } from './model.js'
 
 const TOP_FIELDS = new Set(['hash', 'replicas', 'clients', 'servers', 'rebalance'])
 const SERVER_FIELDS = new Set(['address', 'weight', 'name', 'state', 'transition'])
@@ -20,11 +21,17 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
+/** A value as the user wrote it, for messages: JSON.stringify would show NaN, Infinity or undefined as null. */
+export function shown(value: unknown): string {
+  return typeof value === 'number' || value === undefined ? String(value) : JSON.stringify(value)
+}
+
 /** Parse and validate a pool document (the JSON text of a pool file or an etcd value). */
 export function parsePoolText(text: string, source: string): Pool {
   let doc: unknown
   try {
-    doc = JSON.parse(text)
+    // A UTF-8 byte order mark (Windows editors write one) is not JSON, and invisible in a message: skip it.
+    doc = JSON.parse(text.startsWith('\uFEFF') ? text.slice(1) : text)
   } catch (err) {
     throw poolError(source, '(document)', `is not valid JSON (${(err as Error).message})`, [
       `Check ${source} with \`node -e 'JSON.parse(require("fs").readFileSync("${source}","utf8"))'\` or rewrite it from README's example.`,
@@ -59,11 +66,42 @@ export function validatePool(doc: unknown, source: string): Pool {
     }
     servers.push(server)
   })
+  checkNames(servers, source)
+  checkWeights(servers, hash, source)
   const active = servers.filter((s) => s.state === 'active').length
   if (active === 0) throw poolError(source, 'servers', 'no server is "active": at least one must own keys')
   const replicas = validateReplicas(doc.replicas, source, active)
   if (doc.rebalance === undefined) return { hash, replicas, clients, servers }
   return { hash, replicas, clients, servers, rebalance: validateRebalance(doc.rebalance, source) }
+}
+
+/**
+ * A command argument names a server by address or by name: a name that is (or reads as) another
+ * server's address would make `purge 127.0.0.1:B` flush the server named so. A server may be
+ * named by its own address (twemproxy's default name).
+ */
+function checkNames(servers: readonly PoolServer[], source: string): void {
+  servers.forEach((s, i) => {
+    if (s.name === undefined) return
+    const key = addressKey(s.name)
+    const j = servers.findIndex((o, k) => k !== i && (o.address === s.name || (key !== undefined && addressKey(o.address) === key)))
+    if (j >= 0) {
+      throw poolError(source, `servers[${i}].name`, `"${s.name}" is the address of servers[${j}] (servers[${j}].address "${servers[j]!.address}"): a command naming either would be ambiguous`, [
+        `Rename servers[${i}] (a name that is no address), or fix servers[${j}].address.`,
+      ])
+    }
+  })
+}
+
+/** Weights every strategy can place in milliseconds (see placement/weight-limits.ts). */
+function checkWeights(servers: readonly PoolServer[], hash: HashName, source: string): void {
+  const limit = weightLimit(hash)
+  const i = servers.findIndex((s) => s.weight > limit.perServer)
+  if (i >= 0) throw poolError(source, `servers[${i}].weight`, `${servers[i]!.weight} is larger than ${limit.perServer}, the largest weight ${hash} takes`, [`Scale the weights down (only their ratios matter); see \`memdrain hashes\` for each strategy's limit.`])
+  const total = servers.reduce((sum, s) => sum + s.weight, 0)
+  if (limit.total !== undefined && total > limit.total) {
+    throw poolError(source, 'servers', `the weights add up to ${total}; ${hash} takes at most ${limit.total} in all`, [`Scale the weights down (only their ratios matter); see \`memdrain hashes\` for each strategy's limit.`])
+  }
 }
 
 const REBALANCE_COUNTS = ['keysAtStart', 'moved', 'inPlace', 'failed', 'conflicts', 'passes'] as const
@@ -130,7 +168,7 @@ function validateClients(value: unknown, source: string): ClientKind {
 function validateReplicas(value: unknown, source: string, active: number): number {
   if (value === undefined) return 1
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw poolError(source, 'replicas', `must be a whole number ≥ 1, got ${JSON.stringify(value)}`)
+    throw poolError(source, 'replicas', `must be a whole number ≥ 1, got ${shown(value)}`)
   }
   if (value > active) {
     throw poolError(source, 'replicas', `is ${value} but only ${active} server(s) are active: a key cannot have more copies than servers`)
@@ -147,6 +185,10 @@ function validateServer(raw: unknown, source: string, field: string, needsName: 
   if (typeof obj.address !== 'string' || obj.address.trim() === '') {
     throw poolError(source, `${field}.address`, 'is required, as "host:port"')
   }
+  if (obj.address !== obj.address.trim()) {
+    // Placement hashes the spelling: "10.0.0.1:11211 " is not what the application's client hashes.
+    throw poolError(source, `${field}.address`, `${JSON.stringify(obj.address)} has whitespace around it`, [`Write it as ${JSON.stringify(obj.address.trim())}.`])
+  }
   let host: string
   let port: number
   try {
@@ -156,7 +198,7 @@ function validateServer(raw: unknown, source: string, field: string, needsName: 
   }
   const weight = obj.weight ?? 1
   if (typeof weight !== 'number' || !Number.isInteger(weight) || weight <= 0) {
-    throw poolError(source, `${field}.weight`, `must be a whole number > 0, got ${JSON.stringify(obj.weight)}`)
+    throw poolError(source, `${field}.weight`, `must be a whole number > 0, got ${shown(obj.weight)}`)
   }
   let name: string | undefined
   if (obj.name !== undefined) {
@@ -171,7 +213,7 @@ function validateServer(raw: unknown, source: string, field: string, needsName: 
   }
   const state = obj.state ?? 'active'
   if (typeof state !== 'string' || !(SERVER_STATES as readonly string[]).includes(state)) {
-    throw poolError(source, `${field}.state`, `must be one of ${SERVER_STATES.map((s) => `"${s}"`).join(', ')}, got ${JSON.stringify(obj.state)}`)
+    throw poolError(source, `${field}.state`, `must be one of ${SERVER_STATES.map((s) => `"${s}"`).join(', ')}, got ${shown(obj.state)}`)
   }
   const transition = obj.transition === undefined ? undefined : validateTransition(obj.transition, source, `${field}.transition`)
   return { address: obj.address, host, port, weight, name, state: state as ServerState, transition }
