@@ -118,6 +118,18 @@ function findMemcached(): string {
   return path
 }
 
+/**
+ * Whether this machine has the IPv6 loopback (::1 on lo): tests of IPv6 spellings start
+ * memcached with `listen: '127.0.0.1,::1'` and skip, saying why, without it.
+ */
+export function hasIPv6Loopback(): boolean {
+  try {
+    return readFileSync('/proc/net/if_inet6', 'utf8').split('\n').some((l) => l.startsWith('00000000000000000000000000000001 '))
+  } catch {
+    return false
+  }
+}
+
 /** A TCP port that was free a moment ago (bind 127.0.0.1:0, read it, close). */
 export const freePort = freeLoopbackPort
 

@@ -36,13 +36,18 @@ function unsafe(dir: string, why: string): MemdrainError {
  * made (callers name their own failure), STATE_DIR_UNSAFE when it is not private.
  */
 export function privateDir(dir: string): string {
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+  } catch (err) {
+    // Something else is at that name (a file, a link to one): the checks below name it.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+  }
   const st = lstatSync(dir)
   if (st.isSymbolicLink()) throw unsafe(dir, 'is a symbolic link')
   if (!st.isDirectory()) throw unsafe(dir, 'is not a directory')
   const uid = process.getuid?.()
   if (uid !== undefined && st.uid !== uid) throw unsafe(dir, `belongs to uid ${st.uid}, not to this user (uid ${uid})`)
-  if ((st.mode & 0o022) !== 0) throw unsafe(dir, `can be written by ${(st.mode & 0o002) !== 0 ? 'every user' : 'its group'} (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`)
+  if ((st.mode & 0o022) !== 0) throw unsafe(dir, `can be written by ${(st.mode & 0o002) !== 0 ? 'every user' : 'its group'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`)
   return dir
 }
 
