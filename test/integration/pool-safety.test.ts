@@ -17,7 +17,7 @@ import { weightLimit } from '../../src/core/placement/weight-limits.js'
 import { parseBandwidth, parseSize } from '../../src/cli/job-flags.js'
 import { isMemdrainError } from '../../src/core/errors.js'
 import { hasIPv6Loopback, startMemcached, type MemcachedServer } from '../helpers/memcached.js'
-import { REPO_ROOT } from '../helpers/cli.js'
+import { REPO_ROOT, runCli } from '../helpers/cli.js'
 
 /** Issue 13: memdrain never acts on a server the operator did not name, nor through a file it did not mean. */
 
@@ -74,6 +74,18 @@ describe('server identity: a server is what answers, not how it is spelled', () 
 
   it('an unreachable spelling is skipped (the job names it), not taken for a duplicate', async () => {
     assert.deepEqual(await pairOf(a.address, '127.0.0.1:1'), [])
+  })
+
+  it('status warns about one server listed twice (pool file or --servers), and --strict refuses', async () => {
+    const twice = `${a.address},localhost:${a.port},${b.address}`
+    const r = await runCli(['status', '--servers', twice, '--hash', 'php-memcached-libketama', '--json'])
+    assert.equal(r.code, 0, r.stdout)
+    assert.ok(r.json.warnings.some((w: string) => new RegExp(`127\\.0\\.0\\.1:${a.port} \\(servers\\[0\\] of --servers\\) and localhost:${a.port} \\(servers\\[1\\] of --servers\\) are the same memcached`).test(w)), JSON.stringify(r.json.warnings))
+    const strict = await runCli(['status', '--servers', twice, '--hash', 'php-memcached-libketama', '--json', '--strict'])
+    assert.equal(strict.code, 3)
+    assert.equal(strict.json.error.code, 'POOL_UNHEALTHY')
+    const clean = await runCli(['status', '--servers', `${a.address},${b.address}`, '--hash', 'php-memcached-libketama', '--json'])
+    assert.deepEqual(clean.json.warnings, [])
   })
 })
 
@@ -141,6 +153,28 @@ describe('the pool file stays the file the applications read', () => {
     assert.ok(lstatSync(link).isSymbolicLink(), 'the link is still a link')
     assert.equal(parsePoolText(readFileSync(target, 'utf8'), target).servers[1]!.state, 'removed', 'the target the applications read has the change')
     assert.ok(!existsSync(`${target}.lock`), 'released')
+  })
+
+  it('drain through a symlinked pool file: the target records it, the link stays a link', async () => {
+    const [x, y] = await Promise.all([startMemcached(), startMemcached()])
+    try {
+      await fill(x.address, 'sym:', 300)
+      const real = path.join(dir, 'deploy')
+      mkdirSync(real)
+      const target = path.join(real, 'pool.json')
+      writeFileSync(target, JSON.stringify({ hash: 'php-memcached-libketama', clients: 'pool-aware', servers: [x.address, y.address] }))
+      const link = path.join(dir, 'current-pool.json')
+      symlinkSync(target, link)
+      const r = await runCli(['drain', x.address, '--pool', link, '--yes', '--json', '--client-grace', '0', '--rate', '0', '--spool-dir', path.join(dir, 'spool')])
+      assert.equal(r.code, 0, r.stdout + r.stderr)
+      assert.ok(lstatSync(link).isSymbolicLink(), 'the link is still a link')
+      const pool = parsePoolText(readFileSync(target, 'utf8'), target)
+      assert.equal(pool.servers[0]!.state, 'removed', 'the file the applications read says so')
+      assert.equal(await itemCount(y.address), 300, 'every key moved to the server that stays')
+      assert.ok(!existsSync(`${target}.lock`) && !existsSync(`${link}.lock`))
+    } finally {
+      await Promise.all([x.kill(), y.kill()])
+    }
   })
 
   it('two processes taking over one stale lock at the same instant: never both, 30 rounds', { timeout: 180_000 }, async () => {
@@ -270,6 +304,18 @@ describe('bounded inputs', () => {
     assert.throws(() => validatePool({ hash: 'memjs', servers: [{ address: '127.0.0.1:1', weight: 'abc' }] }, 'p'), /weight: must be a whole number > 0, got "abc"/)
   })
 })
+
+async function fill(address: string, prefix: string, n: number): Promise<void> {
+  const { MetaConnection, MetaPayload, parseAddress } = await import('../../src/core/protocol/index.js')
+  const conn = await MetaConnection.connect(parseAddress(address))
+  try {
+    const p = new MetaPayload()
+    for (let i = 0; i < n; i++) p.command('ms', Buffer.from(`${prefix}${i}`)).size(4).flag('T', 0).flags('q').end(Buffer.from('vvvv'))
+    await conn.batch(p.noop().take(), () => undefined)
+  } finally {
+    await conn.close()
+  }
+}
 
 async function itemCount(address: string): Promise<number> {
   const { MetaConnection, parseAddress } = await import('../../src/core/protocol/index.js')

@@ -9,10 +9,10 @@ import type { HashName } from './registry.js'
  * - Rings that scale points by weight / total weight (libmemcached and twemproxy ketama,
  *   node-memcached hashring) cost the same at any weight: no other limit.
  * - Bucket lists (pecl memcache standard, twemproxy modula) hold one slot per unit of weight:
- *   Σ weight ≤ 1,000,000 (about 25 ms to build here). pecl standard takes the bucket from 15
+ *   Σ weight ≤ 1,000,000 (25–140 ms to build here). pecl standard takes the bucket from 15
  *   bits of the hash, so slots past 32,767 are never used by the real client either.
  * - pecl memcache consistent puts 160 × weight points on its ring: Σ weight ≤ 1,000
- *   (160,000 points, about 150 ms to build here).
+ *   (160,000 points, 150–480 ms to build here on a shared machine).
  *
  * Measured with `node --import tsx scripts/weight-limits.ts` (see README, "Weights").
  */
