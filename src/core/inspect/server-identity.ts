@@ -71,20 +71,24 @@ async function probe(address: string): Promise<Probe | undefined> {
 /**
  * Among probes with the same fingerprint, which are the same server: each writes a key of its
  * own (60 s TTL, deleted right after), and a probe that reads another's key shares its items.
+ * Where the key cannot be written or read back (a full server started with -M, a timeout), the
+ * equal pid and start time decide: a refusal the operator can look into beats a flushed server.
  */
 async function confirm(group: Probe[]): Promise<[Probe, Probe][]> {
   const token = randomBytes(8).toString('hex')
   const keyOf = (i: number): string => `memdrain:identity:${token}:${i}`
-  const written: number[] = []
+  const written = new Set<number>()
   const pairs: [Probe, Probe][] = []
   try {
     for (const [i, p] of group.entries()) {
-      if ((await p.conn.simple(`ms ${keyOf(i)} 2 T60\r\nid`)) === 'HD') written.push(i)
+      if ((await p.conn.simple(`ms ${keyOf(i)} 2 T60\r\nid`).catch(() => undefined)) === 'HD') written.add(i)
     }
-    for (const i of written) {
+    for (const [i, p] of group.entries()) {
       for (const [j, q] of group.entries()) {
         if (j <= i) continue
-        if ((await q.conn.simple(`mg ${keyOf(i)}`)) === 'HD') pairs.push([group[i]!, q])
+        // Only a clean miss of p's key through q says they are two servers.
+        const seen = written.has(i) ? await q.conn.simple(`mg ${keyOf(i)}`).catch(() => undefined) : undefined
+        if (seen !== 'EN') pairs.push([p, q])
       }
     }
   } finally {
