@@ -23,8 +23,6 @@ interface Ctx {
   /** A pool file of `servers` in the store's own format; returns its path. */
   pool(name: string, doc: unknown): string
   servers: MemcachedServer[]
-  /** A server listening on 127.0.0.1 and, where the machine has it, ::1. */
-  dual: MemcachedServer
   fakes: FakeServer[]
 }
 
@@ -319,15 +317,21 @@ const CASES: Case[] = [
   // Issue 13: never act on the wrong server.
   {
     name: 'one server as 127.0.0.1 and localhost',
-    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-localhost.json', [{ address: `localhost:${c.servers[0]!.port}` }])],
+    args: async (c) => {
+      const d = await dupServer(c)
+      return ['drain', d.address, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-localhost.json', [{ address: d.address }, { address: `localhost:${d.port}` }])]
+    },
     code: 3,
     errorCode: 'SAME_SERVER',
-    message: /127\.0\.0\.1:\d+ \(servers\[0\] of .*spell-localhost\.json\) and localhost:\d+ \(servers\[3\] of .*\) are the same memcached/,
+    message: /127\.0\.0\.1:\d+ \(servers\[3\] of .*spell-localhost\.json\) and localhost:\d+ \(servers\[4\] of .*\) are the same memcached/,
   },
   {
     name: 'one server as [::1] and [0:0:0:0:0:0:0:1]',
     skip: NO_IPV6,
-    args: (c) => ['drain', `[::1]:${c.dual.port}`, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-v6.json', [{ address: `[::1]:${c.dual.port}` }, { address: `[0:0:0:0:0:0:0:1]:${c.dual.port}` }])],
+    args: async (c) => {
+      const d = await dupServer(c, { listen: '127.0.0.1,::1' })
+      return ['drain', `[::1]:${d.port}`, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-v6.json', [{ address: `[::1]:${d.port}` }, { address: `[0:0:0:0:0:0:0:1]:${d.port}` }])]
+    },
     code: 3,
     errorCode: 'SAME_SERVER',
     message: /\[::1\]:\d+ \(servers\[3\] .*\) and \[0:0:0:0:0:0:0:1\]:\d+ \(servers\[4\] .*\) are the same memcached/,
@@ -335,23 +339,30 @@ const CASES: Case[] = [
   {
     name: 'one server as 127.0.0.1 and [::ffff:127.0.0.1]',
     skip: NO_IPV6,
-    args: (c) => ['drain', c.servers[1]!.address, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-mapped.json', [{ address: `[::ffff:127.0.0.1]:${c.servers[1]!.port}` }])],
+    args: async (c) => {
+      const d = await dupServer(c)
+      return ['drain', d.address, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-mapped.json', [{ address: d.address }, { address: `[::ffff:127.0.0.1]:${d.port}` }])]
+    },
     code: 3,
     errorCode: 'SAME_SERVER',
-    message: SAME_SERVER,
+    message: /127\.0\.0\.1:\d+ \(servers\[3\] .*\) and \[::ffff:127\.0\.0\.1\]:\d+ \(servers\[4\] .*\) are the same memcached/,
   },
   {
     name: 'rebalance --add of a pool server under another spelling',
-    args: (c) => ['rebalance', '--add', `localhost:${c.servers[2]!.port}`, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-add.json', [])],
+    args: async (c) => {
+      const d = await dupServer(c)
+      return ['rebalance', '--add', `localhost:${d.port}`, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-add.json', [{ address: d.address }])]
+    },
     code: 3,
     errorCode: 'SAME_SERVER',
-    message: /127\.0\.0\.1:\d+ \(servers\[2\] of .*spell-add\.json\) and localhost:\d+ \(servers\[3\] of the new pool\) are the same memcached/,
+    message: /127\.0\.0\.1:\d+ \(servers\[3\] of .*spell-add\.json\) and localhost:\d+ \(servers\[4\] of the new pool\) are the same memcached/,
   },
   {
     name: 'rebalance --to a pool listing a server under another spelling',
-    args: (c) => {
-      const to = c.pool('spell-to-new.json', { hash: 'php-memcached-libketama', servers: [{ address: `localhost:${c.servers[0]!.port}` }, { address: c.servers[1]!.address }] })
-      return ['rebalance', '--to', to, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-to.json', [])]
+    args: async (c) => {
+      const d = await dupServer(c)
+      const to = c.pool('spell-to-new.json', { hash: 'php-memcached-libketama', servers: [{ address: `localhost:${d.port}` }, { address: c.servers[1]!.address }] })
+      return ['rebalance', '--to', to, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-to.json', [{ address: d.address }])]
     },
     code: 3,
     errorCode: 'SAME_SERVER',
@@ -360,31 +371,39 @@ const CASES: Case[] = [
   {
     name: 'mirror to a pool member under another spelling',
     args: async (c) => {
-      const active = await extraServer(c, {})
-      await load(active.address, 'mirror-src:', 50)
-      return ['mirror', active.address, `localhost:${c.servers[1]!.port}`, '--delete', '--once', '--yes', '--pool', poolWith(c, 'spell-mirror.json', [])]
+      const [active, d] = await Promise.all([dupServer(c), dupServer(c)])
+      return ['mirror', active.address, `localhost:${d.port}`, '--delete', '--once', '--yes', '--pool', poolWith(c, 'spell-mirror.json', [{ address: d.address }])]
     },
     code: 3,
     errorCode: 'SAME_SERVER',
-    message: /localhost:\d+ \(the passive\) and 127\.0\.0\.1:\d+ \(servers\[1\] of .*\(active\)\) are the same memcached/,
+    message: /localhost:\d+ \(the passive\) and 127\.0\.0\.1:\d+ \(servers\[3\] of .*\(active\)\) are the same memcached/,
   },
   {
     name: 'mirror to the active under another spelling',
-    args: (c) => ['mirror', c.servers[0]!.address, `localhost:${c.servers[0]!.port}`, '--once', '--yes', '--pool', poolWith(c, 'spell-mirror-self.json', [])],
+    args: async (c) => {
+      const d = await dupServer(c)
+      return ['mirror', d.address, `localhost:${d.port}`, '--once', '--yes', '--pool', poolWith(c, 'spell-mirror-self.json', [{ address: d.address }])]
+    },
     code: 3,
     errorCode: 'SAME_SERVER',
     message: /localhost:\d+ \(the passive\) and 127\.0\.0\.1:\d+ \(the active\) are the same memcached/,
   },
   {
     name: 'purge of a removed entry that is an active server',
-    args: (c) => ['purge', `localhost:${c.servers[0]!.port}`, '--force', '--yes', '--pool', poolWith(c, 'spell-purge.json', [{ address: `localhost:${c.servers[0]!.port}`, state: 'removed' }])],
+    args: async (c) => {
+      const d = await dupServer(c)
+      return ['purge', `localhost:${d.port}`, '--force', '--yes', '--pool', poolWith(c, 'spell-purge.json', [{ address: d.address }, { address: `localhost:${d.port}`, state: 'removed' }])]
+    },
     code: 3,
     errorCode: 'SAME_SERVER',
     message: SAME_SERVER,
   },
   {
     name: 'warm a server listed twice',
-    args: (c) => ['warm', c.servers[1]!.address, '--pool', poolWith(c, 'spell-warm.json', [{ address: `localhost:${c.servers[1]!.port}` }], 'php-memcached-libketama', { replicas: 2 })],
+    args: async (c) => {
+      const d = await dupServer(c)
+      return ['warm', c.servers[1]!.address, '--pool', poolWith(c, 'spell-warm.json', [{ address: d.address }, { address: `localhost:${d.port}` }], 'php-memcached-libketama', { replicas: 2 })]
+    },
     code: 3,
     errorCode: 'SAME_SERVER',
     message: SAME_SERVER,
@@ -515,6 +534,16 @@ function writeRaw(c: Ctx, name: string, text: string): string {
 }
 
 const extra: MemcachedServer[] = []
+
+/**
+ * A loaded server of its own, for a case whose identity probe writes (and deletes) a key on the
+ * server listed twice: the cases run concurrently and count the items of the shared servers.
+ */
+async function dupServer(c: Ctx, opts: StartOptions = {}): Promise<MemcachedServer> {
+  const s = await extraServer(c, opts)
+  await load(s.address, 'dup:', KEYS_PER_SERVER)
+  return s
+}
 async function extraServer(_c: Ctx, opts: StartOptions): Promise<MemcachedServer> {
   const s = await startMemcached(opts)
   extra.push(s)
@@ -525,7 +554,6 @@ describe('bad input: every case answers with its exit code and message and chang
   const ctx: Ctx = {
     dir: '',
     servers: [],
-    dual: undefined as unknown as MemcachedServer,
     fakes: [],
     pool: (name, doc) => {
       const file = path.join(ctx.dir, name)
@@ -536,9 +564,6 @@ describe('bad input: every case answers with its exit code and message and chang
   before(async () => {
     ctx.dir = mkdtempSync(path.join(tmpdir(), 'memdrain-bad-input-'))
     ctx.servers = await Promise.all([startMemcached(), startMemcached(), startMemcached()])
-    ctx.dual = await startMemcached({ listen: NO_IPV6 === false ? '127.0.0.1,::1' : '127.0.0.1' })
-    extra.push(ctx.dual)
-    await load(ctx.dual.address, 'dual:', KEYS_PER_SERVER)
     for (const [i, s] of ctx.servers.entries()) await load(s.address, `keep${i}:`, KEYS_PER_SERVER)
   })
   after(async () => {
