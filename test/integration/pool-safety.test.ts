@@ -300,6 +300,7 @@ describe('bounded inputs', () => {
 
   it('a UTF-8 BOM is skipped; values are shown as written', () => {
     assert.equal(parsePoolText('\uFEFF{"hash":"memjs","servers":["127.0.0.1:1"]}', 'bom.json').servers.length, 1)
+    assert.throws(() => parsePoolText('{"hash":"memjs",\n\u00A0"servers":["127.0.0.1:1"]}', 'nbsp.json'), /nbsp\.json: \(document\): is not valid JSON .*; line 2 holds an invisible character, U\+00A0/)
     assert.throws(() => validatePool({ hash: 'memjs', servers: [{ address: '127.0.0.1:1', weight: Number.POSITIVE_INFINITY }] }, 'p'), /weight: must be a whole number > 0, got Infinity/)
     assert.throws(() => validatePool({ hash: 'memjs', servers: [{ address: '127.0.0.1:1', weight: 'abc' }] }, 'p'), /weight: must be a whole number > 0, got "abc"/)
   })

@@ -33,11 +33,20 @@ export function parsePoolText(text: string, source: string): Pool {
     // A UTF-8 byte order mark (Windows editors write one) is not JSON, and invisible in a message: skip it.
     doc = JSON.parse(text.startsWith('\uFEFF') ? text.slice(1) : text)
   } catch (err) {
-    throw poolError(source, '(document)', `is not valid JSON (${(err as Error).message})`, [
+    throw poolError(source, '(document)', `is not valid JSON (${(err as Error).message})${invisibleIn(text)}`, [
       `Check ${source} with \`node -e 'JSON.parse(require("fs").readFileSync("${source}","utf8"))'\` or rewrite it from README's example.`,
     ])
   }
   return validatePool(doc, source)
+}
+
+/** Names the first character a message would not show (a no-break or zero-width space pasted from a web page). */
+function invisibleIn(text: string): string {
+  const m = /[\u00A0\u200B-\u200F\u2028\u2029\u2060\uFEFF]/.exec(text.startsWith('\uFEFF') ? text.slice(1) : text)
+  if (m === null) return ''
+  const before = text.slice(0, m.index + (text.startsWith('\uFEFF') ? 1 : 0))
+  const line = before.split('\n').length
+  return `; line ${line} holds an invisible character, U+${m[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`
 }
 
 export function validatePool(doc: unknown, source: string): Pool {
