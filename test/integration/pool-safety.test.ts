@@ -153,6 +153,13 @@ describe('the pool file stays the file the applications read', () => {
     assert.ok(lstatSync(link).isSymbolicLink(), 'the link is still a link')
     assert.equal(parsePoolText(readFileSync(target, 'utf8'), target).servers[1]!.state, 'removed', 'the target the applications read has the change')
     assert.ok(!existsSync(`${target}.lock`), 'released')
+    // A link planted at the lock's name is refused, never followed or taken over.
+    const victim = path.join(dir, 'lock-victim')
+    writeFileSync(victim, 'precious\n')
+    symlinkSync(victim, `${target}.lock`)
+    await assert.rejects(viaLink.lock('third'), (err: unknown) => isMemdrainError(err) && err.code === 'LOCK_FAILED' && /is a symbolic link/.test(err.message))
+    assert.equal(readFileSync(victim, 'utf8'), 'precious\n')
+    rmSync(`${target}.lock`)
   })
 
   it('drain through a symlinked pool file: the target records it, the link stays a link', async () => {

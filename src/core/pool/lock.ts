@@ -38,7 +38,7 @@ export function pidAlive(pid: number): boolean {
 }
 
 async function readHolder(lockFile: string): Promise<LockHolder | undefined> {
-  return (await readLock(lockFile))?.holder
+  return (await readLock(lockFile).catch(() => undefined))?.holder
 }
 
 /** A lock file as read: its holder (undefined while empty or unreadable), and an id of this very lock. */
@@ -53,7 +53,14 @@ async function readLock(lockFile: string): Promise<SeenLock | undefined> {
   let handle
   try {
     handle = await open(lockFile, constants.O_RDONLY | constants.O_NOFOLLOW)
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new MemdrainError(`the lock file ${lockFile} is a symbolic link: memdrain never takes a lock through a link`, {
+        code: 'LOCK_FAILED',
+        exitCode: ExitCode.precondition,
+        suggestions: [`Check who made ${lockFile}, remove it, and run again.`],
+      })
+    }
     return undefined
   }
   try {
