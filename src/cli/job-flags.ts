@@ -11,7 +11,22 @@ export function parseSize(text: string, flag: string): number {
   if (m === null) throw usageError(`--${flag} must be a size like 50MB, 512KiB or 1048576, got "${text}"`)
   const unit = (m[2] ?? '').toLowerCase().replace(/i?b$/, '')
   const mult = unit === '' ? 1 : unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1024 ** 4
-  return Math.round(Number(m[1]) * mult)
+  // Up, never down: "0.4" must not become 0 (which means "no limit" for a rate).
+  return Math.ceil(Number(m[1]) * mult)
+}
+
+/** The smallest --bandwidth: below it a batch of keys waits minutes, and the job looks hung. */
+export const MIN_BANDWIDTH = 1024
+
+/** --bandwidth: 0 (unthrottled) or at least MIN_BANDWIDTH bytes a second. */
+export function parseBandwidth(text: string): number {
+  const bytes = parseSize(text, 'bandwidth')
+  if (bytes > 0 && bytes < MIN_BANDWIDTH) {
+    throw usageError(`--bandwidth "${text}" is under 1KiB a second (a number without a unit is bytes), the smallest memdrain takes: a batch of keys would wait minutes`, [
+      `Give a unit, e.g. --bandwidth ${text.trim()}MB, or 0 for no limit.`,
+    ])
+  }
+  return bytes
 }
 
 export function parseRatio(text: string, flag: string): number {
@@ -44,7 +59,7 @@ export const throttleFlags = {
   'allow-evictions': Flags.boolean({ description: 'Move even when the preflight says destinations lack room (they evict their coldest keys).', helpGroup: 'THROTTLE' }),
   'min-ttl': Flags.string({ description: 'Skip keys that expire within this many seconds.', default: String(JOB_DEFAULTS.minTtl), helpGroup: 'THROTTLE' }),
   order: Flags.string({ description: 'hot-first: most recently used keys first; dump: the dump\'s order.', options: ['hot-first', 'dump'], default: 'hot-first' }),
-  'spool-dir': Flags.string({ description: 'Directory for the on-disk key spool (default: the system temp directory).' }),
+  'spool-dir': Flags.string({ description: 'Directory for the key spool and the copy journal, owned by this user and writable by no one else (default: $XDG_STATE_HOME/memdrain, else ~/.local/state/memdrain).' }),
 }
 
 export interface ThrottleValues {
@@ -57,7 +72,7 @@ export interface ThrottleValues {
 export function parseThrottle(flags: { rate: string; bandwidth: string; 'min-free': string; 'min-ttl': string }): ThrottleValues {
   return {
     rate: parseNonNegativeInt(flags.rate, 'rate'),
-    bandwidth: parseSize(flags.bandwidth, 'bandwidth'),
+    bandwidth: parseBandwidth(flags.bandwidth),
     minFree: parseMinFree(flags['min-free']),
     minTtl: parseNonNegativeInt(flags['min-ttl'], 'min-ttl'),
   }

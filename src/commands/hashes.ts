@@ -5,8 +5,18 @@ import { ExitCode, MemdrainError } from '../core/errors.js'
 import { findClient, strategyCatalog, type StrategyEntry } from '../core/placement/catalog.js'
 import { UNSUPPORTED_CLIENTS, type UnsupportedClient } from '../core/placement/unsupported.js'
 import { renderTable } from '../ui/style.js'
+import { MAX_WEIGHT, weightLimit } from '../core/placement/weight-limits.js'
 
-export type HashesResult = StrategyEntry
+export interface HashesResult extends StrategyEntry {
+  /** Largest weight of one server, and of all servers together where the strategy has such a limit. */
+  maxWeight: number
+  maxTotalWeight?: number
+}
+
+function withWeightLimit(s: StrategyEntry): HashesResult {
+  const limit = weightLimit(s.name)
+  return { ...s, maxWeight: limit.perServer, ...(limit.total === undefined ? {} : { maxTotalWeight: limit.total }) }
+}
 
 function notSupported(u: UnsupportedClient): string {
   return `${u.impossible === true ? 'cannot be supported' : 'not supported yet'}: ${u.client}: ${u.reason}`
@@ -38,7 +48,7 @@ ${EXIT_CODES_HELP}`
 
   async run(): Promise<HashesResult[]> {
     const { flags } = await this.parse(Hashes)
-    let result = strategyCatalog()
+    let result = strategyCatalog().map(withWeightLimit)
     if (flags.client !== undefined) {
       const answer = findClient(flags.client)
       if (answer.strategies.length === 0) {
@@ -56,16 +66,17 @@ ${EXIT_CODES_HELP}`
           },
         )
       }
-      result = answer.strategies
+      result = answer.strategies.map(withWeightLimit)
       for (const u of answer.unsupported) this.note(notSupported(u))
     }
     if (!this.jsonEnabled()) {
       this.log(
         renderTable(
           ['HASH', 'KIND', 'CLIENT', 'VERSION', 'CONFIGURATION', 'WEIGHTS'],
-          result.map((h) => [h.name, h.kind, h.client, h.version, h.configuration, h.weights ? 'yes' : 'no']),
+          result.map((h) => [h.name, h.kind, h.client, h.version, h.configuration, h.weights ? (h.maxTotalWeight === undefined ? 'yes' : `yes, Σ ≤ ${h.maxTotalWeight.toLocaleString('en-US')}`) : 'no']),
         ),
       )
+      this.log(`Every weight is at most ${MAX_WEIGHT.toLocaleString('en-US')} (the C clients keep it in an int); only the ratios of the weights matter.`)
       if (flags.client === undefined) {
         this.log(`\nNot supported: ${UNSUPPORTED_CLIENTS.map((u) => u.short).join('; ')}.`)
         this.log('`memdrain hashes --client NAME` says why, and which strategies a client has.')

@@ -57,7 +57,7 @@ ${EXIT_CODES_HELP}`
     const explicit = flags.pool !== undefined || flags.servers !== undefined || process.env.MEMDRAIN_POOL !== undefined
     const poolSelection = flags.servers !== undefined && flags.hash === undefined ? { ...flags, hash: 'memjs' } : flags
     const store = explicit || existsSync(DEFAULT_POOL_FILE) ? poolStoreFromFlags(poolSelection) : undefined
-    checkMirrorPool(store === undefined ? undefined : (await store.load()).pool, store?.location ?? '', args.active, args.passive)
+    await checkMirrorPool(store === undefined ? undefined : (await store.load()).pool, store?.location ?? '', args.active, args.passive)
     const what = `Mirror ${args.active} to ${args.passive}: overwrite keys on ${args.passive}${flags.delete ? ' and delete those the active lacks' : ''}?`
     if (!(await confirm(what, flags.yes))) throw usageError('not confirmed; nothing was changed')
     const json = this.jsonEnabled()

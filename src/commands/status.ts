@@ -79,6 +79,12 @@ ${EXIT_CODES_HELP}`
       problems.push(`${s.address}: ${w}`)
       this.note(`${s.address}: ${w}`)
     }
+    const { describeSameServer, findSameServers, poolSpellings } = await import('../core/inspect/server-identity.js')
+    for (const same of await findSameServers(poolSpellings(pool, store.location))) {
+      const w = `${describeSameServer(same)}: list it once (jobs refuse this pool)`
+      problems.push(w)
+      this.note(w)
+    }
     const change = changeInProgress(pool)
     const result: StatusResult = { pool: store.location, hash: pool.hash, replicas: pool.replicas, clients: pool.clients, servers, ...(change !== undefined ? { change } : {}) }
     if (!this.jsonEnabled()) this.render(result)

@@ -37,6 +37,8 @@ export interface StartOptions {
    * unauthenticated" counts as ready anyway.
    */
   readyWhenListening?: boolean
+  /** -l: the addresses to listen on (default 127.0.0.1); e.g. '127.0.0.1,::1' for IPv4 and IPv6 loopback. */
+  listen?: string
 }
 
 export interface MemcachedServer {
@@ -116,11 +118,23 @@ function findMemcached(): string {
   return path
 }
 
+/**
+ * Whether this machine has the IPv6 loopback (::1 on lo): tests of IPv6 spellings start
+ * memcached with `listen: '127.0.0.1,::1'` and skip, saying why, without it.
+ */
+export function hasIPv6Loopback(): boolean {
+  try {
+    return readFileSync('/proc/net/if_inet6', 'utf8').split('\n').some((l) => l.startsWith('00000000000000000000000000000001 '))
+  } catch {
+    return false
+  }
+}
+
 /** A TCP port that was free a moment ago (bind 127.0.0.1:0, read it, close). */
 export const freePort = freeLoopbackPort
 
 function argsFor(port: number, opts: StartOptions): string[] {
-  const args = ['-u', 'root', '-l', HOST, '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64), '-t', String(opts.threads ?? 2)]
+  const args = ['-u', 'root', '-l', opts.listen ?? HOST, '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64), '-t', String(opts.threads ?? 2)]
   if (opts.itemSizeMax !== undefined) args.push('-I', opts.itemSizeMax)
   if (opts.disableDumps === true) args.push('-X')
   if (opts.noLruCrawler === true) args.push('-o', 'no_lru_crawler')

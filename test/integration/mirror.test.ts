@@ -149,10 +149,10 @@ describe('mirror', () => {
   it('refuses a passive the pool lists as active (exit 3) or the same server twice (exit 2); --once --json through the CLI', async () => {
     const [active, passive] = await pair()
     const pool = parsePoolText(JSON.stringify({ hash: 'memjs', servers: [{ address: active }, { address: passive }] }), 'test')
-    assert.throws(() => checkMirrorPool(pool, 'test', active, passive), (err: unknown) => err instanceof MemdrainError && err.code === 'PASSIVE_IN_POOL' && err.exitCode === 3)
-    assert.throws(() => checkMirrorPool(undefined, '', active, active), (err: unknown) => err instanceof MemdrainError && err.exitCode === 2)
+    await assert.rejects(checkMirrorPool(pool, 'test', active, passive), (err: unknown) => err instanceof MemdrainError && err.code === 'PASSIVE_IN_POOL' && err.exitCode === 3)
+    await assert.rejects(checkMirrorPool(undefined, '', active, active), (err: unknown) => err instanceof MemdrainError && err.exitCode === 2)
     const removed = parsePoolText(JSON.stringify({ hash: 'memjs', servers: [{ address: active }, { address: passive, state: 'removed' }] }), 'test')
-    checkMirrorPool(removed, 'test', active, passive)
+    await checkMirrorPool(removed, 'test', active, passive)
 
     const file = path.join(dir, 'pool.json')
     writeFileSync(file, JSON.stringify({ hash: 'memjs', servers: [{ address: active }, { address: passive }] }))

@@ -1,7 +1,7 @@
-import { openSync, writeSync, readSync, closeSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
+import { openSync, writeSync, readSync, closeSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path'
-import { tmpdir } from 'node:os'
 import { MemdrainError, ExitCode } from '../errors.js'
+import { defaultStateRoot, privateDir } from '../local/state-dir.js'
 import type { FingerprintSet } from './fingerprint-set.js'
 import type { KeyBatch } from './key-batch.js'
 
@@ -73,15 +73,16 @@ export class KeySpool {
     return path.join(this.dir, `bucket-${b}.spool`)
   }
 
-  /** A fresh spool in a private directory under `root` (default: the system temp dir). */
+  /** A fresh spool in a private directory under `root` (default: the user's state directory, see local/state-dir.ts). */
   static create(opts: { root?: string | undefined; order: SpoolOrder; serverNow: number; label: string }): KeySpool {
-    const root = opts.root ?? path.join(tmpdir(), 'memdrain')
+    const root = path.resolve(opts.root ?? defaultStateRoot())
     let dir: string
     try {
-      mkdirSync(root, { recursive: true, mode: 0o700 })
+      privateDir(root)
+      // mkdtemp: a fresh name made with O_EXCL semantics, 0700.
       dir = mkdtempSync(path.join(root, `${opts.label.replace(/[^A-Za-z0-9.-]/g, '_')}-`))
     } catch (err) {
-      throw spoolError(root, err)
+      throw err instanceof MemdrainError ? err : spoolError(root, err)
     }
     return new KeySpool(dir, opts.order, opts.serverNow)
   }

@@ -1,8 +1,8 @@
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, ftruncateSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import path from 'node:path'
-import { tmpdir } from 'node:os'
 import { MemdrainError, ExitCode } from '../errors.js'
+import { defaultStateRoot, openPrivate, privateDir } from '../local/state-dir.js'
 
 /**
  * The copy hand-off's journal: one record per copy made before the switch, so that the catch-up
@@ -25,6 +25,7 @@ const READ_BUFFER = 256 * 1024
 const MAX_RECORD = 295
 
 function journalError(file: string, err: unknown): MemdrainError {
+  if (err instanceof MemdrainError) return err
   const code = (err as NodeJS.ErrnoException).code
   return new MemdrainError(
     code === 'ENOSPC' || code === 'EDQUOT' ? `the copy journal's disk is full (${file}, ${code})` : `cannot use the copy journal ${file}: ${(err as Error).message}`,
@@ -39,17 +40,45 @@ function journalError(file: string, err: unknown): MemdrainError {
 
 /**
  * Where the journal of a copy hand-off of `server` from the pool at `poolLocation` lives, under
- * the spool root (default: the system temp dir): the same place for every run of that drain.
+ * the spool root (default: the user's state directory, see local/state-dir.ts): the same place
+ * for every run of that drain. The root and the journal's directory are checked private when the
+ * journal is opened.
  */
 export function copyJournalFile(spoolRoot: string | undefined, poolLocation: string, server: string): string {
-  const root = spoolRoot ?? path.join(tmpdir(), 'memdrain')
+  const root = path.resolve(spoolRoot ?? defaultStateRoot())
   const id = createHash('sha256').update(`${poolLocation}\0${server}`).digest('hex').slice(0, 16)
   return path.join(root, `drain-${server.replace(/[^A-Za-z0-9.-]/g, '_')}-${id}`, 'copy.journal')
 }
 
 /** Deletes a journal and its directory (a drain that finished, or a fresh start). */
 export function removeCopyJournal(file: string): void {
+  // Never a recursive delete in a directory another user can write (they could swap in a link mid-walk).
+  try {
+    privateDir(path.dirname(path.dirname(file)))
+  } catch {
+    return
+  }
   rmSync(path.dirname(file), { recursive: true, force: true })
+}
+
+/** Writes a small file of the journal's directory, never through a link planted at its name. */
+function writeNoFollow(file: string, text: string): void {
+  const fd = openPrivate(file, 'truncate')
+  try {
+    writeSync(fd, text)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+function readNoFollow(file: string): string | undefined {
+  if (!existsSync(file)) return undefined
+  const fd = openPrivate(file, 'read')
+  try {
+    return readFileSync(fd, 'utf8')
+  } finally {
+    closeSync(fd)
+  }
 }
 
 export class CopyJournal {
@@ -75,14 +104,16 @@ export class CopyJournal {
   static open(file: string, context: string, onRecord?: (key: Buffer, target: number) => void): CopyJournal {
     let fd: number
     try {
-      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+      // The root and the journal's own directory: private to this user (a journal is written by root's drains too).
+      privateDir(path.dirname(path.dirname(file)))
+      privateDir(path.dirname(file))
       const contextFile = path.join(path.dirname(file), 'context')
-      const previous = existsSync(contextFile) ? readFileSync(contextFile, 'utf8') : undefined
+      const previous = readNoFollow(contextFile)
       if (previous !== context) {
         rmSync(file, { force: true })
-        writeFileSync(contextFile, context, { mode: 0o600 })
+        writeNoFollow(contextFile, context)
       }
-      fd = openSync(file, 'a+', 0o600)
+      fd = openPrivate(file, 'append')
     } catch (err) {
       throw journalError(file, err)
     }

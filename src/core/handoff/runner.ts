@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { poolSpellings, refuseSameServers } from '../inspect/server-identity.js'
 import { existsSync } from 'node:fs'
 import { ExitCode, MemdrainError, isMemdrainError, refuse } from '../errors.js'
 import { JOB_DEFAULTS } from '../defaults.js'
@@ -232,6 +233,9 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
     if (!opts.dryRun) await store.lock(change.command).then((l) => l.release())
     throw err
   }
+  // Every server this change may read, write or flush, identified by what answers: two spellings
+  // of one memcached would count keys as moved to the server that is then flushed.
+  await refuseSameServers([...poolSpellings(first.previous, store.location), ...poolSpellings(first.next, 'the new pool')])
   const handoff = opts.handoff ?? first.record?.handoff ?? (first.next.clients === 'pool-aware' ? 'move' : 'copy')
   const didWork = first.record !== undefined && (first.record.phase !== undefined || Object.values(first.record.sources).some((r) => r.passes > 0 || r.keysAtStart > 0))
   if (first.record !== undefined && didWork && first.record.handoff === 'copy' && handoff === 'move') {

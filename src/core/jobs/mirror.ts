@@ -7,6 +7,7 @@ import { FingerprintCasMap } from '../engine/fingerprint-cas-map.js'
 import { KeyBatch } from '../engine/key-batch.js'
 import { KeySpool } from '../engine/spool.js'
 import type { RouteFn } from '../engine/transfer.js'
+import { refuseSameServers } from '../inspect/server-identity.js'
 
 /**
  * mirror: keep a passive server a hot copy of an active one, for active/passive failover.
@@ -100,7 +101,7 @@ function sameAddress(a: string, b: string): boolean {
  * it (or fall back to it), and the mirror overwrites whatever it holds. The active server need
  * not be in the pool: mirroring a standalone server is fine.
  */
-export function checkMirrorPool(pool: Pool | undefined, location: string, active: string, passive: string): void {
+export async function checkMirrorPool(pool: Pool | undefined, location: string, active: string, passive: string): Promise<void> {
   if (sameAddress(active, passive)) {
     throw new MemdrainError(`the active and the passive server are the same (${active})`, { code: 'USAGE', exitCode: ExitCode.usage, suggestions: ['Give two different servers: memdrain mirror ACTIVE PASSIVE.'] })
   }
@@ -112,6 +113,10 @@ export function checkMirrorPool(pool: Pool | undefined, location: string, active
       suggestions: [`Take it out of the pool first (memdrain drain ${listed.address}, or mark it removed), or mirror to a server outside the pool.`],
     })
   }
+  // The same checks by what answers: the passive under another spelling of the active or of a server applications read.
+  const readByApps = (pool?.servers ?? []).flatMap((s, i) => (s.state === 'removed' ? [] : [{ address: s.address, where: `servers[${i}] of ${location} (${s.state})` }]))
+  // Only pairs with the passive: the active may well be a pool member under another spelling.
+  await refuseSameServers([{ address: passive, where: 'the passive' }, { address: active, where: 'the active' }, ...readByApps], (s) => s.a.address === passive || s.b.address === passive)
 }
 
 /** The passive went away mid-pass (killed, restarted, link lost): named, with what to do. */

@@ -8,6 +8,7 @@ import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
 import type { RouteFn } from '../engine/transfer.js'
+import { poolSpellings, refuseSameServers } from '../inspect/server-identity.js'
 
 /**
  * warm: a server came back empty (restart, replacement). Every key that belongs on it — its
@@ -88,6 +89,7 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
   const { pool: current } = await opts.store.load()
   const old = opts.from === undefined ? undefined : (await opts.from.load()).pool
   const { pool, address: target } = keysPool(current, old, opts.server, opts.store.location, opts.from?.location)
+  await refuseSameServers([...poolSpellings(current, opts.store.location), { address: target, where: 'the server to warm' }])
   const peers = current.servers.filter((s) => s.state !== 'removed' && s.address !== target).map((s) => s.address)
   if (peers.length === 0) throw refuse(`${target} has no peer in ${opts.store.location} to copy keys from`, ['Add the other servers to the pool file.'], 'NO_PEERS', ExitCode.precondition)
 

@@ -1,5 +1,7 @@
 import { fractionalWeights, type HashName } from '../placement/registry.js'
 import type { PlacementServer } from '../placement/types.js'
+import { ExitCode, MemdrainError } from '../errors.js'
+import { parseAddress } from '../protocol/address.js'
 
 export const SERVER_STATES = ['active', 'deactivating', 'removed'] as const
 export type ServerState = (typeof SERVER_STATES)[number]
@@ -157,8 +159,36 @@ export function activeServers(pool: Pool): PoolServer[] {
   return pool.servers.filter((s) => s.state === 'active')
 }
 
-export function findServer(pool: Pool, address: string): PoolServer | undefined {
-  return pool.servers.find((s) => s.address === address || s.name === address)
+/**
+ * The server a command argument names: an exact address first, then a name (surrounding
+ * whitespace ignored). An argument that is one server's name and, written as an address,
+ * another server's address (`cache-1` named, `cache-1:11211` listed) is refused as ambiguous.
+ */
+export function findServer(pool: Pool, argument: string): PoolServer | undefined {
+  const text = argument.trim()
+  const byAddress = pool.servers.find((s) => s.address === text)
+  if (byAddress !== undefined) return byAddress
+  const byName = pool.servers.find((s) => s.name === text)
+  const key = addressKey(text)
+  const alsoAddress = key === undefined ? undefined : pool.servers.find((s) => addressKey(s.address) === key)
+  if (byName !== undefined && alsoAddress !== undefined && alsoAddress !== byName) {
+    throw new MemdrainError(`"${text}" is ambiguous: it is the name of ${byName.address} and the address of ${alsoAddress.address}`, {
+      code: 'AMBIGUOUS_SERVER',
+      exitCode: ExitCode.usage,
+      suggestions: [`Give the exact address: ${byName.address} or ${alsoAddress.address}.`, 'Rename the server whose name looks like an address.'],
+    })
+  }
+  return byName
+}
+
+/** "host:port" with the host lower-cased and the default port filled in; undefined when `text` is no address. */
+export function addressKey(text: string): string | undefined {
+  try {
+    const a = parseAddress(text)
+    return `${a.host.toLowerCase()}:${a.port}`
+  } catch {
+    return undefined
+  }
 }
 
 export function withServer(pool: Pool, address: string, change: (s: PoolServer) => PoolServer): Pool {

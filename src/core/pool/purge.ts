@@ -3,6 +3,7 @@ import { flushServer } from '../engine/engine.js'
 import { transitionCounted, transitionedRatio } from './transition.js'
 import { findServer, withServer } from './model.js'
 import type { PoolStore } from './store.js'
+import { poolSpellings, refuseSameServers } from '../inspect/server-identity.js'
 
 export interface PurgeResult {
   server: string
@@ -27,6 +28,7 @@ export async function purgeServer(store: PoolStore, server: string, force: boole
         exitCode: ExitCode.usage,
       })
     }
+    await refuseSameServers(poolSpellings(snap.pool, store.location))
     const ratio = s.transition === undefined ? null : transitionedRatio(s.transition)
     const threshold = s.transition?.threshold ?? null
     if (!force) {

@@ -34,7 +34,10 @@ export function resolvePoolStore(sel: PoolSelection): PoolStore {
       .filter((s) => s !== '')
       .map((s) => {
         const eq = s.lastIndexOf('=')
-        return eq > 0 ? { address: s.slice(0, eq), weight: Number(s.slice(eq + 1)) } : { address: s }
+        if (eq <= 0) return { address: s }
+        // The weight as written when it is not a plain number ("abc", "Infinity"), so the refusal shows it.
+        const w = s.slice(eq + 1).trim()
+        return { address: s.slice(0, eq).trim(), weight: /^\d+$/.test(w) ? Number(w) : w }
       })
     try {
       return new InlinePoolStore(validatePool({ hash: sel.hash, replicas: sel.replicas ?? 1, servers }, '--servers'))

@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs'
 import { readFile, access, constants } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import path from 'node:path'
@@ -67,8 +68,19 @@ export class FilePoolStore implements PoolStore {
   readonly writable = true
   constructor(readonly file: string) {}
 
+  /**
+   * The file itself, resolved at each use: a pool file given through a symlink (the applications
+   * read its target) is locked and replaced at its target. Replacing the link by a regular file
+   * left the target listing the drained server as active; a lock beside the link let a second job
+   * through the real path run at the same time. Resolved each time, so a link re-pointed by a
+   * deploy is followed.
+   */
+  private target(): string {
+    return followLinks(this.file)
+  }
+
   get location(): string {
-    return this.file
+    return this.target()
   }
 
   /** Texts loaded by this store, by revision (the last few), for restore(). */
@@ -102,14 +114,15 @@ export class FilePoolStore implements PoolStore {
   async restore(revision: string, expectedRevision: string): Promise<boolean> {
     const text = this.loaded.get(revision)
     if (text === undefined) return false
-    const current = await readFile(this.file, 'utf8').catch(() => undefined)
+    const current = await readFile(this.target(), 'utf8').catch(() => undefined)
     if (current === undefined || revisionOf(current) !== expectedRevision) return false
-    await writeFileAtomic(this.file, text)
+    await writeFileAtomic(this.target(), text)
     return true
   }
 
   async save(pool: Pool, expectedRevision: string): Promise<string> {
-    const current = await readFile(this.file, 'utf8').catch(() => undefined)
+    const file = this.target()
+    const current = await readFile(file, 'utf8').catch(() => undefined)
     if (current !== undefined && revisionOf(current) !== expectedRevision) {
       throw new MemdrainError(`pool file ${this.file} was changed by someone else since memdrain read it; not overwriting`, {
         code: 'POOL_CHANGED',
@@ -119,20 +132,20 @@ export class FilePoolStore implements PoolStore {
     }
     const text = JSON.stringify(poolToDocument(pool), null, 2) + '\n'
     try {
-      await access(path.dirname(this.file), constants.W_OK)
-      await writeFileAtomic(this.file, text)
+      await access(path.dirname(file), constants.W_OK)
+      await writeFileAtomic(file, text)
     } catch (err) {
-      throw new MemdrainError(`cannot write pool file ${this.file}: ${(err as Error).message}`, {
+      throw new MemdrainError(`cannot write pool file ${file}: ${(err as Error).message}`, {
         code: 'POOL_UNWRITABLE',
         exitCode: ExitCode.precondition,
-        suggestions: [`Give this user write permission on ${path.dirname(this.file)} (memdrain replaces the file atomically).`],
+        suggestions: [`Give this user write permission on ${path.dirname(file)} (memdrain replaces the file atomically).`],
       })
     }
     return revisionOf(text)
   }
 
   lock(command: string): Promise<HeldLock> {
-    return acquireFileLock(`${this.file}.lock`, command)
+    return acquireFileLock(`${this.target()}.lock`, command)
   }
 
   clientReports(): Promise<unknown[]> {
@@ -140,7 +153,7 @@ export class FilePoolStore implements PoolStore {
   }
 
   async lockHolder(): Promise<LockInfo | undefined> {
-    const h = await fileLockHolder(`${this.file}.lock`)
+    const h = await fileLockHolder(`${this.target()}.lock`)
     return h === undefined ? undefined : lockInfo(h)
   }
 
@@ -148,6 +161,15 @@ export class FilePoolStore implements PoolStore {
     const text = await readFile(this.file, 'utf8').catch(() => undefined)
     // Absent: the file store's save then writes without a revision check.
     return text === undefined ? { revision: '', exists: false } : { revision: revisionOf(text), exists: true }
+  }
+}
+
+/** `file` with every symlink resolved; as given when it does not exist (yet). */
+function followLinks(file: string): string {
+  try {
+    return realpathSync(file)
+  } catch {
+    return file
   }
 }
 

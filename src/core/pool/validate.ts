@@ -3,7 +3,8 @@ import { isIP } from 'node:net'
 import { fractionalWeights, HASH_INFO, HASH_NAMES, isHashName, refusedHash, requiredServerField, type HashName } from '../placement/registry.js'
 import { parseAddress } from '../protocol/address.js'
 import path from 'node:path'
-import { CLIENT_KINDS, CONFIG_FORMATS, SERVER_STATES, type ClientKind, type ConfigFormat, type PoolOrigin, type Pool, type PoolServer, type RebalanceRecord, type SourceRecord, type HandoffPhase, HANDOFF_PHASES, type ServerState, type TransitionRecord } from './model.js'
+import { weightLimit } from '../placement/weight-limits.js'
+import { addressKey, CLIENT_KINDS, CONFIG_FORMATS, SERVER_STATES, type ClientKind, type ConfigFormat, type PoolOrigin, type Pool, type PoolServer, type RebalanceRecord, type SourceRecord, type HandoffPhase, HANDOFF_PHASES, type ServerState, type TransitionRecord } from './model.js'
 
 const TOP_FIELDS = new Set(['hash', 'replicas', 'clients', 'servers', 'rebalance', 'origin'])
 const SERVER_FIELDS = new Set(['address', 'weight', 'name', 'hostname', 'resolved', 'state', 'transition'])
@@ -35,17 +36,32 @@ export function asPool(input: Pool | Record<string, unknown>, source: string): P
   return isValidatedPool(input) ? input : validatePool(input, source)
 }
 
+/** A value as the user wrote it, for messages: JSON.stringify would show NaN, Infinity or undefined as null. */
+export function shown(value: unknown): string {
+  return typeof value === 'number' || value === undefined ? String(value) : JSON.stringify(value)
+}
+
 /** Parse and validate a pool document (the JSON text of a pool file or an etcd value). */
 export function parsePoolText(text: string, source: string): Pool {
   let doc: unknown
   try {
-    doc = JSON.parse(text)
+    // A UTF-8 byte order mark (Windows editors write one) is not JSON, and invisible in a message: skip it.
+    doc = JSON.parse(text.startsWith('\uFEFF') ? text.slice(1) : text)
   } catch (err) {
-    throw poolError(source, '(document)', `is not valid JSON (${(err as Error).message})`, [
+    throw poolError(source, '(document)', `is not valid JSON (${(err as Error).message})${invisibleIn(text)}`, [
       `Check ${source} with \`node -e 'JSON.parse(require("fs").readFileSync("${source}","utf8"))'\` or rewrite it from README's example.`,
     ])
   }
   return validatePool(doc, source)
+}
+
+/** Names the first character a message would not show (a no-break or zero-width space pasted from a web page). */
+function invisibleIn(text: string): string {
+  const m = /[\u00A0\u200B-\u200F\u2028\u2029\u2060\uFEFF]/.exec(text.startsWith('\uFEFF') ? text.slice(1) : text)
+  if (m === null) return ''
+  const before = text.slice(0, m.index + (text.startsWith('\uFEFF') ? 1 : 0))
+  const line = before.split('\n').length
+  return `; line ${line} holds an invisible character, U+${m[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`
 }
 
 export function validatePool(doc: unknown, source: string): Pool {
@@ -74,6 +90,8 @@ export function validatePool(doc: unknown, source: string): Pool {
     }
     servers.push(server)
   })
+  checkNames(servers, source)
+  checkWeights(servers, hash, source)
   const active = servers.filter((s) => s.state === 'active').length
   if (active === 0) throw poolError(source, 'servers', 'no server is "active": at least one must own keys')
   const replicas = validateReplicas(doc.replicas, source, active)
@@ -94,6 +112,35 @@ function validateOrigin(raw: unknown, source: string): PoolOrigin {
   if (typeof raw.file !== 'string' || !path.isAbsolute(raw.file)) throw poolError(source, 'origin.file', 'must be an absolute path', hint)
   if (typeof raw.pool !== 'string' || raw.pool === '') throw poolError(source, 'origin.pool', 'must be a non-empty string', hint)
   return { format: raw.format as ConfigFormat, file: raw.file, pool: raw.pool }
+}
+
+/**
+ * A command argument names a server by address or by name: a name that is (or reads as) another
+ * server's address would make `purge 127.0.0.1:B` flush the server named so. A server may be
+ * named by its own address (twemproxy's default name).
+ */
+function checkNames(servers: readonly PoolServer[], source: string): void {
+  servers.forEach((s, i) => {
+    if (s.name === undefined) return
+    const key = addressKey(s.name)
+    const j = servers.findIndex((o, k) => k !== i && (o.address === s.name || (key !== undefined && addressKey(o.address) === key)))
+    if (j >= 0) {
+      throw poolError(source, `servers[${i}].name`, `"${s.name}" is the address of servers[${j}] (servers[${j}].address "${servers[j]!.address}"): a command naming either would be ambiguous`, [
+        `Rename servers[${i}] (a name that is no address), or fix servers[${j}].address.`,
+      ])
+    }
+  })
+}
+
+/** Weights every strategy can place in milliseconds (see placement/weight-limits.ts). */
+function checkWeights(servers: readonly PoolServer[], hash: HashName, source: string): void {
+  const limit = weightLimit(hash)
+  const i = servers.findIndex((s) => s.weight > limit.perServer)
+  if (i >= 0) throw poolError(source, `servers[${i}].weight`, `${servers[i]!.weight} is larger than ${limit.perServer}, the largest weight ${hash} takes`, [`Scale the weights down (only their ratios matter); see \`memdrain hashes\` for each strategy's limit.`])
+  const total = servers.reduce((sum, s) => sum + s.weight, 0)
+  if (limit.total !== undefined && total > limit.total) {
+    throw poolError(source, 'servers', `the weights add up to ${total}; ${hash} takes at most ${limit.total} in all`, [`Scale the weights down (only their ratios matter); see \`memdrain hashes\` for each strategy's limit.`])
+  }
 }
 
 function validateRebalance(raw: unknown, source: string): RebalanceRecord {
@@ -188,7 +235,7 @@ function validateClients(value: unknown, source: string): ClientKind {
 function validateReplicas(value: unknown, source: string, active: number): number {
   if (value === undefined) return 1
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw poolError(source, 'replicas', `must be a whole number ≥ 1, got ${JSON.stringify(value)}`)
+    throw poolError(source, 'replicas', `must be a whole number ≥ 1, got ${shown(value)}`)
   }
   if (value > active) {
     throw poolError(source, 'replicas', `is ${value} but only ${active} server(s) are active: a key cannot have more copies than servers`)
@@ -204,9 +251,9 @@ export function weightProblem(hash: HashName, weight: unknown): string | undefin
   if (fractionalWeights(hash)) {
     return typeof weight === 'number' && weight >= 0 && weight <= 1
       ? undefined
-      : `must be a number from 0 to 1 for ${hash} (the server's entry in mcrouter's "weights"), got ${JSON.stringify(weight)}`
+      : `must be a number from 0 to 1 for ${hash} (the server's entry in mcrouter's "weights"), got ${shown(weight)}`
   }
-  return typeof weight === 'number' && Number.isInteger(weight) && weight > 0 ? undefined : `must be a whole number > 0, got ${JSON.stringify(weight)}`
+  return typeof weight === 'number' && Number.isInteger(weight) && weight > 0 ? undefined : `must be a whole number > 0, got ${shown(weight)}`
 }
 
 function validateServer(raw: unknown, source: string, field: string, hash: HashName): PoolServer {
@@ -217,6 +264,10 @@ function validateServer(raw: unknown, source: string, field: string, hash: HashN
   }
   if (typeof obj.address !== 'string' || obj.address.trim() === '') {
     throw poolError(source, `${field}.address`, 'is required, as "host:port"')
+  }
+  if (obj.address !== obj.address.trim()) {
+    // Placement hashes the spelling: "10.0.0.1:11211 " is not what the application's client hashes.
+    throw poolError(source, `${field}.address`, `${JSON.stringify(obj.address)} has whitespace around it`, [`Write it as ${JSON.stringify(obj.address.trim())}.`])
   }
   let host: string
   let port: number
@@ -256,7 +307,7 @@ function validateServer(raw: unknown, source: string, field: string, hash: HashN
   }
   const state = obj.state ?? 'active'
   if (typeof state !== 'string' || !(SERVER_STATES as readonly string[]).includes(state)) {
-    throw poolError(source, `${field}.state`, `must be one of ${SERVER_STATES.map((s) => `"${s}"`).join(', ')}, got ${JSON.stringify(obj.state)}`)
+    throw poolError(source, `${field}.state`, `must be one of ${SERVER_STATES.map((s) => `"${s}"`).join(', ')}, got ${shown(obj.state)}`)
   }
   const transition = obj.transition === undefined ? undefined : validateTransition(obj.transition, source, `${field}.transition`)
   return {

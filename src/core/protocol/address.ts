@@ -3,6 +3,9 @@ import { ExitCode, MemdrainError } from '../errors.js'
 
 export const DEFAULT_PORT = 11211
 
+/** DNS labels (letters, digits, "-", "_" as some resolvers allow) separated by dots; also IPv4. */
+const HOST_NAME = /^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/
+
 export interface ServerAddress {
   readonly host: string
   readonly port: number
@@ -47,6 +50,12 @@ export function parseAddress(text: string): ServerAddress {
   }
   if (host === '') throw bad('the host is empty')
   if (/\s/.test(host)) throw bad('the host contains whitespace')
+  // A host is a DNS name, an IPv4 or an IPv6 address: "/", "$(…)", quotes and the like are a
+  // pasted URL or a shell expansion that did not happen, never a server.
+  if (!isIPv6(host) && !HOST_NAME.test(host)) {
+    const odd = [...new Set(host.replace(/[A-Za-z0-9._-]/g, ''))].map((c) => JSON.stringify(c)).join(' ')
+    throw bad(odd === '' ? `the host ${JSON.stringify(host)} is not a DNS name (labels of letters, digits, "-" and "_", joined by single dots)` : `the host ${JSON.stringify(host)} contains ${odd}: a host is a DNS name or an IP address`)
+  }
   return { host, port: portText === undefined ? DEFAULT_PORT : parsePort(portText, bad) }
 }
 
