@@ -81,8 +81,19 @@ export interface SourceJobOptions {
    * and --bandwidth over every source). Without it the job makes its own from rate/bandwidth.
    */
   throttle?: { keys: TokenBucket; bytes: TokenBucket } | undefined
-  /** The walk the dump asks for first (default `hash`, falling back to `all` on servers without it). */
+  /**
+   * The walk the dump asks for. Default: per server and pass, `hash` on a steady hash table and
+   * `all` (deduplicated) while it expands or is due to (see hashTableBusy).
+   */
   dumpMode?: 'hash' | 'all' | undefined
+  /**
+   * Most bytes that could be written to any one destination by this job and the jobs moving
+   * alongside it (rebalance: every source's `bytes`). Default: this source's `bytes`. When every
+   * destination has that much free room, the first pass moves while it dumps.
+   */
+  bytesBound?: number | undefined
+  /** Awaited once before the first key is sent (the client grace); the dump meanwhile goes on. */
+  beforeMove?: ((signal: AbortSignal) => Promise<void>) | undefined
 }
 
 /** The knobs every job passes to the engine unchanged (throttle, guard, spool, interruption). */
@@ -143,6 +154,25 @@ export async function connectChecked(address: string, role: string): Promise<Met
     throw err
   }
   return conn
+}
+
+/**
+ * The sum of the sources' `bytes` (what they hold): the `bytesBound` of jobs that move from all of
+ * them at once into the same destinations. Undefined when a source cannot say.
+ */
+export async function bytesHeld(addresses: readonly string[]): Promise<number | undefined> {
+  const each = await Promise.all(
+    addresses.map(async (address) => {
+      const conn = await connectChecked(address, 'source')
+      try {
+        return Number((await conn.stats()).get('bytes'))
+      } finally {
+        await conn.close().catch(() => undefined)
+      }
+    }),
+  )
+  const sum = each.reduce((a, b) => a + b, 0)
+  return Number.isFinite(sum) ? sum : undefined
 }
 
 /** `flush_all` on exactly one server (after checking it is a memcached memdrain supports). */
@@ -241,8 +271,36 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
       for (let pass = 1; pass <= maxPasses; pass++) {
         if (opts.signal?.aborted) break
         emit({ type: 'phase', phase: 'dump', pass })
-        const serverNow = Number((await source.stats()).get('time') ?? Math.floor(Date.now() / 1000))
-        const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
+        const sourceStats = await source.stats()
+        const serverNow = Number(sourceStats.get('time') ?? Math.floor(Date.now() / 1000))
+        // The walk, chosen per server and pass: a hash walk lists each key once (no dedupe, flat
+        // memory) but must not start while the hash table expands (1.6.18 deadlock: metadump.ts
+        // waits for it, seconds after a bulk load); an LRU walk needs no wait but can list a key
+        // twice, so the spool then deduplicates it (a fingerprint set, ~11 bytes a key).
+        const walk = opts.dumpMode ?? (hashTableBusy(sourceStats) ? 'all' : 'hash')
+        const dedupe = (): FingerprintSet => new FingerprintSet(Number(sourceStats.get('curr_items')) || 1024)
+        const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source, dedupe: walk === 'all' ? dedupe() : undefined })
+        // Moving starts while the dump goes on (the spool is a buffer) unless the first pass must
+        // first know what it will write: a dry run, or a destination that might not have room
+        // for it all (the preflight refusal must come before anything moved).
+        const stream = !opts.dryRun && (pass > 1 || opts.allowEvictions || roomIsCertain(opts, guard, sourceStats))
+        const passAbort = new AbortController()
+        const signal = opts.signal === undefined ? passAbort.signal : AbortSignal.any([opts.signal, passAbort.signal])
+        let moving: Promise<void> | undefined
+        let moveError: unknown
+        const startMove = (): Promise<void> => {
+          moving ??= (async () => {
+            if (pass === 1 && opts.beforeMove !== undefined) await opts.beforeMove(signal)
+            if (signal.aborted) return
+            emit({ type: 'phase', phase: 'move', pass })
+            await movePass(opts, signal, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
+          })().catch((err: unknown) => {
+            // A worker failed (the source went away mid-move): stop the dump too.
+            moveError = err
+            passAbort.abort()
+          })
+          return moving
+        }
         try {
           const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
           const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
@@ -254,7 +312,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             if (n === 0) return
             if (handled.size > 0 && handled.has(e.key)) return
             if (opts.select !== undefined && !opts.select(e)) return
-            spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)
+            if (!spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)) return
             for (let j = 0; j < n; j++) {
               const d = perDest[routeScratch[j]!]!
               d.keys++
@@ -262,28 +320,22 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
               if (e.size > d.largest) d.largest = e.size
             }
           }
-          const dumpOptions = { onEntry, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.dumpMode ? { mode: opts.dumpMode } : {}) }
-          const dump = await metadump(parseAddress(opts.source), dumpOptions).catch((err: unknown) => {
-            if (opts.signal?.aborted) return undefined
-            throw err
-          })
+          const onWalk = (mode: 'hash' | 'all'): void => {
+            if (mode === 'all' && walk === 'hash') spool.dedupeWith(dedupe()) // the server has no hash walk
+          }
+          if (stream) void startMove()
+          const dump = await metadump(parseAddress(opts.source), { onEntry, onWalk, signal, mode: walk })
+            .catch((err: unknown) => {
+              if (signal.aborted) return undefined
+              throw err
+            })
+            .finally(() => spool.finish())
+          if (moveError !== undefined) throw moveError
           if (opts.signal?.aborted || dump === undefined) {
+            await moving
+            if (moveError !== undefined) throw moveError
             result.interrupted = true
             break
-          }
-          spool.finish()
-          // A key listed twice would be counted twice and, worse, moved by two workers at once. A
-          // hash walk over a steady table lists each key once (the usual case: memory stays flat);
-          // otherwise drop the repeats now, with a set of fingerprints (~11 bytes a key).
-          if (!dump.distinctKeys) {
-            spool.dedupe(new FingerprintSet(spool.count), (size, dests, n) => {
-              for (let j = 0; j < n; j++) {
-                const d = perDest[dests[j]!]
-                if (d === undefined) continue
-                d.keys--
-                d.bytes -= size
-              }
-            })
           }
           emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
           if (pass > 1) tally.forgetFailures()
@@ -308,11 +360,15 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             await opts.onPreflight?.(result.preflight, spool.count, spool.bytes)
             if (opts.dryRun) break
           }
-          if (spool.count === 0) break
+          if (spool.count === 0) {
+            passAbort.abort() // nothing to move: no grace to wait for
+            await moving
+            break
+          }
           result.passes = pass
-          emit({ type: 'phase', phase: 'move', pass })
           const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
-          await movePass(opts, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
+          await startMove()
+          if (moveError !== undefined) throw moveError
           if (opts.signal?.aborted) {
             result.interrupted = true
             break
@@ -325,6 +381,10 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           if (wasDown) await waitForDestinations(opts, guard, targetConns, targets)
           // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed.
           if (progressed === 0 && !(wasDown && allUp(opts, guard, targetConns))) break
+        } catch (err) {
+          passAbort.abort()
+          await moving
+          throw err
         } finally {
           spool.remove()
         }
@@ -339,6 +399,27 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
   } finally {
     await closeAll()
   }
+}
+
+/** Whether the source's hash table is expanding, or due to (memcached expands past 1.5 items a bucket). */
+function hashTableBusy(stats: Map<string, string>): boolean {
+  const power = Number(stats.get('hash_power_level'))
+  const items = Number(stats.get('curr_items'))
+  return stats.get('hash_is_expanding') === '1' || (Number.isFinite(power) && Number.isFinite(items) && items > 1.5 * 2 ** power)
+}
+
+/**
+ * Whether every destination has room for all the bytes that could come its way (the source's
+ * whole `bytes`, or `bytesBound` when other sources write to the same destinations): then no
+ * preflight can refuse, and the move need not wait for the dump's totals.
+ */
+function roomIsCertain(opts: SourceJobOptions, guard: TargetGuard, sourceStats: Map<string, string>): boolean {
+  const bound = opts.bytesBound ?? Number(sourceStats.get('bytes'))
+  if (!Number.isFinite(bound)) return false
+  return opts.targets.every((address) => {
+    const h = guard.health.get(address)
+    return h !== undefined && bound <= h.freeBytes
+  })
 }
 
 function allUp(opts: SourceJobOptions, guard: TargetGuard, conns: readonly MetaConnection[]): boolean {
@@ -357,6 +438,7 @@ async function waitForDestinations(opts: SourceJobOptions, guard: TargetGuard, c
 
 async function movePass(
   opts: SourceJobOptions,
+  signal: AbortSignal,
   source: MetaConnection,
   spool: KeySpool,
   targets: TransferTarget[],
@@ -371,7 +453,6 @@ async function movePass(
   emit: (e: EngineEvent) => void,
 ): Promise<void> {
   const reader = spool.reader()
-  const toMove = spool.count
   const startedAt = performance.now()
   const processedAtStart = tally.processed
   let lastEmit = 0
@@ -380,7 +461,7 @@ async function movePass(
     if (!force && now - lastEmit < 250) return
     lastEmit = now
     const secs = (now - startedAt) / 1000
-    emit({ type: 'progress', pass, toMove, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
+    emit({ type: 'progress', pass, toMove: spool.count, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
   }
   const worker = async (): Promise<void> => {
     const batch = new KeyBatch(batchSize, Math.max(1, opts.maxChain))
@@ -398,19 +479,20 @@ async function movePass(
       },
       batchSize,
     )
-    while (!opts.signal?.aborted) {
+    const stopped = (): boolean => signal.aborted
+    while (!signal.aborted) {
       // Pause while the guard says a destination is under memory pressure it cannot shake off.
-      while (guard.rateFactor() === 0 && !opts.signal?.aborted) {
+      while (guard.rateFactor() === 0 && !signal.aborted) {
         report(true)
         await sleep(250)
       }
-      const n = reader.next(batch)
+      const n = await reader.nextBatch(batch, stopped)
       if (n === 0) break
       const f = guard.rateFactor()
       keys.factor = f
       bytes.factor = f
-      await keys.take(n, opts.signal)
-      await bytes.take(batch.totalSize(), opts.signal)
+      await keys.take(n, signal)
+      await bytes.take(batch.totalSize(), signal)
       await transfer.run(batch)
       // Failed keys (destination full, down, erroring) stay unhandled: the next pass tries them again.
       for (let i = 0; i < batch.count; i++) {

@@ -344,15 +344,19 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     // A transition started by `memdrain mark` and never run counts its grace from the mark.
     const neverRan = resumed && record.passes === 0 && record.keysAtStart === 0
     const graceFrom = neverRan ? Math.min(markedAt, Date.parse(record.startedAt) || markedAt) : markedAt
-    const graceUntil = handoff === 'move' && (!resumed || neverRan) && !opts.dryRun ? graceFrom + (opts.clientGraceSeconds ?? 3) * 1000 : 0
+    // The grace lets pool-aware clients learn the new pool before keys leave the server; static
+    // clients never read the pool, so nobody needs it.
+    const graceUntil = handoff === 'move' && snap.pool.clients === 'pool-aware' && (!resumed || neverRan) && !opts.dryRun ? graceFrom + (opts.clientGraceSeconds ?? 3) * 1000 : 0
     if (!switchedBefore) {
       main = await runJob({
         dryRun: opts.dryRun,
         ...(journal !== undefined ? { onCopied: (key, t, sourceCas, destCas) => journal!.append(key, t, sourceCas, destCas) } : {}),
-        onPreflight: async (dests, keys) => {
+        onPreflight: (dests) => {
           if (!opts.dryRun) refuseWithoutRoom(dests, opts.allowEvictions)
+        },
+        beforeMove: async (moveSignal) => {
           const wait = graceUntil - Date.now()
-          if (wait > 0 && keys > 0) await sleep(wait, undefined, signal !== undefined ? { signal } : undefined).catch(() => undefined)
+          if (wait > 0) await sleep(wait, undefined, { signal: moveSignal }).catch(() => undefined)
         },
       })
       interrupted = main.interrupted

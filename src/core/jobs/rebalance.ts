@@ -7,7 +7,7 @@ import type { PoolStore } from '../pool/store.js'
 import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import { runCatchUp, type CatchUpResult } from '../handoff/catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from '../handoff/copy-journal.js'
-import { flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/engine.js'
+import { bytesHeld, flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/engine.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { sourceJobSettings, type HandoffJobOptions } from '../handoff/job-options.js'
 import { transitionedRatio } from './drain.js'
@@ -311,7 +311,8 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
     allArrived.catch(() => undefined)
     // Interrupted during a dump: a job that never reports must not hold the others.
     opts.signal?.addEventListener('abort', () => release!(), { once: true })
-    const graceUntil = handoff === 'move' && !resumed && !opts.dryRun ? markedAt + (opts.clientGraceSeconds ?? 3) * 1000 : 0
+    // Pool-aware clients need the grace to learn the new pool; static clients never read it.
+    const graceUntil = handoff === 'move' && next.clients === 'pool-aware' && !resumed && !opts.dryRun ? markedAt + (opts.clientGraceSeconds ?? 3) * 1000 : 0
     let plan: RebalancePlan | undefined
     const buildPlan = (): RebalancePlan => {
       const pairs: PlanPair[] = []
@@ -377,8 +378,10 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
         }
       }
       await allArrived
+    }
+    const beforeMove = async (moveSignal: AbortSignal): Promise<void> => {
       const wait = graceUntil - Date.now()
-      if (wait > 0 && keys > 0) await sleep(wait, undefined, opts.signal !== undefined ? { signal: opts.signal } : undefined).catch(() => undefined)
+      if (wait > 0) await sleep(wait, undefined, { signal: moveSignal }).catch(() => undefined)
     }
 
     // The copy journals (and the keys they cover, which a rerun does not copy again).
@@ -455,11 +458,16 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
 
     // 1. The move, or the copy before the switch: every source at once.
     if (!switchedBefore) {
+      // Every source writes to the same destinations: each may move while it dumps only if they
+      // have room for all of it.
+      const bytesBound = opts.dryRun ? undefined : await bytesHeld(sources)
       mainJobs = await Promise.all(
         sources.map((s) => {
           const journal = journals.get(s)
           return runJob(s, {
             dryRun: opts.dryRun,
+            bytesBound: bytesBound ?? Number.POSITIVE_INFINITY,
+            beforeMove,
             onPreflight: (dests, keys, bytes) => onPreflight(s, dests, keys, bytes),
             ...(journal !== undefined ? { onCopied: (key, t, sc, dc) => journal.append(key, t, sc, dc) } : {}),
           })
