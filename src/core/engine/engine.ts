@@ -157,22 +157,24 @@ export async function connectChecked(address: string, role: string): Promise<Met
 }
 
 /**
- * The sum of the sources' `bytes` (what they hold): the `bytesBound` of jobs that move from all of
- * them at once into the same destinations. Undefined when a source cannot say.
+ * What the sources hold together (`bytes` and `curr_items` of `stats`): `bytes` is the
+ * `bytesBound` of jobs that move from all of them at once into the same destinations.
+ * Undefined when a source cannot say.
  */
-export async function bytesHeld(addresses: readonly string[]): Promise<number | undefined> {
+export async function heldBy(addresses: readonly string[]): Promise<{ bytes: number; items: number } | undefined> {
   const each = await Promise.all(
     addresses.map(async (address) => {
       const conn = await connectChecked(address, 'source')
       try {
-        return Number((await conn.stats()).get('bytes'))
+        const st = await conn.stats()
+        return { bytes: Number(st.get('bytes')), items: Number(st.get('curr_items')) }
       } finally {
         await conn.close().catch(() => undefined)
       }
     }),
   )
-  const sum = each.reduce((a, b) => a + b, 0)
-  return Number.isFinite(sum) ? sum : undefined
+  const sum = each.reduce((a, b) => ({ bytes: a.bytes + b.bytes, items: a.items + b.items }), { bytes: 0, items: 0 })
+  return Number.isFinite(sum.bytes) && Number.isFinite(sum.items) ? sum : undefined
 }
 
 /** `flush_all` on exactly one server (after checking it is a memcached memdrain supports). */
@@ -286,13 +288,15 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
         const stream = !opts.dryRun && (pass > 1 || opts.allowEvictions || roomIsCertain(opts, guard, sourceStats))
         const passAbort = new AbortController()
         const signal = opts.signal === undefined ? passAbort.signal : AbortSignal.any([opts.signal, passAbort.signal])
+        // Keys that failed last pass are tried again by this one (moving may start right away).
+        if (pass > 1) tally.forgetFailures()
+        const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
         let moving: Promise<void> | undefined
         let moveError: unknown
         const startMove = (): Promise<void> => {
           moving ??= (async () => {
             if (pass === 1 && opts.beforeMove !== undefined) await opts.beforeMove(signal)
             if (signal.aborted) return
-            emit({ type: 'phase', phase: 'move', pass })
             await movePass(opts, signal, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
           })().catch((err: unknown) => {
             // A worker failed (the source went away mid-move): stop the dump too.
@@ -338,7 +342,6 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             break
           }
           emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
-          if (pass > 1) tally.forgetFailures()
           if (pass === 1) {
             result.keysAtStart = spool.count
             result.bytesAtStart = spool.bytes
@@ -366,7 +369,6 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             break
           }
           result.passes = pass
-          const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
           await startMove()
           if (moveError !== undefined) throw moveError
           if (opts.signal?.aborted) {
@@ -384,6 +386,11 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
         } catch (err) {
           passAbort.abort()
           await moving
+          if (pass === 1 && result.keysAtStart === 0) {
+            // Failed during the first dump with keys already moved: what it had listed is the start.
+            result.keysAtStart = spool.count
+            result.bytesAtStart = spool.bytes
+          }
           throw err
         } finally {
           spool.remove()
@@ -391,7 +398,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
       }
     } catch (err) {
       // The source went away mid-job: stop here with what was done, and say why.
-      if (!source.closed || !(err instanceof MemdrainError) || opts.signal?.aborted === true || result.preflight.length === 0) throw err
+      if (!source.closed || !(err instanceof MemdrainError) || opts.signal?.aborted === true || (result.preflight.length === 0 && tally.processed === 0)) throw err
       result.sourceError = err
     }
     result.durationMs = performance.now() - started
@@ -463,6 +470,7 @@ async function movePass(
     const secs = (now - startedAt) / 1000
     emit({ type: 'progress', pass, toMove: spool.count, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
   }
+  let started = false
   const worker = async (): Promise<void> => {
     const batch = new KeyBatch(batchSize, Math.max(1, opts.maxChain))
     const transfer = new BatchTransfer(
@@ -488,6 +496,11 @@ async function movePass(
       }
       const n = await reader.nextBatch(batch, stopped)
       if (n === 0) break
+      // The move phase starts with its first key (a dump that fails at once moved nothing).
+      if (!started) {
+        started = true
+        emit({ type: 'phase', phase: 'move', pass })
+      }
       const f = guard.rateFactor()
       keys.factor = f
       bytes.factor = f

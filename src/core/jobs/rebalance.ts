@@ -7,7 +7,7 @@ import type { PoolStore } from '../pool/store.js'
 import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import { runCatchUp, type CatchUpResult } from '../handoff/catch-up.js'
 import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from '../handoff/copy-journal.js'
-import { bytesHeld, flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/engine.js'
+import { heldBy, flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/engine.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { sourceJobSettings, type HandoffJobOptions } from '../handoff/job-options.js'
 import { transitionedRatio } from './drain.js'
@@ -314,6 +314,9 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
     // Pool-aware clients need the grace to learn the new pool; static clients never read it.
     const graceUntil = handoff === 'move' && next.clients === 'pool-aware' && !resumed && !opts.dryRun ? markedAt + (opts.clientGraceSeconds ?? 3) * 1000 : 0
     let plan: RebalancePlan | undefined
+    // What the sources held before any moved (a source's dump also lists keys other sources
+    // moved into it meanwhile: the plan counts the items listed from this when it has it).
+    let heldAtStart: { bytes: number; items: number } | undefined
     const buildPlan = (): RebalancePlan => {
       const pairs: PlanPair[] = []
       const destinations: PlanDestination[] = targets.map((address) => ({ address, keys: 0, bytes: 0, freeBytes: 0, limitBytes: 0, itemSizeMax: 0, fits: true, largestItem: 0, itemsFit: true }))
@@ -335,6 +338,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
           t.largestItem = Math.max(t.largestItem ?? 0, d.largestItem ?? 0)
         })
       }
+      if (heldAtStart !== undefined) keysListed = heldAtStart.items
       for (const s of sources) {
         const j = jobsAtStart.get(s)
         if (j !== undefined) {
@@ -460,13 +464,13 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
     if (!switchedBefore) {
       // Every source writes to the same destinations: each may move while it dumps only if they
       // have room for all of it.
-      const bytesBound = opts.dryRun ? undefined : await bytesHeld(sources)
+      heldAtStart = opts.dryRun ? undefined : await heldBy(sources)
       mainJobs = await Promise.all(
         sources.map((s) => {
           const journal = journals.get(s)
           return runJob(s, {
             dryRun: opts.dryRun,
-            bytesBound: bytesBound ?? Number.POSITIVE_INFINITY,
+            bytesBound: heldAtStart?.bytes ?? Number.POSITIVE_INFINITY,
             beforeMove,
             onPreflight: (dests, keys, bytes) => onPreflight(s, dests, keys, bytes),
             ...(journal !== undefined ? { onCopied: (key, t, sc, dc) => journal.append(key, t, sc, dc) } : {}),
