@@ -3,7 +3,8 @@
  * do: `lru_crawler metadump all` (no wait, no dedupe, no spool), and while the dump streams,
  * batches of 500 keys moved with pipelined meta commands — `mg <key> v f t c u q` on the source,
  * `ms <key> … ME q` on the owner under the pool without the source, `md <key> C<cas> q` on the
- * source — 4 batches in flight. No throttle, no guard, no resume, no hot-first, no pool record.
+ * source — 4 batches in flight; passes until a dump finds nothing to move (a dump misses keys
+ * touched while it walks). No throttle, no guard, no resume, no hot-first, no pool record.
  *
  *   node --import tsx scripts/raw-mover.ts --source 127.0.0.1:11211 --pool a:11211,b:11211 [--hash php-memcached-libketama]
  *
@@ -38,12 +39,23 @@ const ADD_FLAGS = Buffer.from(' ME q', 'latin1')
 const Q_FLAG = Buffer.from(' q', 'latin1')
 
 export async function rawMove(opts: RawMoveOptions): Promise<RawMoveResult> {
+  const started = performance.now()
+  const total = { listed: 0, moved: 0 }
+  for (let pass = 1; pass <= 6; pass++) {
+    const r = await rawPass(opts)
+    total.listed += r.listed
+    total.moved += r.moved
+    if (r.moved === 0 || opts.onlyDump === true) break
+  }
+  return { ...total, seconds: (performance.now() - started) / 1000 }
+}
+
+async function rawPass(opts: RawMoveOptions): Promise<{ listed: number; moved: number }> {
   const batchSize = opts.batchSize ?? 500
   const inFlight = opts.inFlight ?? 4
   const keep = opts.keep ?? -1
   const pool = validatePool({ hash: opts.hash, replicas: 1, servers: opts.destinations.map((address) => ({ address })) }, 'raw-mover')
   const placement = poolPlacement(pool).placement
-  const started = performance.now()
   const source = await MetaConnection.connect(parseAddress(opts.source), { requestTimeoutMs: 30_000 })
   const dests = await Promise.all(opts.destinations.map((d) => MetaConnection.connect(parseAddress(d), { requestTimeoutMs: 30_000 })))
 
@@ -132,7 +144,7 @@ export async function rawMove(opts: RawMoveOptions): Promise<RawMoveResult> {
   } finally {
     await Promise.all([source, ...dests].map((c) => c.close().catch(() => undefined)))
   }
-  return { listed, moved, seconds: (performance.now() - started) / 1000 }
+  return { listed, moved }
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
