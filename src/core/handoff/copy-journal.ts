@@ -52,19 +52,6 @@ export function removeCopyJournal(file: string): void {
   rmSync(path.dirname(file), { recursive: true, force: true })
 }
 
-/**
- * The catch-up over this journal finished. A rerun after that (interrupted in the last copy
- * pass) must not run it again: the copies it re-copied have new CAS values, and a second
- * catch-up would take them for copies the applications rewrote and delete them.
- */
-export function markCaughtUp(file: string): void {
-  writeFileSync(path.join(path.dirname(file), 'caught-up'), `${new Date().toISOString()}\n`, { mode: 0o600 })
-}
-
-export function isCaughtUp(file: string): boolean {
-  return existsSync(path.join(path.dirname(file), 'caught-up'))
-}
-
 export class CopyJournal {
   /** Records in the file, including those of earlier runs. */
   count = 0
@@ -93,7 +80,6 @@ export class CopyJournal {
       const previous = existsSync(contextFile) ? readFileSync(contextFile, 'utf8') : undefined
       if (previous !== context) {
         rmSync(file, { force: true })
-        rmSync(path.join(path.dirname(file), 'caught-up'), { force: true })
         writeFileSync(contextFile, context, { mode: 0o600 })
       }
       fd = openSync(file, 'a+', 0o600)

@@ -6,6 +6,7 @@ import { poolToDocument, type Pool } from './model.js'
 import { parsePoolText } from './validate.js'
 import { writeFileAtomic } from './atomic-write.js'
 import { acquireFileLock, type HeldLock } from './lock.js'
+import { readReportDir } from './client-reports.js'
 
 /** A loaded pool and the revision it was read at (for compare-and-swap on save). */
 export interface PoolSnapshot {
@@ -31,6 +32,8 @@ export interface PoolStore {
    * `expectedRevision` (a refused job undoing its own mark). False when it cannot.
    */
   restore?(revision: string, expectedRevision: string): Promise<boolean>
+  /** The migration reports pool-aware clients left for this pool (see pool/client-reports.ts); none for a pool without a place for them. */
+  clientReports(): Promise<unknown[]>
 }
 
 function revisionOf(text: string): string {
@@ -108,6 +111,10 @@ export class FilePoolStore implements PoolStore {
   lock(command: string): Promise<HeldLock> {
     return acquireFileLock(`${this.file}.lock`, command)
   }
+
+  clientReports(): Promise<unknown[]> {
+    return readReportDir(this.file)
+  }
 }
 
 /** A pool given on the command line (--servers/--hash): read-only, nothing to lock. */
@@ -128,6 +135,10 @@ export class InlinePoolStore implements PoolStore {
         suggestions: ['Write the pool to a file (see README, "The pool file") and pass --pool FILE.'],
       }),
     )
+  }
+
+  clientReports(): Promise<unknown[]> {
+    return Promise.resolve([])
   }
 
   lock(): Promise<HeldLock> {
