@@ -92,7 +92,7 @@ export interface SourceJobOptions {
    * alongside it (rebalance: every source's `bytes`). Default: this source's `bytes`. When every
    * destination has that much free room, the first pass moves while it dumps.
    */
-  bytesBound?: number | undefined
+  bytesBound?: number | Promise<number> | undefined
   /** Awaited once before the first key is sent (the client grace); the dump meanwhile goes on. */
   beforeMove?: ((signal: AbortSignal) => Promise<void>) | undefined
 }
@@ -160,17 +160,22 @@ export async function connectChecked(address: string, role: string): Promise<Met
 /**
  * What the sources hold together (`bytes` and `curr_items` of `stats`): `bytes` is the
  * `bytesBound` of jobs that move from all of them at once into the same destinations.
- * Undefined when a source cannot say.
+ * Undefined when a source cannot say (then the jobs wait for their plan: it only costs time; a
+ * source that is really unreachable fails in its job, with the job's error).
  */
 export async function heldBy(addresses: readonly string[]): Promise<{ bytes: number; items: number } | undefined> {
   const each = await Promise.all(
     addresses.map(async (address) => {
-      const conn = await connectChecked(address, 'source')
       try {
-        const st = await conn.stats()
-        return { bytes: Number(st.get('bytes')), items: Number(st.get('curr_items')) }
-      } finally {
-        await conn.close().catch(() => undefined)
+        const conn = await MetaConnection.connect(parseAddress(address))
+        try {
+          const st = await conn.stats()
+          return { bytes: Number(st.get('bytes')), items: Number(st.get('curr_items')) }
+        } finally {
+          await conn.close().catch(() => undefined)
+        }
+      } catch {
+        return { bytes: NaN, items: NaN }
       }
     }),
   )
@@ -343,7 +348,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
         // Moving starts while the dump goes on (the spool is a buffer) unless the first pass must
         // first know what it will write: a dry run, or a destination that might not have room
         // for it all (the preflight refusal must come before anything moved).
-        const stream = !opts.dryRun && (pass > 1 || opts.allowEvictions || roomIsCertain(opts, guard, sourceStats))
+        const stream = !opts.dryRun && (pass > 1 || opts.allowEvictions || (await roomIsCertain(opts, guard, sourceStats)))
         const passAbort = new AbortController()
         const signal = opts.signal === undefined ? passAbort.signal : AbortSignal.any([opts.signal, passAbort.signal])
         // Keys that failed last pass are tried again by this one (moving may start right away).
@@ -478,8 +483,8 @@ function hashTableBusy(stats: Map<string, string>): boolean {
  * whole `bytes`, or `bytesBound` when other sources write to the same destinations): then no
  * preflight can refuse, and the move need not wait for the dump's totals.
  */
-function roomIsCertain(opts: SourceJobOptions, guard: TargetGuard, sourceStats: Map<string, string>): boolean {
-  const bound = opts.bytesBound ?? Number(sourceStats.get('bytes'))
+async function roomIsCertain(opts: SourceJobOptions, guard: TargetGuard, sourceStats: Map<string, string>): Promise<boolean> {
+  const bound = (await opts.bytesBound) ?? Number(sourceStats.get('bytes'))
   if (!Number.isFinite(bound)) return false
   return opts.targets.every((address) => {
     const h = guard.health.get(address)

@@ -594,13 +594,14 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       // Each source moves while it dumps (after the grace) when the destinations have room for
       // everything every source holds: the plan's room check cannot refuse then. Otherwise the
       // move waits for the plan.
-      heldAtStart = opts.dryRun ? undefined : await heldBy(sources)
+      // Asked alongside the jobs' own start (connect, stats): it adds no wait.
+      const held = opts.dryRun ? Promise.resolve(undefined) : heldBy(sources)
       const prepared = await Promise.allSettled(
         sources.map(async (s) => {
           const journal = journals.get(s)
           const { options, end } = sourceJob(s, 'main', {
             dryRun: opts.dryRun,
-            bytesBound: heldAtStart?.bytes ?? Number.POSITIVE_INFINITY,
+            bytesBound: held.then((h) => h?.bytes ?? Number.POSITIVE_INFINITY),
             beforeMove: graceOver,
             ...(journal !== undefined ? { onCopied: (key, t, sc, dc) => journal.append(key, t, sc, dc) } : {}),
           })
@@ -615,6 +616,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         throw (failedPrepare as PromiseRejectedResult).reason
       }
       const jobs = prepared.map((p) => (p as PromiseFulfilledResult<{ s: string; end: () => void; job: PreparedSourceJob }>).value)
+      heldAtStart = await held
       plan = buildPlan()
       emit({ type: 'plan', plan })
       try {

@@ -19,8 +19,9 @@ import type { RouteFn } from '../engine/transfer.js'
  *
  * One copy per key: a key is taken only from its preferred holder, the first member of its
  * chain in the current pool that is not the warmed server. When no such member exists (replicas
- * 1 and the warmed server owns the key now), any peer holding it may copy it; peers run one
- * after the other and share one set of handled keys, so a second holder does not copy it again.
+ * 1 and the warmed server owns the key now), any peer holding it may copy it; peers run at
+ * once, and a key is taken by the first peer whose dump lists it, so a second holder does not
+ * copy it again.
  */
 
 export interface WarmOptions extends JobKnobs {
