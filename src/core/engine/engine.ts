@@ -1,10 +1,11 @@
+import { statfsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { JOB_DEFAULTS } from '../defaults.js'
 import { MetaConnection, metadump, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { KeyBatch } from './key-batch.js'
-import { KeySpool, type SpoolOrder } from './spool.js'
+import { KeySpool, SPOOL_RECORD_MAX, type SpoolOrder } from './spool.js'
 import { Tally } from './tally.js'
 import { TargetGuard, type DestinationHealth } from './target-guard.js'
 import { TokenBucket } from './throttle.js'
@@ -93,6 +94,8 @@ export interface SourceJobOptions {
    * destination has that much free room, the first pass moves while it dumps.
    */
   bytesBound?: number | Promise<number> | undefined
+  /** Called once per pass when the dump lists its first key (or ends with none): the walk was accepted. */
+  onListing?: ((pass: number) => void) | undefined
   /** Awaited once before the first key is sent (the client grace); the dump meanwhile goes on. */
   beforeMove?: ((signal: AbortSignal) => Promise<void>) | undefined
 }
@@ -348,7 +351,8 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
         // Moving starts while the dump goes on (the spool is a buffer) unless the first pass must
         // first know what it will write: a dry run, or a destination that might not have room
         // for it all (the preflight refusal must come before anything moved).
-        const stream = !opts.dryRun && (pass > 1 || opts.allowEvictions || (await roomIsCertain(opts, guard, sourceStats)))
+        const stream =
+          !opts.dryRun && spoolHasRoom(spool.dir, sourceStats) && (pass > 1 || opts.allowEvictions || (await roomIsCertain(opts, guard, sourceStats)))
         const passAbort = new AbortController()
         const signal = opts.signal === undefined ? passAbort.signal : AbortSignal.any([opts.signal, passAbort.signal])
         // Keys that failed last pass are tried again by this one (moving may start right away).
@@ -373,7 +377,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
           let entries = 0
           const onEntry = (e: DumpEntry): void => {
-            entries++
+            if (entries++ === 0) opts.onListing?.(pass)
             if (e.exp !== -1 && e.exp <= serverNow) return
             const n = opts.route(e.key, routeScratch, 0)
             if (n === 0) return
@@ -391,23 +395,37 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             if (mode === 'all' && walk === 'hash') spool.dedupeWith(dedupe()) // the server has no hash walk
           }
           if (stream) void startMove()
-          const dump = await metadump(parseAddress(opts.source), { onEntry, onWalk, signal, mode: walk })
+          // Interrupted during the first dump after keys moved: the dump still runs to its end
+          // (moves stop at once), so the record counts every key the server had.
+          const dumpAbort = new AbortController()
+          const stopDump = (): void => {
+            if (!(pass === 1 && tally.processed > 0 && !passAbort.signal.aborted)) dumpAbort.abort()
+          }
+          signal.addEventListener('abort', stopDump, { once: true })
+          if (signal.aborted) stopDump()
+          const dump = await metadump(parseAddress(opts.source), { onEntry, onWalk, signal: dumpAbort.signal, mode: walk })
             .catch((err: unknown) => {
-              if (signal.aborted) return undefined
+              if (dumpAbort.signal.aborted) return undefined
               throw err
             })
-            .finally(() => spool.finish())
+            .finally(() => {
+              signal.removeEventListener('abort', stopDump)
+              spool.finish()
+            })
+          if (entries === 0) opts.onListing?.(pass)
           if (moveError !== undefined) throw moveError
+          if (dump !== undefined) emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
+          if (dump !== undefined && pass === 1) {
+            result.keysAtStart = spool.count
+            result.bytesAtStart = spool.bytes
+          }
           if (opts.signal?.aborted || dump === undefined) {
             await moving
             if (moveError !== undefined) throw moveError
             result.interrupted = true
             break
           }
-          emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
           if (pass === 1) {
-            result.keysAtStart = spool.count
-            result.bytesAtStart = spool.bytes
             emit({ type: 'phase', phase: 'preflight', pass })
             result.preflight = opts.targets.map((address, i) => {
               const h = guard.health.get(address)!
@@ -490,6 +508,21 @@ async function roomIsCertain(opts: SourceJobOptions, guard: TargetGuard, sourceS
     const h = guard.health.get(address)
     return h !== undefined && bound <= h.freeBytes
   })
+}
+
+/**
+ * Whether the spool's disk has room for every key the source holds at the most a record takes
+ * (SPOOL_RECORD_MAX): then a full spool cannot stop the dump after keys started moving.
+ */
+function spoolHasRoom(dir: string, sourceStats: Map<string, string>): boolean {
+  const items = Number(sourceStats.get('curr_items'))
+  if (!Number.isFinite(items)) return false
+  try {
+    const fs = statfsSync(dir)
+    return fs.bavail * fs.bsize >= items * SPOOL_RECORD_MAX
+  } catch {
+    return false
+  }
 }
 
 function allUp(opts: SourceJobOptions, guard: TargetGuard, conns: readonly MetaConnection[]): boolean {

@@ -32,6 +32,8 @@ const READ_BUFFER = 1024 * 1024
 const RECORD_FIXED = 2 + 4 + 8
 /** Most destinations a record can carry (u8 count). */
 const MAX_RECORD_DESTS = 255
+/** Bytes of a record with a 250-byte key and a few destinations: what a spool needs per key at most, in practice. */
+export const SPOOL_RECORD_MAX = RECORD_FIXED + 250 + 2 * 8
 
 function spoolError(dir: string, err: unknown): MemdrainError {
   const code = (err as NodeJS.ErrnoException).code

@@ -589,6 +589,22 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       const wait = graceUntil - Date.now()
       if (wait > 0) await sleep(wait, undefined, { signal: moveSignal }).catch(() => undefined)
     }
+    // A source moving while it dumps starts only once every source's dump lists keys: a source
+    // that refuses its dump (-X, crawler off) then refuses the change before anything moved.
+    let listing = 0
+    let allListing!: () => void
+    const everySourceListing = new Promise<void>((resolve) => (allListing = resolve))
+    const onListing = (pass: number): void => {
+      if (pass === 1 && ++listing === sources.length) allListing()
+    }
+    const beforeMove = async (moveSignal: AbortSignal): Promise<void> => {
+      await new Promise<void>((resolve) => {
+        if (moveSignal.aborted) return resolve()
+        moveSignal.addEventListener('abort', () => resolve(), { once: true })
+        void everySourceListing.then(resolve)
+      })
+      await graceOver(moveSignal)
+    }
     const mainJobs: SourceJobResult[] = []
     if (!switchedBefore) {
       // Each source moves while it dumps (after the grace) when the destinations have room for
@@ -602,7 +618,8 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
           const { options, end } = sourceJob(s, 'main', {
             dryRun: opts.dryRun,
             bytesBound: held.then((h) => h?.bytes ?? Number.POSITIVE_INFINITY),
-            beforeMove: graceOver,
+            beforeMove,
+            onListing,
             ...(journal !== undefined ? { onCopied: (key, t, sc, dc) => journal.append(key, t, sc, dc) } : {}),
           })
           const job = await prepareSourceJob(options)
