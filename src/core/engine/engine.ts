@@ -94,8 +94,11 @@ export interface SourceJobOptions {
    * destination has that much free room, the first pass moves while it dumps.
    */
   bytesBound?: number | Promise<number> | undefined
-  /** Called once per pass when the dump lists its first key (or ends with none): the walk was accepted. */
-  onListing?: ((pass: number) => void) | undefined
+  /**
+   * Called once per pass when the dump lists its first key (or ends with none): the walk was
+   * accepted. `streaming`: whether this pass moves while it dumps (else after its preflight).
+   */
+  onListing?: ((pass: number, streaming: boolean) => void) | undefined
   /** Awaited once before the first key is sent (the client grace); the dump meanwhile goes on. */
   beforeMove?: ((signal: AbortSignal) => Promise<void>) | undefined
 }
@@ -377,7 +380,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
           let entries = 0
           const onEntry = (e: DumpEntry): void => {
-            if (entries++ === 0) opts.onListing?.(pass)
+            if (entries++ === 0) opts.onListing?.(pass, stream)
             if (e.exp !== -1 && e.exp <= serverNow) return
             const n = opts.route(e.key, routeScratch, 0)
             if (n === 0) return
@@ -412,7 +415,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
               signal.removeEventListener('abort', stopDump)
               spool.finish()
             })
-          if (entries === 0) opts.onListing?.(pass)
+          if (entries === 0) opts.onListing?.(pass, stream)
           if (moveError !== undefined) throw moveError
           if (dump !== undefined) emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
           if (dump !== undefined && pass === 1) {

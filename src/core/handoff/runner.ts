@@ -589,19 +589,24 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       const wait = graceUntil - Date.now()
       if (wait > 0) await sleep(wait, undefined, { signal: moveSignal }).catch(() => undefined)
     }
-    // A source moving while it dumps starts only once every source's dump lists keys: a source
-    // that refuses its dump (-X, crawler off) then refuses the change before anything moved.
+    // A source moving while it dumps starts only once every source's dump lists keys and every
+    // source moves while it dumps: a source that refuses its dump (-X, crawler off), or one
+    // that must wait for its plan (room, spool disk), then refuses the change before anything
+    // moved. Otherwise the moves start with run(), after the plan.
     let listing = 0
-    let allListing!: () => void
-    const everySourceListing = new Promise<void>((resolve) => (allListing = resolve))
-    const onListing = (pass: number): void => {
-      if (pass === 1 && ++listing === sources.length) allListing()
+    let waitsForPlan = false
+    let openGate!: () => void
+    const gate = new Promise<void>((resolve) => (openGate = resolve))
+    const onListing = (pass: number, streaming: boolean): void => {
+      if (pass !== 1) return
+      if (!streaming) waitsForPlan = true
+      if (++listing === sources.length && !waitsForPlan) openGate()
     }
     const beforeMove = async (moveSignal: AbortSignal): Promise<void> => {
       await new Promise<void>((resolve) => {
         if (moveSignal.aborted) return resolve()
         moveSignal.addEventListener('abort', () => resolve(), { once: true })
-        void everySourceListing.then(resolve)
+        void gate.then(resolve)
       })
       await graceOver(moveSignal)
     }
@@ -651,6 +656,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         await Promise.all(jobs.map((j) => j.job.cancel()))
         throw err
       }
+      openGate()
       const results = await Promise.all(jobs.map(async ({ s, end, job }) => finishJob(s, end, await job.run())))
       mainJobs.push(...results)
       interrupted = results.some((j) => j.interrupted)
