@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemdrainError, ExitCode } from '../errors.js'
-import { MetaConnection, parseAddress } from '../protocol/index.js'
+import { MemdrainError, ExitCode } from '../core/errors.js'
+import { MetaConnection, parseAddress } from '../core/protocol/index.js'
 
 /** Ways the copy hand-off learns that applications now read the new owners. */
 
