@@ -3,8 +3,8 @@
  * measurement, php-memcached-libketama, values of `--value-size` bytes; the jobs run in this
  * process from dist/, unthrottled, move hand-off, no grace):
  *
- * 1. rebalance 4 → 5 servers, N keys at their owners under the 4: memdrain `runRebalance`
- *    against the raw mover (scripts/raw-mover.ts) run on every old server at once, each moving
+ * 1. rebalance 4 → 5 servers, N keys at their owners under the 4 (the same 5 servers, restarted
+ *    empty and loaded alike for each run: the same keys move): memdrain `runRebalance` against the raw mover (scripts/raw-mover.ts) run on every old server at once, each moving
  *    the keys whose owner under the 5 is another server — the raw mover's rate on the keys that
  *    move plus its dump rate on the keys only read. Ratio = raw seconds / memdrain seconds.
  * 2. warm vs drain: 4 servers, replicas 2, N keys on both members of their chain; one server
@@ -116,36 +116,35 @@ async function servers(count: number): Promise<MemcachedServer[]> {
 
 const jobDefaults = { handoff: 'move' as const, threshold: 0.95, purge: true, rate: 0, bandwidth: 0, minTtl: 2, minFree: 0.05, allowEvictions: false, order: 'hot-first' as const, dryRun: false, clientGraceSeconds: 0 }
 
-async function rebalanceRaw(): Promise<{ seconds: number; moved: number; verified: string }> {
-  const s = await servers(5)
-  try {
-    const all = s.map((x) => x.address)
-    await load(poolOf(all.slice(0, 4)), N)
-    const started = performance.now()
-    const runs = await Promise.all(all.slice(0, 4).map((source, i) => rawMove({ source, destinations: all, hash: HASH, keep: i })))
-    const seconds = (performance.now() - started) / 1000
-    const moved = runs.reduce((a, r) => a + r.moved, 0)
-    return { seconds, moved, verified: await verify(poolOf(all), () => true, N) }
-  } finally {
-    await Promise.all(s.map((x) => x.kill()))
-  }
+/** Restarted empty (same ports: the same placement for every run), then N keys at their owners under the first 4. */
+async function freshRebalanceSetup(s: MemcachedServer[]): Promise<string[]> {
+  await Promise.all(s.map((x) => x.restart()))
+  const all = s.map((x) => x.address)
+  await load(poolOf(all.slice(0, 4)), N)
+  return all
 }
 
-async function rebalanceMemdrain(): Promise<{ seconds: number; moved: number; verified: string }> {
-  const s = await servers(5)
+async function rebalanceRaw(s: MemcachedServer[]): Promise<{ seconds: number; moved: number; verified: string }> {
+  const all = await freshRebalanceSetup(s)
+  const started = performance.now()
+  const runs = await Promise.all(all.slice(0, 4).map((source, i) => rawMove({ source, destinations: all, hash: HASH, keep: i })))
+  const seconds = (performance.now() - started) / 1000
+  const moved = runs.reduce((a, r) => a + r.moved, 0)
+  return { seconds, moved, verified: await verify(poolOf(all), () => true, N) }
+}
+
+async function rebalanceMemdrain(s: MemcachedServer[]): Promise<{ seconds: number; moved: number; verified: string }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-bench-ratios-'))
   try {
-    const all = s.map((x) => x.address)
+    const all = await freshRebalanceSetup(s)
     const file = path.join(dir, 'memdrain.json')
     writeFileSync(file, JSON.stringify({ hash: HASH, servers: all.slice(0, 4).map((address) => ({ address })) }))
-    await load(poolOf(all.slice(0, 4)), N)
     const started = performance.now()
     const r = await runRebalance({ store: new FilePoolStore(file), edits: { add: [all[4]!], remove: [], weight: [] }, spoolDir: path.join(dir, 'spool'), ...jobDefaults })
     const seconds = (performance.now() - started) / 1000
     const verified = r.status !== 0 ? `FAILED: status ${r.status}` : await verify(poolOf(all), () => true, N)
     return { seconds, moved: r.moved, verified }
   } finally {
-    await Promise.all(s.map((x) => x.kill()))
     rmSync(dir, { recursive: true, force: true })
   }
 }
@@ -195,10 +194,18 @@ async function drain(n: number): Promise<{ seconds: number; moved: number; verif
 
 const lines: string[] = []
 if (argv.only === undefined || argv.only === 'rebalance') {
-  const raw = await rebalanceRaw()
-  log(`rebalance raw: ${raw.seconds.toFixed(2)} s, moved ${raw.moved}, verify ${raw.verified}`)
-  const md = await rebalanceMemdrain()
-  log(`rebalance memdrain: ${md.seconds.toFixed(2)} s, moved ${md.moved}, verify ${md.verified}`)
+  // The same 5 servers (ports) for both runs, restarted empty and loaded alike: the same keys move.
+  const s = await servers(5)
+  let raw: Awaited<ReturnType<typeof rebalanceRaw>>
+  let md: Awaited<ReturnType<typeof rebalanceMemdrain>>
+  try {
+    raw = await rebalanceRaw(s)
+    log(`rebalance raw: ${raw.seconds.toFixed(2)} s, moved ${raw.moved}, verify ${raw.verified}`)
+    md = await rebalanceMemdrain(s)
+    log(`rebalance memdrain: ${md.seconds.toFixed(2)} s, moved ${md.moved}, verify ${md.verified}`)
+  } finally {
+    await Promise.all(s.map((x) => x.kill()))
+  }
   const ratio = raw.seconds / md.seconds
   lines.push(
     `rebalance 4→5 (${N} keys, ${HASH}): memdrain ${md.seconds.toFixed(2)} s (${md.moved} moved, ${Math.round(md.moved / md.seconds)} moved keys/s), raw mover ${raw.seconds.toFixed(2)} s (${raw.moved} moved); ratio ${ratio.toFixed(2)} (goal ≥ 0.8: ${ratio >= 0.8 ? 'met' : 'MISSED'}); verified ${md.verified} / raw ${raw.verified}`,
