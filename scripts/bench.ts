@@ -1,23 +1,28 @@
 /**
- * Drain benchmark: for each key count, start 1 source + (servers-1) destination memcached
- * servers, load N items onto the source, write a pool file (php-memcached-libketama,
- * pool-aware clients) and drain the source with the built CLI in a child process:
+ * Drain benchmark against the raw mover (scripts/raw-mover.ts), in one run: for each key count,
+ * twice on fresh servers loaded the same way (1 source + (servers-1) destinations, N items of
+ * `--value-size` bytes on the source, memcached -t 1, the source freshly loaded: its hash table
+ * still at memcached's default size, expanding): once the raw mover (in this process), once
+ * memdrain as a user runs it, the built CLI in a child process, with the pool file's defaults
+ * (php-memcached-libketama, static clients):
  *
  *   node bin/run.js drain <source> --pool <file> --yes --rate 0 --bandwidth 0 --handoff move --json
  *
- * Measured: wall time, the child's CPU (user+sys) and peak RSS (GNU time, or the preload
- * scripts/bench-usage.mjs when GNU time is missing), memcached CPU (/proc/<pid>/stat of every
- * server, before/after). Verified: the destinations hold N items, the source 0, and a sample of
- * keys sits on its libketama owner only, with its own value.
+ * Measured: wall time (memdrain: spawn to exit, start-up included; raw mover: its dump to its last
+ * reply), keys/s and the ratio memdrain / raw, the child's CPU (user+sys) per moved key and peak
+ * RSS (GNU time, or the preload scripts/bench-usage.mjs when GNU time is missing), memcached CPU.
+ * Verified after each run: every key sits at its libketama owner with its own value and flags,
+ * the destinations hold exactly N items, the source none.
  *
- *   npm run bench -- --keys 100000,1000000 --value-size 100 --servers 4 [--threads 1] [--memory 1024]
+ *   npm run bench -- --keys 100000,300000,1000000 --value-size 100 --servers 4 [--threads 1] [--repeat 3]
  *   node --cpu-prof --cpu-prof-dir /tmp/prof --import tsx scripts/bench.ts --in-process --keys 1000000
  *   npm run bench -- --keys 1000000 --child-cpu-prof /tmp/prof     (profile the CLI child itself)
  *   npm run bench -- --repeat 3 --cli /tmp/other-build                (fastest of 3; another built tree)
  *
  * The built CLI is copied to a temporary directory first, so a concurrent `npm run build`
  * (rm -rf dist) cannot break or mix the runs. `other CPU %` in the table is CPU used by other
- * processes on the machine during the drain: when it is high, the rates are understated.
+ * processes on the machine during the drain: when it is high, the rates are understated (the
+ * ratio much less: both sides run under the same load, one after the other).
  *
  * Every server started here is killed by PID when the run ends, fails, or is interrupted.
  */
@@ -33,13 +38,14 @@ import { MetaConnection, MetaPayload, parseAddress, ERR, NS, VA } from '../src/c
 import { validatePool } from '../src/core/pool/validate.js'
 import { poolPlacement } from '../src/core/pool/placement.js'
 import type { DrainResult } from '../src/core/jobs/drain.js'
+import { rawMove } from './raw-mover.js'
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const HASH = 'php-memcached-libketama'
 
 const { values: argv } = parseArgs({
   options: {
-    keys: { type: 'string', default: '100000,1000000' },
+    keys: { type: 'string', default: '100000,300000,1000000' },
     'value-size': { type: 'string', default: '100' },
     servers: { type: 'string', default: '4' },
     threads: { type: 'string', default: '1' },
@@ -50,8 +56,7 @@ const { values: argv } = parseArgs({
     'child-cpu-prof': { type: 'string' },
     'child-node-args': { type: 'string' },
     'drain-args': { type: 'string' },
-    samples: { type: 'string', default: '2000' },
-    'source-hashpower': { type: 'string', default: 'auto' },
+    'source-hashpower': { type: 'string', default: 'fresh' },
     repeat: { type: 'string', default: '1' },
     cli: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -61,7 +66,7 @@ const { values: argv } = parseArgs({
 
 if (argv.help) {
   process.stdout.write(`Usage: npm run bench -- [options]
-  --keys LIST          key counts, e.g. 100000,1000000 (default)
+  --keys LIST          key counts (default 100000,300000,1000000)
   --value-size N       bytes per value (default 100)
   --servers N          memcached servers: 1 source + N-1 destinations (default 4)
   --threads N          memcached -t (default 1: 2 cores shared by 4 servers and node)
@@ -71,11 +76,10 @@ if (argv.help) {
   --child-cpu-prof DIR run the CLI child with --cpu-prof into DIR
   --drain-args S       extra arguments for the drain command (e.g. a flag that skips a wait)
   --child-node-args S  extra node flags for the CLI child, e.g. "--trace-gc --max-semi-space-size=2"
-  --source-hashpower P memcached -o hashpower for the source: auto (default) sizes its hash table
-                       for the keys, as on a server that has held them a while; 16 (memcached's
-                       default) makes a freshly loaded source still expanding its table when the
-                       drain starts, and the drain's dump first waits for that (~3 s at 1M keys)
-  --samples N          keys spot-checked on their owner after the drain (default 2000)
+  --source-hashpower P memcached -o hashpower for the source: fresh (default) leaves memcached's
+                       default (16), so a freshly loaded source is still expanding its hash
+                       table when the drain starts; auto sizes it for the keys, as on a server
+                       that has held them a while
   --cli DIR            root of another built memdrain tree to measure (default: this repo)
   --repeat N           run each key count N times (fresh servers each time) and report the
                        fastest run (the machine is shared: the least disturbed run is the best estimate)
@@ -94,7 +98,6 @@ const valueSize = positiveInt(argv['value-size'], 'value-size')
 const serverCount = positiveInt(argv.servers, 'servers')
 const threads = positiveInt(argv.threads, 'threads')
 const memoryMb = positiveInt(argv.memory, 'memory')
-const samples = Number(argv.samples)
 const repeat = positiveInt(argv.repeat, 'repeat')
 /** The built CLI under test. */
 const ROOT = argv.cli === undefined ? REPO : path.resolve(argv.cli)
@@ -183,43 +186,39 @@ async function loadSource(address: string, n: number): Promise<number> {
   return performance.now() - started
 }
 
-/** Sample keys: each must be on its owner under the new pool only, with its own value and flags. */
-async function spotCheck(destinations: string[], n: number, count: number): Promise<string | undefined> {
-  if (count <= 0) return undefined
+/**
+ * Every key 0..n-1 at its owner under the pool of `destinations`, with its own value and flags
+ * (`mg` at the owner only; with the destinations holding exactly n items, no key is anywhere else).
+ */
+async function verifyAll(destinations: string[], n: number): Promise<string | undefined> {
   const pool = validatePool({ hash: HASH, replicas: 1, servers: destinations.map((address) => ({ address })) }, 'bench')
   const pp = poolPlacement(pool)
-  const step = Math.max(1, Math.floor(n / count))
-  const idx: number[] = []
-  for (let i = 0; i < n && idx.length < count; i += step) idx.push(i)
-  const found = destinations.map(() => new Uint8Array(idx.length))
   const scratch = Buffer.alloc(valueSize)
   const problems: string[] = []
-  const conns = await Promise.all(destinations.map((d) => MetaConnection.connect(parseAddress(d))))
+  const conns = await Promise.all(destinations.map((d) => MetaConnection.connect(parseAddress(d), { requestTimeoutMs: 30_000 })))
+  const CHUNK = 20_000
   try {
-    await Promise.all(
-      conns.map((conn, d) => {
-        const p = new MetaPayload()
-        for (let j = 0; j < idx.length; j++) p.command('mg', keyOf(idx[j]!)).flags('v f').flag('O', j).end()
-        return conn.batch(p.noop().take(), (r) => {
-          if (r.status !== VA) return
-          const j = r.opaque
-          const i = idx[j]!
-          found[d]![j] = 1
-          if (!r.value!.equals(fillValue(scratch, keyOf(i))) || r.flagInt('f') !== (i & 0xffff)) {
-            if (problems.length < 5) problems.push(`bench:${i} on ${destinations[d]} has the wrong value or flags`)
-          }
-        })
-      }),
-    )
+    for (let from = 0; from < n && problems.length < 5; from += CHUNK) {
+      const to = Math.min(n, from + CHUNK)
+      const found = new Uint8Array(to - from)
+      const payloads = destinations.map(() => new MetaPayload(1024 * 1024))
+      for (let i = from; i < to; i++) payloads[pp.placement.owner(keyOf(i))]!.command('mg', keyOf(i)).flags('v f').flag('O', i - from).end()
+      await Promise.all(
+        conns.map((conn, d) =>
+          conn.batch(payloads[d]!.noop().take(), (r) => {
+            if (r.status !== VA) return
+            const i = from + r.opaque
+            found[r.opaque] = 1
+            if (!r.value!.equals(fillValue(scratch, keyOf(i))) || r.flagInt('f') !== (i & 0xffff)) {
+              if (problems.length < 5) problems.push(`bench:${i} on ${destinations[d]} has the wrong value or flags`)
+            }
+          }),
+        ),
+      )
+      for (let j = 0; j < found.length && problems.length < 5; j++) if (found[j] === 0) problems.push(`bench:${from + j} missing on its owner ${destinations[pp.placement.owner(keyOf(from + j))]}`)
+    }
   } finally {
     await Promise.all(conns.map((c) => c.close()))
-  }
-  for (let j = 0; j < idx.length && problems.length < 5; j++) {
-    const owner = pp.placement.owner(keyOf(idx[j]!))
-    for (let d = 0; d < destinations.length; d++) {
-      if (d === owner && found[d]![j] === 0) problems.push(`bench:${idx[j]} missing on its owner ${destinations[d]}`)
-      if (d !== owner && found[d]![j] === 1) problems.push(`bench:${idx[j]} on ${destinations[d]}, not its owner ${destinations[owner]}`)
-    }
   }
   return problems.length > 0 ? problems.join('; ') : undefined
 }
@@ -397,6 +396,11 @@ interface Row {
   verified: string
   /** CPU seconds used by other processes during the drain, as % of the machine. */
   foreignPct: number
+  /** The raw mover on the same setup: wall seconds, keys/s, Node CPU µs per moved key. */
+  rawWallS: number
+  rawRate: number
+  rawCpuUsPerKey: number
+  rawVerified: string
 }
 
 /** memcached's default hash power (16), or the smallest that holds n items without expanding (it expands above 1.5 items a bucket). */
@@ -406,86 +410,121 @@ function sourceHashPower(n: number): number {
   return p
 }
 
-async function benchOne(n: number): Promise<Row> {
-  const servers: MemcachedServer[] = []
-  const workDir = mkdtempSync(path.join(tmpdir(), 'memdrain-bench-'))
-  try {
-    // The source's hash table is sized for its keys, as on a server that has held them a while
-    // (memcached grows it one power a second after a bulk load; metadump waits for that first,
-    // ~3 s after loading 1M keys, which measures the load, not the drain).
-    const power = argv['source-hashpower'] === 'auto' ? sourceHashPower(n) : positiveInt(argv['source-hashpower'], 'source-hashpower')
-    for (let i = 0; i < serverCount; i++) servers.push(await startMemcached({ memoryMb, threads, ...(i === 0 ? { extraArgs: ['-o', `hashpower=${power}`] } : {}) }))
-    const [source, ...dests] = servers.map((s) => s.address) as [string, ...string[]]
-    log(`${n} keys: memcached -m ${memoryMb} -t ${threads}; source ${source} (pid ${servers[0]!.pid}, -o hashpower=${power}), destinations ${dests.join(', ')}`)
+interface Loaded {
+  servers: MemcachedServer[]
+  source: string
+  dests: string[]
+  loadMs: number
+}
 
+/** Fresh servers with n keys on the source; `fn` runs on them, then they are killed. */
+async function withLoadedSource<T>(n: number, fn: (l: Loaded) => Promise<T>): Promise<T> {
+  const servers: MemcachedServer[] = []
+  try {
+    const hp = argv['source-hashpower']
+    const power = hp === 'fresh' ? undefined : hp === 'auto' ? sourceHashPower(n) : positiveInt(hp, 'source-hashpower')
+    for (let i = 0; i < serverCount; i++) servers.push(await startMemcached({ memoryMb, threads, ...(i === 0 && power !== undefined ? { extraArgs: ['-o', `hashpower=${power}`] } : {}) }))
+    const [source, ...dests] = servers.map((s) => s.address) as [string, ...string[]]
+    log(`${n} keys: memcached -m ${memoryMb} -t ${threads}; source ${source} (pid ${servers[0]!.pid}, hashpower ${power ?? '16 (fresh)'}), destinations ${dests.join(', ')}`)
     const loadMs = await loadSource(source, n)
     const loaded = await stats(source)
     if (statNum(loaded, 'curr_items') !== n || statNum(loaded, 'evictions') !== 0) {
       throw new Error(`source holds ${loaded.get('curr_items')} items (evictions ${loaded.get('evictions')}) after loading ${n}: raise --memory`)
     }
     log(`${n} keys: loaded in ${loadMs.toFixed(0)} ms (${Math.round(n / (loadMs / 1000))} keys/s, raw pipelined ms)`)
-
-    const poolFile = path.join(workDir, 'memdrain.json')
-    const doc = { hash: HASH, replicas: 1, clients: 'pool-aware', servers: servers.map((s) => ({ address: s.address })) }
-    writeFileSync(poolFile, JSON.stringify(doc, null, 2) + '\n')
-
-    const pids = servers.map((s) => s.pid)
-    const mcBefore = pids.map(procCpuSeconds)
-    const busyBefore = machineBusySeconds()
-    const run = inProcess ? await drainInProcess(source, poolFile) : await drainChild(source, poolFile, workDir)
-    const mcAfter = pids.map(procCpuSeconds)
-    const busyAfter = machineBusySeconds()
-    const busy = busyAfter.tasks - busyBefore.tasks
-    const irq = busyAfter.irq - busyBefore.irq
-    const mcCpu = mcAfter.reduce((a, v, i) => a + v - mcBefore[i]!, 0)
-    const mcSource = mcAfter[0]! - mcBefore[0]!
-
-    // Verify: every key moved, none left on the source, N items on the destinations.
-    const r = run.result
-    const after = await Promise.all(servers.map((s) => stats(s.address)))
-    const srcItems = statNum(after[0]!, 'curr_items')
-    const destItems = after.slice(1).reduce((a, m) => a + statNum(m, 'curr_items'), 0)
-    const evictions = after.slice(1).reduce((a, m) => a + statNum(m, 'evictions'), 0)
-    const problems: string[] = []
-    if (r.moved !== n) problems.push(`moved ${r.moved}, expected ${n}`)
-    if (r.failed !== 0) problems.push(`${r.failed} failed`)
-    if (srcItems !== 0) problems.push(`source still holds ${srcItems} items`)
-    if (destItems !== n) problems.push(`destinations hold ${destItems} items, expected ${n}`)
-    if (evictions !== 0) problems.push(`${evictions} evictions on the destinations`)
-    const spot = await spotCheck(dests, n, Math.min(samples, n))
-    if (spot !== undefined) problems.push(spot)
-    const verified = problems.length === 0 ? 'ok' : `FAILED: ${problems.join('; ')}`
-    log(`${n} keys: verify ${verified} (source ${srcItems} items, destinations ${after.slice(1).map((m) => m.get('curr_items')).join('+')} = ${destItems})`)
-
-    const cpuS = run.userS + run.sysS
-    // CPU used by anything but the drain and its servers (other jobs on the machine skew the figures).
-    const foreign = Math.max(0, busy - cpuS - mcCpu)
-    const foreignPct = (100 * foreign) / (run.wallS * cpus().length)
-    if (foreignPct > 5) log(`${n} keys: WARNING other processes used ${foreign.toFixed(2)} CPU s (${foreignPct.toFixed(0)}% of the machine) during the drain: figures are skewed`)
-    log(`${n} keys: kernel interrupt time (irq + softirq, mostly loopback TCP) during the drain: ${irq.toFixed(2)} s, not in the node/memcached figures`)
-    const row: Row = {
-      keys: n,
-      loadMs,
-      wallS: run.wallS,
-      wallRate: r.moved / run.wallS,
-      engineRate: r.keysPerSecond,
-      moveRate: run.moveS !== undefined && run.moveS > 0 ? r.moved / run.moveS : undefined,
-      cpuUsPerKey: (cpuS * 1e6) / r.moved,
-      rssMb: run.maxRssKb / 1024,
-      mcCpuUsPerKey: (mcCpu * 1e6) / r.moved,
-      passes: r.passes,
-      verified,
-      foreignPct,
-    }
-    log(
-      `${n} keys: wall ${run.wallS.toFixed(2)} s, engine ${r.durationSeconds.toFixed(2)} s` +
-        (run.phases !== undefined ? ` (${Object.entries(run.phases).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')})` : '') +
-        `, node CPU ${run.userS.toFixed(2)} user + ${run.sysS.toFixed(2)} sys, peak RSS ${row.rssMb.toFixed(1)} MB, ` +
-        `memcached CPU ${mcCpu.toFixed(2)} s (source ${mcSource.toFixed(2)} s), passes ${r.passes}, conflicts ${r.conflicts}`,
-    )
-    return row
+    return await fn({ servers, source, dests, loadMs })
   } finally {
     await Promise.all(servers.map((s) => s.kill()))
+  }
+}
+
+/** After a drain: every key at its owner, none left on the source, n items on the destinations, no eviction. */
+async function verifyDrained(l: Loaded, n: number, moved: number, failed: number): Promise<string> {
+  const after = await Promise.all(l.servers.map((s) => stats(s.address)))
+  const srcItems = statNum(after[0]!, 'curr_items')
+  const destItems = after.slice(1).reduce((a, m) => a + statNum(m, 'curr_items'), 0)
+  const evictions = after.slice(1).reduce((a, m) => a + statNum(m, 'evictions'), 0)
+  const problems: string[] = []
+  if (moved !== n) problems.push(`moved ${moved}, expected ${n}`)
+  if (failed !== 0) problems.push(`${failed} failed`)
+  if (srcItems !== 0) problems.push(`source still holds ${srcItems} items`)
+  if (destItems !== n) problems.push(`destinations hold ${destItems} items, expected ${n}`)
+  if (evictions !== 0) problems.push(`${evictions} evictions on the destinations`)
+  const misplaced = await verifyAll(l.dests, n)
+  if (misplaced !== undefined) problems.push(misplaced)
+  return problems.length === 0 ? 'ok' : `FAILED: ${problems.join('; ')}`
+}
+
+async function rawOne(n: number): Promise<{ wallS: number; rate: number; cpuUsPerKey: number; verified: string }> {
+  return withLoadedSource(n, async (l) => {
+    const cpu0 = process.cpuUsage()
+    const r = await rawMove({ source: l.source, destinations: l.dests, hash: HASH })
+    const cpu = process.cpuUsage(cpu0)
+    const verified = await verifyDrained(l, n, r.moved, 0)
+    log(`${n} keys: raw mover ${r.seconds.toFixed(2)} s, ${Math.round(r.moved / r.seconds)} keys/s (listed ${r.listed}, moved ${r.moved}), verify ${verified}`)
+    return { wallS: r.seconds, rate: r.moved / r.seconds, cpuUsPerKey: (cpu.user + cpu.system) / r.moved, verified }
+  })
+}
+
+async function benchOne(n: number): Promise<Row> {
+  const raw = await rawOne(n)
+  const workDir = mkdtempSync(path.join(tmpdir(), 'memdrain-bench-'))
+  try {
+    return await withLoadedSource(n, async (l) => {
+      const { servers, source, loadMs } = l
+      // The pool file as a user writes it: strategy and servers; clients static (the default).
+      const poolFile = path.join(workDir, 'memdrain.json')
+      const doc = { hash: HASH, servers: servers.map((s) => ({ address: s.address })) }
+      writeFileSync(poolFile, JSON.stringify(doc, null, 2) + '\n')
+
+      const pids = servers.map((s) => s.pid)
+      const mcBefore = pids.map(procCpuSeconds)
+      const busyBefore = machineBusySeconds()
+      const run = inProcess ? await drainInProcess(source, poolFile) : await drainChild(source, poolFile, workDir)
+      const mcAfter = pids.map(procCpuSeconds)
+      const busyAfter = machineBusySeconds()
+      const busy = busyAfter.tasks - busyBefore.tasks
+      const irq = busyAfter.irq - busyBefore.irq
+      const mcCpu = mcAfter.reduce((a, v, i) => a + v - mcBefore[i]!, 0)
+      const mcSource = mcAfter[0]! - mcBefore[0]!
+
+      const r = run.result
+      const verified = await verifyDrained(l, n, r.moved, r.failed)
+      log(`${n} keys: memdrain verify ${verified}`)
+
+      const cpuS = run.userS + run.sysS
+      // CPU used by anything but the drain and its servers (other jobs on the machine skew the figures).
+      const foreign = Math.max(0, busy - cpuS - mcCpu)
+      const foreignPct = (100 * foreign) / (run.wallS * cpus().length)
+      if (foreignPct > 5) log(`${n} keys: WARNING other processes used ${foreign.toFixed(2)} CPU s (${foreignPct.toFixed(0)}% of the machine) during the drain: figures are skewed`)
+      log(`${n} keys: kernel interrupt time (irq + softirq, mostly loopback TCP) during the drain: ${irq.toFixed(2)} s, not in the node/memcached figures`)
+      const row: Row = {
+        keys: n,
+        loadMs,
+        wallS: run.wallS,
+        wallRate: r.moved / run.wallS,
+        engineRate: r.keysPerSecond,
+        moveRate: run.moveS !== undefined && run.moveS > 0 ? r.moved / run.moveS : undefined,
+        cpuUsPerKey: (cpuS * 1e6) / r.moved,
+        rssMb: run.maxRssKb / 1024,
+        mcCpuUsPerKey: (mcCpu * 1e6) / r.moved,
+        passes: r.passes,
+        verified: verified === 'ok' && raw.verified !== 'ok' ? `raw mover ${raw.verified}` : verified,
+        foreignPct,
+        rawWallS: raw.wallS,
+        rawRate: raw.rate,
+        rawCpuUsPerKey: raw.cpuUsPerKey,
+        rawVerified: raw.verified,
+      }
+      log(
+        `${n} keys: memdrain wall ${run.wallS.toFixed(2)} s, engine ${r.durationSeconds.toFixed(2)} s` +
+          (run.phases !== undefined ? ` (${Object.entries(run.phases).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')})` : '') +
+          `, node CPU ${run.userS.toFixed(2)} user + ${run.sysS.toFixed(2)} sys, peak RSS ${row.rssMb.toFixed(1)} MB, ` +
+          `memcached CPU ${mcCpu.toFixed(2)} s (source ${mcSource.toFixed(2)} s), passes ${r.passes}, conflicts ${r.conflicts}; ratio to raw ${(row.wallRate / raw.rate).toFixed(2)}`,
+      )
+      return row
+    })
+  } finally {
     rmSync(workDir, { recursive: true, force: true })
   }
 }
@@ -493,15 +532,17 @@ async function benchOne(n: number): Promise<Row> {
 // ---------------------------------------------------------------- main
 
 function table(rows: Row[]): string {
-  const head = ['keys', 'load ms', 'wall s', 'keys/s wall', 'keys/s engine', ...(inProcess ? ['keys/s move'] : []), 'node CPU µs/key', 'peak RSS MB', 'memcached CPU µs/key', 'passes', 'other CPU %', 'verified']
+  const head = ['keys', 'wall s', 'keys/s wall', 'raw mover keys/s', 'ratio', 'keys/s engine', ...(inProcess ? ['keys/s move'] : []), 'node CPU µs/key', 'raw CPU µs/key', 'peak RSS MB', 'memcached CPU µs/key', 'passes', 'other CPU %', 'verified']
   const body = rows.map((r) => [
     String(r.keys),
-    r.loadMs.toFixed(0),
     r.wallS.toFixed(2),
     Math.round(r.wallRate).toString(),
+    Math.round(r.rawRate).toString(),
+    (r.wallRate / r.rawRate).toFixed(2),
     Math.round(r.engineRate).toString(),
     ...(inProcess ? [r.moveRate === undefined ? '-' : Math.round(r.moveRate).toString()] : []),
     r.cpuUsPerKey.toFixed(2),
+    r.rawCpuUsPerKey.toFixed(2),
     r.rssMb.toFixed(1),
     r.mcCpuUsPerKey.toFixed(2),
     String(r.passes),
@@ -558,9 +599,11 @@ async function main(): Promise<number> {
   const yes = (ok: boolean): string => (ok ? 'met' : 'MISSED')
   process.stdout.write('\ntargets:\n')
   for (const r of rows) {
-    process.stdout.write(`  ${r.keys} keys: ≥150k keys/s: ${yes(r.engineRate >= 150_000)} (engine ${Math.round(r.engineRate)}, wall ${Math.round(r.wallRate)})` + `; ≤3 µs node CPU/key: ${yes(r.cpuUsPerKey <= 3)} (${r.cpuUsPerKey.toFixed(2)})\n`)
+    // Issue 16: ≥ 0.8 × the raw mover at 1M keys, ≥ 0.7 × at 300k (and below).
+    const goal = r.keys >= 1_000_000 ? 0.8 : 0.7
+    const ratio = r.wallRate / r.rawRate
+    process.stdout.write(`  ${r.keys} keys: ≥${goal} × raw mover: ${yes(ratio >= goal)} (${ratio.toFixed(2)}: ${Math.round(r.wallRate)} vs ${Math.round(r.rawRate)} keys/s)` + `; ≤3 µs node CPU/key: ${yes(r.cpuUsPerKey <= 3)} (${r.cpuUsPerKey.toFixed(2)})\n`)
   }
-  if (large !== undefined && large.keys >= 1_000_000) process.stdout.write(`  peak RSS ≤150 MB at ${large.keys} keys: ${yes(large.rssMb <= 150)} (${large.rssMb.toFixed(1)} MB)\n`)
   if (small !== undefined && large !== undefined && small !== large) {
     process.stdout.write(`  RSS(${large.keys}) ≤ 1.2 × RSS(${small.keys}): ${yes(large.rssMb <= 1.2 * small.rssMb)}\n`)
   }

@@ -27,7 +27,7 @@ export function renderPlan(p: ChangePlan, rate: number): string[] {
   const lines: string[] = []
   lines.push(describeScope(p.scope, p.fraction))
   lines.push(
-    `${formatCount(p.keysToMove)} of ${formatCount(p.keysListed)} keys listed change owner (${formatPercent(p.fraction)}; placement alone estimates ${formatPercent(p.estimatedFraction)}), ${formatBytes(p.bytesToMove)} of items (item bytes: key, value and memcached's header, as the dumps list them)`,
+    `${formatCount(p.keysToMove)} of ${formatCount(p.keysListed)} keys listed change owner (${formatPercent(p.fraction)}${p.estimatedFraction !== undefined ? `; placement alone estimates ${formatPercent(p.estimatedFraction)}` : ''}), ${formatBytes(p.bytesToMove)} of items (item bytes: key, value and memcached's header, as the dumps list them)`,
   )
   if (p.pairs.length > 0) {
     lines.push(

@@ -218,8 +218,14 @@ describe('drain (move hand-off)', () => {
     const [src, a, b] = pool.servers as [(typeof pool.servers)[0], (typeof pool.servers)[0], (typeof pool.servers)[0]]
     const keys = keysOf('down:', 3000)
     await setAll(await conns.get(src.address), keys.map((key) => ({ key, value: Buffer.from('x'.repeat(100)) })))
-    setTimeout(() => void b.kill(), 300)
-    const r = await runDrain(drainOptions(pool, src.address, { rate: 1000, batchSize: 100 }))
+    // Killed once keys move (event-driven: a loaded machine may take longer than any fixed delay to get there).
+    let killed = false
+    const killOnMove = (e: { type: string }): void => {
+      if (killed || e.type !== 'progress') return
+      killed = true
+      void b.kill()
+    }
+    const r = await runDrain(drainOptions(pool, src.address, { rate: 1000, batchSize: 100, onEvent: killOnMove }))
     assert.equal(r.status, 68)
     assert.ok(r.failed > 0)
     assert.equal(r.state, 'deactivating')

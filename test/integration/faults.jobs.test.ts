@@ -136,7 +136,8 @@ describe('faults: rebalance, warm, mirror', () => {
     const before = readPool(pool.file)
     const items = await seed(conns, before, 3000, 'dk:')
     const r = await runRebalance(
-      rebalanceOptions(pool, { remove: [leaving.address] }, { handoff: 'move', rate: 1000, batchSize: 100, downWaitMs: 1000, onEvent: onceMoved(150, () => void victim.kill()) }),
+      // rate 300: the leaving server's ~750 keys take a few progress reports (the move starts with the dump).
+      rebalanceOptions(pool, { remove: [leaving.address] }, { handoff: 'move', rate: 300, batchSize: 100, downWaitMs: 1000, onEvent: onceMoved(150, () => void victim.kill()) }),
     )
     assert.equal(r.status, 68, JSON.stringify({ ...r, plan: undefined }))
     assert.ok(r.failed > 0, 'failed keys counted')
@@ -195,17 +196,13 @@ describe('faults: rebalance, warm, mirror', () => {
       spoolDir: path.join(pool.dir, 'spool'),
       batchSize: 100,
     }
-    let current = ''
     const read: string[] = []
     const r = await runWarm({
       ...opts,
       onEvent: (e) => {
-        if (e.type === 'peer') {
-          current = e.peer
-          read.push(e.peer)
-        }
-        // Kill the second peer once it has copied some keys.
-        if (e.type === 'progress' && victim === undefined && current === peers[1]!.address && e.tally.moved >= 50) {
+        if (e.type === 'peer') read.push(e.peer)
+        // Kill the second peer once keys are being copied (every peer is read at once, under one --rate).
+        if (e.type === 'progress' && victim === undefined && e.tally.moved >= 50) {
           victim = peers[1]!
           void victim.kill()
         }
@@ -216,8 +213,8 @@ describe('faults: rebalance, warm, mirror', () => {
     assert.ok(victim !== undefined, 'the second peer was killed mid-copy')
     assert.equal(r.status, 68, JSON.stringify(r))
     assert.deepEqual(r.unreachablePeers, [victim.address])
-    // The peer after it was still read.
-    assert.deepEqual(read, peers.map((p) => p.address))
+    // The other peers were still read.
+    assert.deepEqual([...read].sort(), peers.map((p) => p.address).sort())
     assert.ok(r.restored > 0)
     for (const p of peers) {
       if (p === victim) continue

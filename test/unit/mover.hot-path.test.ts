@@ -78,32 +78,32 @@ describe('KeySpool records with destinations', () => {
   })
 })
 
-describe('KeySpool.dedupe', () => {
-  it('drops every repeat of a key (in any bucket), keeps order and recency, reports what it dropped', () => {
+describe('KeySpool with dedupe', () => {
+  it('drops every repeat of a key (in any bucket): the first sight is kept, with its recency', () => {
     const now = 1_700_000_000
-    const spool = KeySpool.create({ root, order: 'hot-first', serverNow: now, label: 'dedupe' })
+    const spool = KeySpool.create({ root, order: 'hot-first', serverNow: now, label: 'dedupe', dedupe: new FingerprintSet(0) })
     try {
       const dests = new Int32Array([0, 0])
-      // What the reader should give: hot records then cold ones, each key at its first sight in that order.
+      // What the reader should give: hot records then cold ones, each key where it was first spooled.
       const hot: number[] = []
       const cold: number[] = []
+      let dropped = 0
       for (let i = 0; i < 5000; i++) {
         const repeat = i % 4 === 3
         const k = repeat ? i - 2 : i // every 4th record repeats the key two before it...
         const isHot = (k % 3 === 0) !== repeat // ...in the other recency bucket (its last access changed)
         dests[0] = k % 600
         dests[1] = 599 - (k % 600)
-        spool.add(Buffer.from(`key-${k}`), 10 + k, -1, isHot ? now - 5 : now - 50_000, dests, 2, 0)
-        ;(isHot ? hot : cold).push(k)
+        const added = spool.add(Buffer.from(`key-${k}`), 10 + k, -1, isHot ? now - 5 : now - 50_000, dests, 2, 0)
+        assert.equal(added, !repeat)
+        if (!added) dropped++
+        else (isHot ? hot : cold).push(k)
       }
-      const want = [...new Set([...hot, ...cold])] // a Set keeps first insertion order
-      const droppedCalls: { size: number; dests: number[] }[] = []
-      const dropped = spool.dedupe(new FingerprintSet(0), (size, d, n) => droppedCalls.push({ size, dests: Array.from(d.subarray(0, n)) }))
       assert.equal(dropped, 1250)
-      assert.equal(droppedCalls.length, 1250)
-      for (const c of droppedCalls) assert.deepEqual(c.dests, [(c.size - 10) % 600, 599 - ((c.size - 10) % 600)])
+      const want = [...hot, ...cold]
       assert.equal(spool.count, want.length)
       assert.equal(spool.bytes, want.reduce((a, k) => a + 10 + k, 0))
+      spool.finish()
       const reader = spool.reader()
       const batch = new KeyBatch(100, 2)
       const got: number[] = []
@@ -116,6 +116,46 @@ describe('KeySpool.dedupe', () => {
         }
       }
       assert.deepEqual(got, want)
+    } finally {
+      spool.remove()
+    }
+  })
+})
+
+describe('KeySpool as a buffer', () => {
+  it('gives records to a reader while they are still being added, hottest bucket first, and ends when finished', async () => {
+    const now = 1_700_000_000
+    const spool = KeySpool.create({ root, order: 'hot-first', serverNow: now, label: 'stream' })
+    try {
+      const reader = spool.reader()
+      const batch = new KeyBatch(500, 1)
+      const got: string[] = []
+      const consumer = (async () => {
+        for (;;) {
+          const n = await reader.nextBatch(batch)
+          if (n === 0) return
+          for (let i = 0; i < n; i++) got.push(batch.key(i).toString('latin1'))
+        }
+      })()
+      // Nothing readable yet: the reader waits (and asks the spool to flush early from now on).
+      await new Promise((r) => setImmediate(r))
+      assert.equal(got.length, 0)
+      for (let i = 0; i < 2000; i++) spool.add(Buffer.from(`cold-${i}`), 50, -1, now - 100_000)
+      // ~16 KB a flush while a reader waits: most of the keys are readable before the dump ends.
+      await new Promise((r) => setImmediate(r))
+      assert.ok(got.length >= 500, `read ${got.length} of 2000 while adding`)
+      const readEarly = got.length
+      for (let i = 0; i < 300; i++) spool.add(Buffer.from(`hot-${i}`), 50, -1, now - 1)
+      for (let i = 2000; i < 2500; i++) spool.add(Buffer.from(`cold-${i}`), 50, -1, now - 100_000)
+      spool.finish()
+      await consumer
+      assert.equal(got.length, 2800)
+      assert.equal(new Set(got).size, 2800)
+      // Among what was not read before the hot keys came, every hot key comes before the later cold ones.
+      const rest = got.slice(readEarly)
+      const lastHot = rest.findLastIndex((k) => k.startsWith('hot-'))
+      const firstLateCold = rest.findIndex((k) => k.startsWith('cold-') && Number(k.slice(5)) >= 2000)
+      assert.ok(lastHot < firstLateCold, `hot keys interleaved with later cold ones (${lastHot} ≥ ${firstLateCold})`)
     } finally {
       spool.remove()
     }

@@ -74,12 +74,27 @@ export class ServerNode {
 
   // ---- data path (memjs) ----
 
+  // get and set run once per application request: one promise each, no wrapper closures.
   get(key: Buffer): Promise<Buffer | undefined> {
-    return this.call<Buffer | null>((c, cb) => c.get(key as unknown as string, (err, value) => cb(err, value))).then((v) => v ?? undefined)
+    if (this.closed) return Promise.reject(this.closedError())
+    const client = this.memjs ?? this.openMemjs()
+    return new Promise((resolve, reject) => {
+      client.get(key as unknown as string, (err, value) => {
+        if (err === null || err === undefined) resolve(value ?? undefined)
+        else reject(this.classify(err))
+      })
+    })
   }
 
-  async set(key: Buffer, value: Buffer, expires: number): Promise<void> {
-    await this.call<boolean | null>((c, cb) => c.set(key as unknown as string, value, { expires }, cb))
+  set(key: Buffer, value: Buffer, expires: number): Promise<void> {
+    if (this.closed) return Promise.reject(this.closedError())
+    const client = this.memjs ?? this.openMemjs()
+    return new Promise((resolve, reject) => {
+      client.set(key as unknown as string, value, { expires }, (err) => {
+        if (err === null || err === undefined) resolve()
+        else reject(this.classify(err))
+      })
+    })
   }
 
   /** True when stored, false when the key already existed. */
@@ -97,8 +112,12 @@ export class ServerNode {
     return (await this.call<boolean | null>((c, cb) => c.touch(key as unknown as string, expires, cb))) === true
   }
 
+  private closedError(): ServerError {
+    return new ServerError('CONNECTION_CLOSED', this.address, `the connection to ${this.address} was closed by PoolClient.close().`)
+  }
+
   private call<T>(run: (c: MemjsClient, cb: Callback<T>) => void): Promise<T> {
-    if (this.closed) return Promise.reject(new ServerError('CONNECTION_CLOSED', this.address, `the connection to ${this.address} was closed by PoolClient.close().`))
+    if (this.closed) return Promise.reject(this.closedError())
     const client = this.memjs ?? this.openMemjs()
     return new Promise((resolve, reject) => {
       run(client, (err, result) => {

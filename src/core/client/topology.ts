@@ -86,6 +86,11 @@ export class Topology {
     return this.addressesOf(this.current, this.current.placement.chain(key, this.current.replicas, this.scratch))
   }
 
+  /** The key's owner under the current placement (the chain's first link), without an array. */
+  owner(key: Uint8Array): string {
+    return this.current.servers[this.current.placement.owner(key)]!.address
+  }
+
   /** Every current server in the key's chain order: the replacements `failover: "next"` takes. */
   extendedChain(key: Uint8Array): string[] {
     return this.addressesOf(this.current, this.current.placement.chain(key, this.current.servers.length, this.scratch))

@@ -1,10 +1,11 @@
+import { statfsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { JOB_DEFAULTS } from '../defaults.js'
 import { MetaConnection, metadump, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { KeyBatch } from './key-batch.js'
-import { KeySpool, type SpoolOrder } from './spool.js'
+import { KeySpool, SPOOL_RECORD_MAX, type SpoolOrder } from './spool.js'
 import { Tally } from './tally.js'
 import { TargetGuard, type DestinationHealth } from './target-guard.js'
 import { TokenBucket } from './throttle.js'
@@ -82,8 +83,24 @@ export interface SourceJobOptions {
    * and --bandwidth over every source). Without it the job makes its own from rate/bandwidth.
    */
   throttle?: { keys: TokenBucket; bytes: TokenBucket } | undefined
-  /** The walk the dump asks for first (default `hash`, falling back to `all` on servers without it). */
+  /**
+   * The walk the dump asks for. Default: per server and pass, `hash` on a steady hash table and
+   * `all` (deduplicated) while it expands or is due to (see hashTableBusy).
+   */
   dumpMode?: 'hash' | 'all' | undefined
+  /**
+   * Most bytes that could be written to any one destination by this job and the jobs moving
+   * alongside it (rebalance: every source's `bytes`). Default: this source's `bytes`. When every
+   * destination has that much free room, the first pass moves while it dumps.
+   */
+  bytesBound?: number | Promise<number> | undefined
+  /**
+   * Called once per pass when the dump lists its first key (or ends with none): the walk was
+   * accepted. `streaming`: whether this pass moves while it dumps (else after its preflight).
+   */
+  onListing?: ((pass: number, streaming: boolean) => void) | undefined
+  /** Awaited once before the first key is sent (the client grace); the dump meanwhile goes on. */
+  beforeMove?: ((signal: AbortSignal) => Promise<void>) | undefined
 }
 
 /** The knobs every job passes to the engine unchanged (throttle, guard, spool, interruption). */
@@ -146,6 +163,32 @@ export async function connectChecked(address: string, role: string): Promise<Met
   return conn
 }
 
+/**
+ * What the sources hold together (`bytes` and `curr_items` of `stats`): `bytes` is the
+ * `bytesBound` of jobs that move from all of them at once into the same destinations.
+ * Undefined when a source cannot say (then the jobs wait for their plan: it only costs time; a
+ * source that is really unreachable fails in its job, with the job's error).
+ */
+export async function heldBy(addresses: readonly string[]): Promise<{ bytes: number; items: number } | undefined> {
+  const each = await Promise.all(
+    addresses.map(async (address) => {
+      try {
+        const conn = await MetaConnection.connect(parseAddress(address))
+        try {
+          const st = await conn.stats()
+          return { bytes: Number(st.get('bytes')), items: Number(st.get('curr_items')) }
+        } finally {
+          await conn.close().catch(() => undefined)
+        }
+      } catch {
+        return { bytes: NaN, items: NaN }
+      }
+    }),
+  )
+  const sum = each.reduce((a, b) => ({ bytes: a.bytes + b.bytes, items: a.items + b.items }), { bytes: 0, items: 0 })
+  return Number.isFinite(sum.bytes) && Number.isFinite(sum.items) ? sum : undefined
+}
+
 /** `flush_all` on exactly one server (after checking it is a memcached memdrain supports). */
 export async function flushServer(address: string, role: string): Promise<void> {
   const conn = await connectChecked(address, role)
@@ -182,7 +225,7 @@ export interface PreparedSourceJob {
   preflight: PreflightDestination[]
   /** Moves (pass after pass); after a dry run, or a job that stopped while dumping, returns at once. */
   run(): Promise<SourceJobResult>
-  /** Closes the job without moving anything. */
+  /** Closes the job: nothing more moves (a job moving while it dumped stops where it is). */
   cancel(): Promise<void>
 }
 
@@ -191,7 +234,10 @@ const CANCELLED = Symbol('cancelled')
 /**
  * Two steps of one source job: prepare() connects and dumps (the plan of every source can then
  * be checked at once: room over every destination, the grace), run() moves. Several sources
- * prepared together share one plan without a hand-made barrier.
+ * prepared together share one plan without a hand-made barrier. When the destinations have room
+ * for everything (see SourceJobOptions.bytesBound), the first pass already moves while it dumps
+ * (after `beforeMove`): prepare() still resolves at the end of the dump with its exact counts,
+ * and run() lets the pass finish.
  */
 export async function prepareSourceJob(opts: SourceJobOptions): Promise<PreparedSourceJob> {
   let proceed!: (go: boolean) => void
@@ -296,20 +342,51 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
       for (let pass = 1; pass <= maxPasses; pass++) {
         if (opts.signal?.aborted) break
         emit({ type: 'phase', phase: 'dump', pass })
-        const serverNow = Number((await source.stats()).get('time') ?? Math.floor(Date.now() / 1000))
-        const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
+        const sourceStats = await source.stats()
+        const serverNow = Number(sourceStats.get('time') ?? Math.floor(Date.now() / 1000))
+        // The walk, chosen per server and pass: a hash walk lists each key once (no dedupe, flat
+        // memory) but must not start while the hash table expands (1.6.18 deadlock: metadump.ts
+        // waits for it, seconds after a bulk load); an LRU walk needs no wait but can list a key
+        // twice, so the spool then deduplicates it (a fingerprint set, ~11 bytes a key).
+        const walk = opts.dumpMode ?? (hashTableBusy(sourceStats) ? 'all' : 'hash')
+        const dedupe = (): FingerprintSet => new FingerprintSet(Number(sourceStats.get('curr_items')) || 1024)
+        const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source, dedupe: walk === 'all' ? dedupe() : undefined })
+        // Moving starts while the dump goes on (the spool is a buffer) unless the first pass must
+        // first know what it will write: a dry run, or a destination that might not have room
+        // for it all (the preflight refusal must come before anything moved).
+        const stream =
+          !opts.dryRun && spoolHasRoom(spool.dir, sourceStats) && (pass > 1 || opts.allowEvictions || (await roomIsCertain(opts, guard, sourceStats)))
+        const passAbort = new AbortController()
+        const signal = opts.signal === undefined ? passAbort.signal : AbortSignal.any([opts.signal, passAbort.signal])
+        // Keys that failed last pass are tried again by this one (moving may start right away).
+        if (pass > 1) tally.forgetFailures()
+        const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
+        let moving: Promise<void> | undefined
+        let moveError: unknown
+        const startMove = (): Promise<void> => {
+          moving ??= (async () => {
+            if (pass === 1 && opts.beforeMove !== undefined) await opts.beforeMove(signal)
+            if (signal.aborted) return
+            await movePass(opts, signal, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
+          })().catch((err: unknown) => {
+            // A worker failed (the source went away mid-move): stop the dump too.
+            moveError = err
+            passAbort.abort()
+          })
+          return moving
+        }
         try {
           const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
           const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
           let entries = 0
           const onEntry = (e: DumpEntry): void => {
-            entries++
+            if (entries++ === 0) opts.onListing?.(pass, stream)
             if (e.exp !== -1 && e.exp <= serverNow) return
             const n = opts.route(e.key, routeScratch, 0)
             if (n === 0) return
             if (handled.size > 0 && handled.has(e.key)) return
             if (opts.select !== undefined && !opts.select(e)) return
-            spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)
+            if (!spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)) return
             for (let j = 0; j < n; j++) {
               const d = perDest[routeScratch[j]!]!
               d.keys++
@@ -317,34 +394,41 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
               if (e.size > d.largest) d.largest = e.size
             }
           }
-          const dumpOptions = { onEntry, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.dumpMode ? { mode: opts.dumpMode } : {}) }
-          const dump = await metadump(parseAddress(opts.source), dumpOptions).catch((err: unknown) => {
-            if (opts.signal?.aborted) return undefined
-            throw err
-          })
+          const onWalk = (mode: 'hash' | 'all'): void => {
+            if (mode === 'all' && walk === 'hash') spool.dedupeWith(dedupe()) // the server has no hash walk
+          }
+          if (stream) void startMove()
+          // Interrupted during the first dump after keys moved: the dump still runs to its end
+          // (moves stop at once), so the record counts every key the server had.
+          const dumpAbort = new AbortController()
+          const stopDump = (): void => {
+            if (!(pass === 1 && tally.processed > 0 && !passAbort.signal.aborted)) dumpAbort.abort()
+          }
+          signal.addEventListener('abort', stopDump, { once: true })
+          if (signal.aborted) stopDump()
+          const dump = await metadump(parseAddress(opts.source), { onEntry, onWalk, signal: dumpAbort.signal, mode: walk })
+            .catch((err: unknown) => {
+              if (dumpAbort.signal.aborted) return undefined
+              throw err
+            })
+            .finally(() => {
+              signal.removeEventListener('abort', stopDump)
+              spool.finish()
+            })
+          if (entries === 0) opts.onListing?.(pass, stream)
+          if (moveError !== undefined) throw moveError
+          if (dump !== undefined) emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
+          if (dump !== undefined && pass === 1) {
+            result.keysAtStart = spool.count
+            result.bytesAtStart = spool.bytes
+          }
           if (opts.signal?.aborted || dump === undefined) {
+            await moving
+            if (moveError !== undefined) throw moveError
             result.interrupted = true
             break
           }
-          spool.finish()
-          // A key listed twice would be counted twice and, worse, moved by two workers at once. A
-          // hash walk over a steady table lists each key once (the usual case: memory stays flat);
-          // otherwise drop the repeats now, with a set of fingerprints (~11 bytes a key).
-          if (!dump.distinctKeys) {
-            spool.dedupe(new FingerprintSet(spool.count), (size, dests, n) => {
-              for (let j = 0; j < n; j++) {
-                const d = perDest[dests[j]!]
-                if (d === undefined) continue
-                d.keys--
-                d.bytes -= size
-              }
-            })
-          }
-          emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
-          if (pass > 1) tally.forgetFailures()
           if (pass === 1) {
-            result.keysAtStart = spool.count
-            result.bytesAtStart = spool.bytes
             emit({ type: 'phase', phase: 'preflight', pass })
             result.preflight = opts.targets.map((address, i) => {
               const h = guard.health.get(address)!
@@ -363,11 +447,14 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             await opts.onPreflight?.(result.preflight, spool.count, spool.bytes)
             if (opts.dryRun) break
           }
-          if (spool.count === 0) break
+          if (spool.count === 0) {
+            passAbort.abort() // nothing to move: no grace to wait for
+            await moving
+            break
+          }
           result.passes = pass
-          emit({ type: 'phase', phase: 'move', pass })
-          const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
-          await movePass(opts, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
+          await startMove()
+          if (moveError !== undefined) throw moveError
           if (opts.signal?.aborted) {
             result.interrupted = true
             break
@@ -380,19 +467,64 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           if (wasDown) await waitForDestinations(opts, guard, targetConns, targets)
           // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed.
           if (progressed === 0 && !(wasDown && allUp(opts, guard, targetConns))) break
+        } catch (err) {
+          passAbort.abort()
+          await moving
+          if (pass === 1 && result.keysAtStart === 0) {
+            // Failed during the first dump with keys already moved: what it had listed is the start.
+            result.keysAtStart = spool.count
+            result.bytesAtStart = spool.bytes
+          }
+          throw err
         } finally {
           spool.remove()
         }
       }
     } catch (err) {
       // The source went away mid-job: stop here with what was done, and say why.
-      if (!source.closed || !(err instanceof MemdrainError) || opts.signal?.aborted === true || result.preflight.length === 0) throw err
+      if (!source.closed || !(err instanceof MemdrainError) || opts.signal?.aborted === true || (result.preflight.length === 0 && tally.processed === 0)) throw err
       result.sourceError = err
     }
     result.durationMs = performance.now() - started
     return result
   } finally {
     await closeAll()
+  }
+}
+
+/** Whether the source's hash table is expanding, or due to (memcached expands past 1.5 items a bucket). */
+function hashTableBusy(stats: Map<string, string>): boolean {
+  const power = Number(stats.get('hash_power_level'))
+  const items = Number(stats.get('curr_items'))
+  return stats.get('hash_is_expanding') === '1' || (Number.isFinite(power) && Number.isFinite(items) && items > 1.5 * 2 ** power)
+}
+
+/**
+ * Whether every destination has room for all the bytes that could come its way (the source's
+ * whole `bytes`, or `bytesBound` when other sources write to the same destinations): then no
+ * preflight can refuse, and the move need not wait for the dump's totals.
+ */
+async function roomIsCertain(opts: SourceJobOptions, guard: TargetGuard, sourceStats: Map<string, string>): Promise<boolean> {
+  const bound = (await opts.bytesBound) ?? Number(sourceStats.get('bytes'))
+  if (!Number.isFinite(bound)) return false
+  return opts.targets.every((address) => {
+    const h = guard.health.get(address)
+    return h !== undefined && bound <= h.freeBytes
+  })
+}
+
+/**
+ * Whether the spool's disk has room for every key the source holds at the most a record takes
+ * (SPOOL_RECORD_MAX): then a full spool cannot stop the dump after keys started moving.
+ */
+function spoolHasRoom(dir: string, sourceStats: Map<string, string>): boolean {
+  const items = Number(sourceStats.get('curr_items'))
+  if (!Number.isFinite(items)) return false
+  try {
+    const fs = statfsSync(dir)
+    return fs.bavail * fs.bsize >= items * SPOOL_RECORD_MAX
+  } catch {
+    return false
   }
 }
 
@@ -412,6 +544,7 @@ async function waitForDestinations(opts: SourceJobOptions, guard: TargetGuard, c
 
 async function movePass(
   opts: SourceJobOptions,
+  signal: AbortSignal,
   source: MetaConnection,
   spool: KeySpool,
   targets: TransferTarget[],
@@ -426,7 +559,6 @@ async function movePass(
   emit: (e: EngineEvent) => void,
 ): Promise<void> {
   const reader = spool.reader()
-  const toMove = spool.count
   const startedAt = performance.now()
   const processedAtStart = tally.processed
   let lastEmit = 0
@@ -435,8 +567,9 @@ async function movePass(
     if (!force && now - lastEmit < 250) return
     lastEmit = now
     const secs = (now - startedAt) / 1000
-    emit({ type: 'progress', pass, toMove, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
+    emit({ type: 'progress', pass, toMove: spool.count, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
   }
+  let started = false
   const worker = async (): Promise<void> => {
     const batch = new KeyBatch(batchSize, Math.max(1, opts.maxChain))
     const transfer = new BatchTransfer(
@@ -453,19 +586,25 @@ async function movePass(
       },
       batchSize,
     )
-    while (!opts.signal?.aborted) {
+    const stopped = (): boolean => signal.aborted
+    while (!signal.aborted) {
       // Pause while the guard says a destination is under memory pressure it cannot shake off.
-      while (guard.rateFactor() === 0 && !opts.signal?.aborted) {
+      while (guard.rateFactor() === 0 && !signal.aborted) {
         report(true)
         await sleep(250)
       }
-      const n = reader.next(batch)
+      const n = await reader.nextBatch(batch, stopped)
       if (n === 0) break
+      // The move phase starts with its first key (a dump that fails at once moved nothing).
+      if (!started) {
+        started = true
+        emit({ type: 'phase', phase: 'move', pass })
+      }
       const f = guard.rateFactor()
       keys.factor = f
       bytes.factor = f
-      await keys.take(n, opts.signal)
-      await bytes.take(batch.totalSize(), opts.signal)
+      await keys.take(n, signal)
+      await bytes.take(batch.totalSize(), signal)
       await transfer.run(batch)
       // Failed keys (destination full, down, erroring) stay unhandled: the next pass tries them again.
       for (let i = 0; i < batch.count; i++) {

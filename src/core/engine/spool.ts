@@ -1,4 +1,4 @@
-import { openSync, writeSync, readSync, closeSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
+import { openSync, writeSync, readSync, closeSync, mkdtempSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { defaultStateRoot, privateDir } from '../local/state-dir.js'
@@ -6,9 +6,12 @@ import type { FingerprintSet } from './fingerprint-set.js'
 import type { KeyBatch } from './key-batch.js'
 
 /**
- * The dump, spooled to disk as it arrives (memcached must be read promptly; the move is slow
- * and throttled), so memory stays flat however many keys a server holds. Records go into
- * recency buckets by last access, so `hot-first` moves the most recently used keys first.
+ * The dump, spooled to disk as it arrives (memcached must be read promptly; a throttled move is
+ * slower than the dump), so memory stays flat however many keys a server holds. It is a buffer,
+ * not a barrier: readers take records as soon as they are flushed, while the dump goes on.
+ * Records go into recency buckets by last access; a reader always takes from the hottest bucket
+ * that has records, so `hot-first` moves the most recently used keys first whenever a backlog
+ * builds up (a throttled move), and nothing waits for order when the move keeps up.
  *
  * Record: u8 key length, u8 destination count, key bytes, u32 item size, f64 expiry (absolute,
  * -1 none), then the destinations (u16 each) the key was routed to when spooled (count 0: not
@@ -20,10 +23,17 @@ export const RECENCY_BUCKETS_S = [10, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 8
 export type SpoolOrder = 'hot-first' | 'dump'
 
 const WRITE_BUFFER = 256 * 1024
+/**
+ * While a reader waits for records, a bucket is flushed as soon as it holds this much (about a
+ * batch of short keys), instead of when its write buffer is full: the move starts at once.
+ */
+const EARLY_FLUSH = 16 * 1024
 const READ_BUFFER = 1024 * 1024
 const RECORD_FIXED = 2 + 4 + 8
 /** Most destinations a record can carry (u8 count). */
 const MAX_RECORD_DESTS = 255
+/** Bytes of a record with a 250-byte key and a few destinations: what a spool needs per key at most, in practice. */
+export const SPOOL_RECORD_MAX = RECORD_FIXED + 250 + 2 * 8
 
 function spoolError(dir: string, err: unknown): MemdrainError {
   const code = (err as NodeJS.ErrnoException).code
@@ -44,16 +54,24 @@ export class KeySpool {
   private readonly fds: number[] = []
   private readonly bufs: Buffer[] = []
   private readonly fill: number[] = []
-  private readonly counts: number[] = []
+  /** Bytes of each bucket file written so far: whole records, readable. */
+  readonly flushed: number[] = []
   count = 0
   /** Sum of item sizes spooled. */
   bytes = 0
-  private finished = false
+  /** No record will be added any more (the dump ended, or failed). */
+  finished = false
+  /** Readers waiting for records (see EARLY_FLUSH). */
+  private waiting = 0
+  private wake: (() => void) | undefined
+  private woken: Promise<void> | undefined
 
   private constructor(
     readonly dir: string,
     readonly order: SpoolOrder,
     private readonly serverNow: number,
+    /** Keys spooled so far, when the dump may list a key twice; undefined = every key comes once. */
+    private seen: FingerprintSet | undefined,
   ) {
     const buckets = order === 'hot-first' ? RECENCY_BUCKETS_S.length : 1
     try {
@@ -61,7 +79,7 @@ export class KeySpool {
         this.fds.push(openSync(this.bucketPath(b), 'w+', 0o600))
         this.bufs.push(Buffer.allocUnsafe(WRITE_BUFFER))
         this.fill.push(0)
-        this.counts.push(0)
+        this.flushed.push(0)
       }
     } catch (err) {
       this.close()
@@ -73,8 +91,12 @@ export class KeySpool {
     return path.join(this.dir, `bucket-${b}.spool`)
   }
 
-  /** A fresh spool in a private directory under `root` (default: the user's state directory, see local/state-dir.ts). */
-  static create(opts: { root?: string | undefined; order: SpoolOrder; serverNow: number; label: string }): KeySpool {
+  /**
+   * A fresh spool in a private directory under `root` (default: the user's state directory, see local/state-dir.ts). With
+   * `dedupe`, a key added again is dropped (a dump is a live walk: an LRU walk can list a key
+   * twice), remembered as a fingerprint in that set (~11 bytes a key).
+   */
+  static create(opts: { root?: string | undefined; order: SpoolOrder; serverNow: number; label: string; dedupe?: FingerprintSet | undefined }): KeySpool {
     const root = path.resolve(opts.root ?? defaultStateRoot())
     let dir: string
     try {
@@ -84,7 +106,21 @@ export class KeySpool {
     } catch (err) {
       throw err instanceof MemdrainError ? err : spoolError(root, err)
     }
-    return new KeySpool(dir, opts.order, opts.serverNow)
+    return new KeySpool(dir, opts.order, opts.serverNow, opts.dedupe)
+  }
+
+  /** Deduplicates from now on (before the first record: a walk that turned out able to repeat keys). */
+  dedupeWith(seen: FingerprintSet): void {
+    if (this.count > 0) throw new Error('KeySpool.dedupeWith after records were added')
+    this.seen = seen
+  }
+
+  get buckets(): number {
+    return this.fds.length
+  }
+
+  fd(b: number): number {
+    return this.fds[b]!
   }
 
   private bucketOf(la: number): number {
@@ -97,8 +133,10 @@ export class KeySpool {
   /**
    * Spools one key, with the destinations route() gave it (`dests[destOffset .. destOffset +
    * destCount)`, destination ids below 65536), if any: the reader hands them back in the batch.
+   * Returns false (nothing spooled) for a key this spool deduplicates and already has.
    */
-  add(key: Uint8Array, size: number, exp: number, la: number, dests?: Int32Array, destCount = 0, destOffset = 0): void {
+  add(key: Uint8Array, size: number, exp: number, la: number, dests?: Int32Array, destCount = 0, destOffset = 0): boolean {
+    if (this.seen !== undefined && !this.seen.add(key)) return false
     const b = this.bucketOf(la)
     const nd = dests === undefined || destCount > MAX_RECORD_DESTS ? 0 : destCount
     const need = RECORD_FIXED + key.length + 2 * nd
@@ -123,9 +161,10 @@ export class KeySpool {
       buf[p++] = (d >>> 8) & 0xff
     }
     this.fill[b] = p
-    this.counts[b]!++
     this.count++
     this.bytes += size
+    if (this.waiting > 0 && p >= EARLY_FLUSH) this.flushBucket(b)
+    return true
   }
 
   private flushBucket(b: number): void {
@@ -133,73 +172,52 @@ export class KeySpool {
     if (n === 0) return
     try {
       let off = 0
-      while (off < n) off += writeSync(this.fds[b]!, this.bufs[b]!, off, n - off)
+      while (off < n) off += writeSync(this.fds[b]!, this.bufs[b]!, off, n - off, this.flushed[b]! + off)
     } catch (err) {
       throw spoolError(this.dir, err)
     }
     this.fill[b] = 0
+    this.flushed[b]! += n
+    this.notify()
   }
 
-  /** Flushes what is buffered; the spool can then be read (any number of times). */
+  private notify(): void {
+    const wake = this.wake
+    this.wake = undefined
+    this.woken = undefined
+    wake?.()
+  }
+
+  /** Resolves once more records are readable or the spool is finished. */
+  async more(): Promise<void> {
+    if (this.finished) return
+    this.woken ??= new Promise<void>((resolve) => (this.wake = resolve))
+    this.waiting++
+    try {
+      // Records already buffered go out now rather than when the buffer fills.
+      for (let b = 0; b < this.fds.length; b++) if (this.fill[b]! > 0) this.flushBucket(b)
+      await this.woken
+    } finally {
+      this.waiting--
+    }
+  }
+
+  /** Flushes what is buffered; no record is added after this. Wakes waiting readers. */
   finish(): void {
     for (let b = 0; b < this.fds.length; b++) this.flushBucket(b)
     this.finished = true
+    this.notify()
   }
 
-  /**
-   * Drops every record whose key an earlier record already had (for a dump that may list a key
-   * twice), rewriting each bucket file in order; `onDropped` gets each dropped record's item size
-   * and destinations. Memory: `seen` only. Returns the number of records dropped.
-   */
-  dedupe(seen: FingerprintSet, onDropped?: (size: number, dests: Int32Array, destCount: number) => void): number {
-    this.finish()
-    const dests = new Int32Array(MAX_RECORD_DESTS)
-    let dropped = 0
-    for (let b = 0; b < this.fds.length; b++) {
-      const oldPath = `${this.bucketPath(b)}.dup`
-      const oldFd = this.fds[b]!
-      try {
-        renameSync(this.bucketPath(b), oldPath)
-        this.fds[b] = openSync(this.bucketPath(b), 'w+', 0o600)
-      } catch (err) {
-        throw spoolError(this.dir, err)
-      }
-      const reader = new SpoolReader([oldFd])
-      for (let at = reader.nextRecord(); at >= 0; at = reader.nextRecord()) {
-        const buf = reader.buffer
-        const keyLen = buf[at]!
-        const nd = buf[at + 1]!
-        const len = RECORD_FIXED + keyLen + 2 * nd
-        if (seen.add(buf, at + 2, at + 2 + keyLen)) {
-          if (this.fill[b]! + len > WRITE_BUFFER) this.flushBucket(b)
-          buf.copy(this.bufs[b]!, this.fill[b]!, at, at + len)
-          this.fill[b]! += len
-          continue
-        }
-        dropped++
-        const size = buf.readUInt32LE(at + 2 + keyLen)
-        this.counts[b]!--
-        this.count--
-        this.bytes -= size
-        if (onDropped !== undefined) {
-          for (let j = 0, p = at + 2 + keyLen + 12; j < nd; j++, p += 2) dests[j] = buf[p]! | (buf[p + 1]! << 8)
-          onDropped(size, dests, nd)
-        }
-      }
-      this.flushBucket(b)
-      closeSync(oldFd)
-      rmSync(oldPath, { force: true })
-    }
-    return dropped
-  }
-
+  /** A reader of the records, hottest bucket first; it can read while records are still being added. */
   reader(): SpoolReader {
-    if (!this.finished) this.finish()
-    return new SpoolReader(this.fds)
+    return new SpoolReader(this)
   }
 
   close(): void {
     for (const fd of this.fds.splice(0)) closeSync(fd)
+    this.finished = true
+    this.notify()
   }
 
   /** Closes and deletes the spool directory. */
@@ -209,22 +227,26 @@ export class KeySpool {
   }
 }
 
-/** Reads records back, hottest bucket first, filling reusable KeyBatches. */
+/** Reads records back, from the hottest bucket that has some, filling reusable KeyBatches. */
 export class SpoolReader {
+  /** The bucket whose bytes are in the read buffer. */
   private bucket = 0
-  private filePos = 0
+  /** Bytes of each bucket file read so far. */
+  private readonly readPos: number[]
   private buf = Buffer.allocUnsafe(READ_BUFFER)
   private start = 0
   private end = 0
 
-  constructor(private readonly fds: readonly number[]) {}
+  constructor(private readonly spool: KeySpool) {
+    this.readPos = spool.flushed.map(() => 0)
+  }
 
   /** The read buffer: the record `nextRecord` returned starts at that offset, valid until the next call. */
   get buffer(): Buffer {
     return this.buf
   }
 
-  /** Offset in `buffer` of the next whole record, or -1 at the end. */
+  /** Offset in `buffer` of the next whole record readable now, or -1 if there is none. */
   nextRecord(): number {
     if (!this.ensureRecord()) return -1
     const at = this.start
@@ -232,7 +254,10 @@ export class SpoolReader {
     return at
   }
 
-  /** Fills `batch` (cleared first) with up to its capacity; returns the count (0 at the end). */
+  /**
+   * Fills `batch` (cleared first) with up to its capacity of the records readable now; returns
+   * the count (0: none now — see `nextBatch` to wait for more).
+   */
   next(batch: KeyBatch): number {
     batch.clear()
     while (!batch.full) {
@@ -255,26 +280,41 @@ export class SpoolReader {
     return batch.count
   }
 
-  /** Makes sure a whole record is buffered; moves to the next bucket at EOF. */
+  /** `next`, waiting while the spool is still being written and has nothing readable; 0 = the end (or `stop()` said so). */
+  async nextBatch(batch: KeyBatch, stop?: () => boolean): Promise<number> {
+    for (;;) {
+      // Checked before reading: once the spool is finished, one more read sees every record.
+      const finished = this.spool.finished
+      const n = this.next(batch)
+      if (n > 0 || finished || stop?.() === true) return n
+      await this.spool.more()
+    }
+  }
+
+  /** Makes sure a whole record is buffered, reading more (hottest bucket first) if needed. */
   private ensureRecord(): boolean {
+    const flushed = this.spool.flushed
     for (;;) {
       if (this.end - this.start >= 2) {
         const need = RECORD_FIXED + this.buf[this.start]! + 2 * this.buf[this.start + 1]!
         if (this.end - this.start >= need) return true
       }
-      if (this.bucket >= this.fds.length) return false
-      // Compact and refill.
+      // The rest of a record cut by the read buffer's end is in the same bucket (flushes are
+      // whole records); otherwise start on the hottest bucket that has unread records.
+      if (this.end === this.start) {
+        let b = 0
+        while (b < flushed.length && this.readPos[b]! >= flushed[b]!) b++
+        if (b === flushed.length) return false
+        this.bucket = b
+      }
       this.buf.copy(this.buf, 0, this.start, this.end)
       this.end -= this.start
       this.start = 0
-      const n = readSync(this.fds[this.bucket]!, this.buf, this.end, this.buf.length - this.end, this.filePos)
-      if (n === 0) {
-        if (this.end !== 0) throw new MemdrainError('the key spool is truncated', { code: 'SPOOL_CORRUPT', exitCode: ExitCode.failed })
-        this.bucket++
-        this.filePos = 0
-        continue
-      }
-      this.filePos += n
+      const b = this.bucket
+      const want = Math.min(this.buf.length - this.end, flushed[b]! - this.readPos[b]!)
+      const n = want > 0 ? readSync(this.spool.fd(b), this.buf, this.end, want, this.readPos[b]!) : 0
+      if (n === 0) throw new MemdrainError('the key spool is truncated', { code: 'SPOOL_CORRUPT', exitCode: ExitCode.failed })
+      this.readPos[b]! += n
       this.end += n
     }
   }

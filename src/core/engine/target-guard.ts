@@ -1,5 +1,9 @@
 import { EventEmitter } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { MetaConnection, parseAddress } from '../protocol/index.js'
+import { isServerError } from '../protocol/errors.js'
+
+const FIRST_POLL_RETRY_MS = 3000
 
 export type GuardState = 'ok' | 'throttled' | 'paused' | 'full' | 'down'
 
@@ -100,7 +104,18 @@ export class TargetGuard extends EventEmitter {
 
   /** First poll (fills limits, item_size_max and clocks), then polls in the background. */
   async start(): Promise<void> {
-    await this.poll(true)
+    // A link reset just then (the destination answered the version check a moment ago) is
+    // retried for a few seconds: only a destination that stays unreachable stops the job.
+    const until = Date.now() + FIRST_POLL_RETRY_MS
+    for (;;) {
+      try {
+        await this.poll(true)
+        break
+      } catch (err) {
+        if (Date.now() >= until || !isServerError(err, 'CONNECTION_CLOSED') || this.stopped) throw err
+        await sleep(250)
+      }
+    }
     this.timer = setInterval(() => void this.poll(false), this.opts.intervalMs ?? 1000)
     this.timer.unref()
   }

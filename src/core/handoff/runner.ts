@@ -10,7 +10,7 @@ import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import type { PoolStore } from '../pool/store.js'
 import { sumSources, transitionedRatio } from '../pool/transition.js'
 import { isModulo, HASH_INFO } from '../placement/registry.js'
-import { connectChecked, flushServer, prepareSourceJob, type EngineEvent, type PreparedSourceJob, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/index.js'
+import { connectChecked, flushServer, heldBy, prepareSourceJob, type EngineEvent, type PreparedSourceJob, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/index.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
@@ -130,8 +130,8 @@ export interface ChangePlan {
   bytesToMove: number
   /** keysToMove / keysListed: the share of the pool's keys that changes owner. */
   fraction: number
-  /** The same from placement alone, on synthetic keys. */
-  estimatedFraction: number
+  /** The same from placement alone, on synthetic keys; a plan only (dry run): it costs ~50 ms of CPU a job need not pay. */
+  estimatedFraction?: number | undefined
   pairs: PlanPair[]
   destinations: PlanDestination[]
   /**
@@ -535,6 +535,10 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
     /** Time spent waiting for the applications to switch: not part of the job's own duration. */
     let switchWaitMs = 0
     let plan: ChangePlan | undefined
+    // What the sources held before anything moved. A source's dump also lists the keys other
+    // sources moved into it meanwhile (they move while they dump): the plan counts the keys
+    // listed from this when it has it.
+    let heldAtStart: { bytes: number; items: number } | undefined
     const atStart = new Map<string, { keys: number; bytes: number; dests: PreflightDestination[] }>()
     const buildPlan = (): ChangePlan => {
       const pairs: PlanPair[] = []
@@ -561,6 +565,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
           t.largestItem = Math.max(t.largestItem ?? 0, d.largestItem ?? 0)
         })
       }
+      if (heldAtStart !== undefined) keysListed = heldAtStart.items
       for (const t of destinations) {
         t.fits = t.bytes <= t.freeBytes
         t.itemsFit = valueFits(t.largestItem ?? 0, t.itemSizeMax)
@@ -573,7 +578,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         keysToMove,
         bytesToMove,
         fraction: keysListed > 0 ? keysToMove / keysListed : 0,
-        estimatedFraction: estimateMovedFraction(previous, next),
+        ...(opts.dryRun ? { estimatedFraction: estimateMovedFraction(previous, next) } : {}),
         pairs,
         destinations,
         estimatedSeconds: moveSeconds === null ? null : handoff === 'copy' ? 2 * moveSeconds : moveSeconds,
@@ -582,14 +587,50 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
 
     const neverRan = resolved.markedAt !== undefined
     const graceFrom = neverRan ? Math.min(markedAt, resolved.markedAt!) : markedAt
-    const graceUntil = handoff === 'move' && (!resumed || neverRan) && !opts.dryRun ? graceFrom + (opts.clientGraceSeconds ?? JOB_DEFAULTS.clientGraceSeconds) * 1000 : 0
+    // The grace lets pool-aware clients learn the new pool before keys leave their servers;
+    // static clients never read the pool, so nobody needs it.
+    const graceUntil =
+      handoff === 'move' && next.clients === 'pool-aware' && (!resumed || neverRan) && !opts.dryRun ? graceFrom + (opts.clientGraceSeconds ?? JOB_DEFAULTS.clientGraceSeconds) * 1000 : 0
+    const graceOver = async (moveSignal: AbortSignal): Promise<void> => {
+      const wait = graceUntil - Date.now()
+      if (wait > 0) await sleep(wait, undefined, { signal: moveSignal }).catch(() => undefined)
+    }
+    // A source moving while it dumps starts only once every source's dump lists keys and every
+    // source moves while it dumps: a source that refuses its dump (-X, crawler off), or one
+    // that must wait for its plan (room, spool disk), then refuses the change before anything
+    // moved. Otherwise the moves start with run(), after the plan.
+    let listing = 0
+    let waitsForPlan = false
+    let openGate!: () => void
+    const gate = new Promise<void>((resolve) => (openGate = resolve))
+    const onListing = (pass: number, streaming: boolean): void => {
+      if (pass !== 1) return
+      if (!streaming) waitsForPlan = true
+      if (++listing === sources.length && !waitsForPlan) openGate()
+    }
+    const beforeMove = async (moveSignal: AbortSignal): Promise<void> => {
+      await new Promise<void>((resolve) => {
+        if (moveSignal.aborted) return resolve()
+        moveSignal.addEventListener('abort', () => resolve(), { once: true })
+        void gate.then(resolve)
+      })
+      await graceOver(moveSignal)
+    }
     const mainJobs: SourceJobResult[] = []
     if (!switchedBefore) {
+      // Each source moves while it dumps (after the grace) when the destinations have room for
+      // everything every source holds: the plan's room check cannot refuse then. Otherwise the
+      // move waits for the plan.
+      // Asked alongside the jobs' own start (connect, stats): it adds no wait.
+      const held = opts.dryRun ? Promise.resolve(undefined) : heldBy(sources)
       const prepared = await Promise.allSettled(
         sources.map(async (s) => {
           const journal = journals.get(s)
           const { options, end } = sourceJob(s, 'main', {
             dryRun: opts.dryRun,
+            bytesBound: held.then((h) => h?.bytes ?? Number.POSITIVE_INFINITY),
+            beforeMove,
+            onListing,
             ...(journal !== undefined ? { onCopied: (key, t, sc, dc) => journal.append(key, t, sc, dc) } : {}),
           })
           const job = await prepareSourceJob(options)
@@ -603,6 +644,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         throw (failedPrepare as PromiseRejectedResult).reason
       }
       const jobs = prepared.map((p) => (p as PromiseFulfilledResult<{ s: string; end: () => void; job: PreparedSourceJob }>).value)
+      heldAtStart = await held
       plan = buildPlan()
       emit({ type: 'plan', plan })
       try {
@@ -615,12 +657,12 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
           )
         }
         if (!opts.dryRun && !signal.aborted) record = { ...record, countedAt: record.countedAt ?? new Date().toISOString() }
-        const wait = graceUntil - Date.now()
-        if (wait > 0 && plan.keysToMove > 0) await sleep(wait, undefined, { signal }).catch(() => undefined)
+        if (plan.keysToMove > 0) await graceOver(signal)
       } catch (err) {
         await Promise.all(jobs.map((j) => j.job.cancel()))
         throw err
       }
+      openGate()
       const results = await Promise.all(jobs.map(async ({ s, end, job }) => finishJob(s, end, await job.run())))
       mainJobs.push(...results)
       interrupted = results.some((j) => j.interrupted)

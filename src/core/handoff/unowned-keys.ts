@@ -39,6 +39,7 @@ export async function deleteUnownedKeys(opts: {
     // 2. Delete them, a pipelined batch at a time (`q`: only failures answer; NF, already gone, is as good as deleted).
     const result: UnownedKeysResult = { deleted: 0, failed: 0 }
     if (spool.count === 0) return result
+    spool.finish()
     const conn = await connectChecked(opts.source, 'source')
     try {
       const reader = spool.reader()

@@ -314,6 +314,7 @@ async function deleteGone(opts: MirrorOptions, map: FingerprintCasMap, active: M
       throw err
     })
     if (opts.signal?.aborted || spool.count === 0) return 0
+    spool.finish()
     const reader = spool.reader()
     const batch = new KeyBatch(opts.batchSize ?? 500)
     const present = new Uint8Array(batch.capacity)

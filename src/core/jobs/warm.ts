@@ -20,8 +20,9 @@ import { poolSpellings, refuseSameServers } from '../inspect/server-identity.js'
  *
  * One copy per key: a key is taken only from its preferred holder, the first member of its
  * chain in the current pool that is not the warmed server. When no such member exists (replicas
- * 1 and the warmed server owns the key now), any peer holding it may copy it; peers run one
- * after the other and share one set of handled keys, so a second holder does not copy it again.
+ * 1 and the warmed server owns the key now), any peer holding it may copy it; peers run at
+ * once, and a key is taken by the first peer whose dump lists it, so a second holder does not
+ * copy it again.
  */
 
 export interface WarmOptions extends JobKnobs {
@@ -139,53 +140,56 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
   const started = performance.now()
   const total = new Tally([target])
   const handled = new FingerprintSet()
-  // One --rate and --bandwidth over the whole job: peers run one after the other on the same buckets.
+  // One --rate and --bandwidth over the whole job: every peer takes from the same buckets.
   const throttle = { keys: new TokenBucket(opts.rate), bytes: new TokenBucket(opts.bandwidth) }
   const unreachablePeers: string[] = []
   let found = 0
   let passes = 0
   let interrupted = false
-  try {
-    for (const [index, peer] of peers.entries()) {
-      if (opts.signal?.aborted) {
-        interrupted = true
-        break
-      }
-      try {
-        await (await connectChecked(peer, 'peer')).close()
-      } catch (err) {
-        if (!(err instanceof MemdrainError)) throw err
-        unreachablePeers.push(peer)
-        emit({ type: 'peer-unreachable', peer, message: err.message })
-        continue
-      }
-      emit({ type: 'peer', peer, index, of: peers.length })
-      const job = await runSourceJob({
-        source: peer,
-        targets: [target],
-        route: routeFrom(peer),
-        maxChain: 1,
-        mode: 'copy',
-        store: 'add',
-        ...jobKnobs(opts),
-        throttle,
-        handled,
-        onEvent: emit,
-        onPreflight: (dests) => refuseWithoutRoom(dests, opts.allowEvictions),
-      })
-      found += job.keysAtStart
-      passes += job.passes
-      addTally(total, job.tally)
-      if (job.sourceError !== undefined) {
-        // The peer went away mid-copy (killed, restarted): what it still held is not restored.
-        unreachablePeers.push(peer)
-        emit({ type: 'peer-unreachable', peer, message: job.sourceError.message })
-      }
-      if (job.interrupted) {
-        interrupted = true
-        break
-      }
+  // Every peer at once (under the one throttle): a peer's dump and copy overlap the others'. A key
+  // on two peers (replicas) is taken by the first whose dump lists it.
+  const listedBy = peers.map(() => new FingerprintSet())
+  const warmFrom = async (peer: string, index: number): Promise<void> => {
+    try {
+      await (await connectChecked(peer, 'peer')).close()
+    } catch (err) {
+      if (!(err instanceof MemdrainError)) throw err
+      unreachablePeers.push(peer)
+      emit({ type: 'peer-unreachable', peer, message: err.message })
+      return
     }
+    emit({ type: 'peer', peer, index, of: peers.length })
+    const job = await runSourceJob({
+      source: peer,
+      targets: [target],
+      route: routeFrom(peer),
+      maxChain: 1,
+      mode: 'copy',
+      store: 'add',
+      ...jobKnobs(opts),
+      throttle,
+      handled,
+      select: (e) => {
+        for (let j = 0; j < listedBy.length; j++) if (j !== index && listedBy[j]!.has(e.key)) return false
+        listedBy[index]!.add(e.key)
+        return true
+      },
+      onEvent: emit,
+      onPreflight: (dests) => refuseWithoutRoom(dests, opts.allowEvictions),
+    })
+    found += job.keysAtStart
+    passes += job.passes
+    addTally(total, job.tally)
+    if (job.sourceError !== undefined) {
+      // The peer went away mid-copy (killed, restarted): what it still held is not restored.
+      unreachablePeers.push(peer)
+      emit({ type: 'peer-unreachable', peer, message: job.sourceError.message })
+    }
+    if (job.interrupted) interrupted = true
+  }
+  try {
+    await Promise.all(peers.map((peer, index) => warmFrom(peer, index)))
+    if (opts.signal?.aborted) interrupted = true
   } finally {
     await lock.release()
   }

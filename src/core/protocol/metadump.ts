@@ -53,13 +53,17 @@ export interface MetadumpOptions {
   /** Walk to ask for first; `hash` falls back to `all` when the server rejects it. */
   mode?: 'hash' | 'all'
   /**
-   * Before each attempt, wait (up to this long, ms) while the server's hash table is expanding
-   * or about to (curr_items > 1.5 × 2^hash_power_level), then dump anyway. 0 disables the check.
-   * Why: on memcached 1.6.18 a metadump (hash or all) that starts as a hash-table expansion
-   * starts can deadlock the server (every worker thread blocked); measured here in ~16% of
-   * attempts when the two coincide, never otherwise.
+   * Before each attempt of a `hash` walk, wait (up to this long, ms) while the server's hash
+   * table is expanding or about to (curr_items > 1.5 × 2^hash_power_level), then dump anyway.
+   * 0 disables the check. Why: on memcached 1.6.18 a hash walk that starts as a hash-table
+   * expansion starts can deadlock the server (every worker thread blocked; measured here in ~16%
+   * of attempts when the two coincide, never otherwise): the walk holds the table's maintenance
+   * lock, which the expansion needs. An LRU walk (`all`) does not take that lock and needs no
+   * wait (scripts/probe-expansion-deadlock.ts measures both).
    */
   expansionWaitMs?: number
+  /** Called with the walk about to be asked for, before each attempt (a `hash` walk may fall back to `all`). */
+  onWalk?: (mode: 'hash' | 'all') => void
 }
 
 export const METADUMP_DEFAULTS = {
@@ -69,7 +73,7 @@ export const METADUMP_DEFAULTS = {
   idleTimeoutMs: 60_000,
   mode: 'hash',
   expansionWaitMs: 30_000,
-} as const satisfies Required<Omit<MetadumpOptions, 'onEntry' | 'signal'>>
+} as const satisfies Required<Omit<MetadumpOptions, 'onEntry' | 'signal' | 'onWalk'>>
 
 export interface MetadumpResult {
   entries: number
@@ -118,7 +122,8 @@ export async function metadump(addr: ServerAddress, options: MetadumpOptions): P
   let busyRetries = 0
   for (;;) {
     if (opts.signal?.aborted) throw interrupted(server, opts.signal.reason)
-    const before = opts.expansionWaitMs > 0 ? await waitForStableHashTable(addr, server, opts) : undefined
+    const before = opts.expansionWaitMs > 0 && mode === 'hash' ? await waitForStableHashTable(addr, server, opts) : undefined
+    opts.onWalk?.(mode)
     const outcome = await dumpOnce(addr, server, mode, opts)
     if (outcome.kind === 'done') {
       let distinctKeys = false
@@ -195,7 +200,7 @@ async function readTableState(addr: ServerAddress, opts: ResolvedOptions): Promi
   }
 }
 
-type ResolvedOptions = MetadumpOptions & Required<Omit<MetadumpOptions, 'onEntry' | 'signal'>>
+type ResolvedOptions = MetadumpOptions & Required<Omit<MetadumpOptions, 'onEntry' | 'signal' | 'onWalk'>>
 
 type Outcome = { kind: 'done'; entries: number } | { kind: 'busy'; line: string } | { kind: 'rejected'; line: string }
 
