@@ -46,6 +46,15 @@ if [ "${MEMDRAIN_SETUP_NO_CLIENTS:-}" != 1 ] && command -v dpkg-query >/dev/null
   fi
 fi
 
+# Real application clients of modulo placements for the drain tests (test/integration/drain.modulo.test.ts).
+if ! php -r 'exit(class_exists("Memcached") ? 0 : 1);' >/dev/null 2>&1 || ! /usr/bin/python3 -c 'import pylibmc' >/dev/null 2>&1; then
+  echo "setup: php-memcached or python3-pylibmc not found; installing the Debian packages" >&2
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq php-cli php-memcached python3-pylibmc >/dev/null
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm dependencies" >&2
   npm ci --no-audit --no-fund --loglevel=error

@@ -50,7 +50,8 @@ describe('faults: servers', () => {
   }
 
   it('a destination stalled by SIGSTOP for 3 s: timeouts fire, the job pauses on it, continues after SIGCONT, nothing lost or hung', async () => {
-    const pool = await startPool(3, { hash: 'memjs', clients: 'pool-aware' })
+    // A ring: the faulty servers are destinations only (with a modulo placement every server is also a source).
+    const pool = await startPool(3, { hash: 'php-memcached-libketama', clients: 'pool-aware' })
     pools.push(pool)
     const [src, , stalled] = pool.servers as [(typeof pool.servers)[0], (typeof pool.servers)[0], (typeof pool.servers)[0]]
     const keys = keysOf('stall:', 3000)
@@ -128,7 +129,8 @@ describe('faults: servers', () => {
   })
 
   it('slow, truncated and dropped links (TCP proxy): no key lost or stale; a rerun completes what failed', async () => {
-    const pool = await startPool(3, { hash: 'memjs', clients: 'pool-aware' })
+    // A ring: the faulty servers are destinations only (with a modulo placement every server is also a source).
+    const pool = await startPool(3, { hash: 'php-memcached-libketama', clients: 'pool-aware' })
     pools.push(pool)
     const [src, a, b] = pool.servers as [(typeof pool.servers)[0], (typeof pool.servers)[0], (typeof pool.servers)[0]]
     // The pool names the proxies: memdrain (and placement) see only them.

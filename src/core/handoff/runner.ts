@@ -21,7 +21,7 @@ import { deleteUnownedKeys } from './unowned-keys.js'
 import { deleteCopies } from './stale-copies.js'
 import { sourceJobSettings, type HandoffJobOptions } from './job-options.js'
 import { exitCodeFor, type JobOutcome } from './outcome.js'
-import { valueFits } from '../protocol/index.js'
+import { isServerError, valueFits, type ServerError } from '../protocol/index.js'
 
 /**
  * The one runner of every pool change (drain = "remove S", rebalance = any change): the lock and
@@ -174,6 +174,9 @@ export interface HandoffOutcome extends JobOutcome {
   sourceRestarted: boolean
 }
 
+/** Failures that say a server is down or stalled (not that it refuses): such a source is retried by a rerun. */
+const TRANSPORT_CODES = new Set(['SERVER_UNREACHABLE', 'SERVER_TIMEOUT', 'CONNECTION_CLOSED'])
+
 const emptySource = (): SourceRecord => ({ keysAtStart: 0, moved: 0, inPlace: 0, skipped: {}, failed: 0, conflicts: 0, passes: 0 })
 
 /** The sources of removing or reweighting servers: all of them for a modulo placement, else those whose keys change owner. */
@@ -319,6 +322,10 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
     const live = new Map<string, Tally>()
     const byClients = new Map<string, number>()
     const restarted = new Set<string>()
+    /** `err` says the source `s`, a server that stays, is down or stalled (not a destination, not a refusal). */
+    const sourceDown = (err: unknown, s: string): err is ServerError => !leaving.includes(s) && isServerError(err) && TRANSPORT_CODES.has(err.code) && err.server === s
+    /** Sources that failed (down, stalled, a link cut) before handing over all their keys: the change cannot finish this run. */
+    const failedSources = new Set<string>()
     const catchUps = new Map<string, CatchUpResult>()
     const snapshot = (): HandoffRecord => {
       const out: Record<string, SourceRecord> = {}
@@ -437,23 +444,31 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
     if (!opts.dryRun) await Promise.all(sources.map(async (s) => sourceIdentity(s).then((id) => identities.set(s, id), () => undefined)))
     // The source failed mid-job. If it restarted (uptime shorter than this job), it came back
     // empty: what was not moved yet is gone, and there is nothing wrong with ending the job.
-    // Anything else (still down, stalled) is a failure: the record stays for a rerun.
+    // Anything else (still down, stalled, a link cut) is a failure of the keys it still holds:
+    // counted failed (source-error), the other sources go on, the record stays for a rerun.
     const onSourceLost = async (source: string, err: Error): Promise<void> => {
-      let now: SourceIdentity
-      for (const until = Date.now() + 5000; ; ) {
-        try {
-          now = await sourceIdentity(source)
-          break
-        } catch {
-          if (Date.now() >= until || signal.aborted) throw err
+      const left = (): number => {
+        const rec = snapshot().sources[source]!
+        const liveAtStart = rec.keysAtStart - (rec.skipped.gone ?? 0) - (rec.skipped.expiring ?? 0)
+        return Math.max(0, liveAtStart - rec.moved - rec.inPlace - (rec.movedByClients ?? 0))
+      }
+      const failed = (): void => {
+        failedSources.add(source)
+        const t = tallies.get(source)!
+        t.failedBy['source-error'] += left()
+        if (t.samples.length < 20) t.samples.push({ key: `(every key left on ${source})`, reason: `source failed: ${err.message}` })
+      }
+      let now: SourceIdentity | undefined
+      for (const until = Date.now() + 5000; now === undefined; ) {
+        now = await sourceIdentity(source).catch(() => undefined)
+        if (now === undefined) {
+          if (Date.now() >= until || signal.aborted) return failed()
           await sleep(250)
         }
       }
       const before = identities.get(source)
-      if (before === undefined || (now.pid === before.pid && Math.abs(now.startedAt - before.startedAt) <= 2)) throw err
-      const rec = snapshot().sources[source]!
-      const liveAtStart = rec.keysAtStart - (rec.skipped.gone ?? 0) - (rec.skipped.expiring ?? 0)
-      const lost = Math.max(0, liveAtStart - rec.moved - rec.inPlace - (rec.movedByClients ?? 0))
+      if (before === undefined || (now.pid === before.pid && Math.abs(now.startedAt - before.startedAt) <= 2)) return failed()
+      const lost = left()
       tallies.get(source)!.skipped.gone += lost
       restarted.add(source)
       emit({
@@ -633,17 +648,32 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
             onListing,
             ...(journal !== undefined ? { onCopied: (key, t, sc, dc) => journal.append(key, t, sc, dc) } : {}),
           })
-          const job = await prepareSourceJob(options)
+          let job: PreparedSourceJob
+          try {
+            job = await prepareSourceJob(options)
+          } catch (err) {
+            // A server that stays and cannot be read now (down, stalled): its keys wait for a rerun;
+            // the others go on. A refusal (dumps disabled, too old), or the leaving server down, stops the job.
+            if (!sourceDown(err, s)) throw err
+            failedSources.add(s)
+            const t = tallies.get(s)!
+            if (t.samples.length < 20) t.samples.push({ key: `(every key on ${s})`, reason: `source could not be read: ${err.message}` })
+            end()
+            return undefined
+          }
           atStart.set(s, { keys: job.keysAtStart, bytes: job.bytesAtStart, dests: job.preflight })
           return { s, end, job }
         }),
       )
       const failedPrepare = prepared.find((p) => p.status === 'rejected')
       if (failedPrepare !== undefined) {
-        await Promise.all(prepared.map((p) => (p.status === 'fulfilled' ? p.value.job.cancel() : undefined)))
+        await Promise.all(prepared.map((p) => (p.status === 'fulfilled' ? p.value?.job.cancel() : undefined)))
         throw (failedPrepare as PromiseRejectedResult).reason
       }
-      const jobs = prepared.map((p) => (p as PromiseFulfilledResult<{ s: string; end: () => void; job: PreparedSourceJob }>).value)
+      const jobs = prepared.flatMap((p) => {
+        const v = (p as PromiseFulfilledResult<{ s: string; end: () => void; job: PreparedSourceJob } | undefined>).value
+        return v === undefined ? [] : [v]
+      })
       heldAtStart = await held
       plan = buildPlan()
       emit({ type: 'plan', plan })
@@ -663,7 +693,19 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         throw err
       }
       openGate()
-      const results = await Promise.all(jobs.map(async ({ s, end, job }) => finishJob(s, end, await job.run())))
+      const results = await Promise.all(
+        jobs.map(async ({ s, end, job }) => {
+          const r = await job.run().catch((err: unknown) => {
+            // A server that stays, stalled or cut off mid-job (as a source): its keys wait for a rerun.
+            if (!sourceDown(err, s)) throw err
+            const tally = new Tally(targets)
+            const last = live.get(s)
+            if (last !== undefined) addTally(tally, last)
+            return { keysAtStart: job.keysAtStart, bytesAtStart: job.bytesAtStart, passes: 1, tally, interrupted: false, preflight: job.preflight, durationMs: 0, sourceError: err } satisfies SourceJobResult
+          })
+          return finishJob(s, end, r)
+        }),
+      )
       mainJobs.push(...results)
       interrupted = results.some((j) => j.interrupted)
       if (restarted.size > 0 && handoff === 'move' && !interrupted) {
@@ -690,7 +732,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
     let staleCopiesDeleted = 0
     let staleFailed = 0
     // 2. Copy hand-off: the switch, the catch-up, the keys that appeared since, the copies left on staying servers.
-    if (handoff === 'copy' && !opts.dryRun && !interrupted && (switchedBefore || change.reached(record, opts.threshold))) {
+    if (handoff === 'copy' && !opts.dryRun && !interrupted && (switchedBefore || (failedSources.size === 0 && change.reached(record, opts.threshold)))) {
       for (const j of journals.values()) j.flush()
       if (!switchedBefore) {
         emit({ type: 'switch', phase: 'waiting' })
@@ -774,8 +816,9 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
     const catchUpFailed = [...catchUps.values()].reduce((n, c) => n + c.failed, 0)
     const total = new Tally(targets)
     for (const t of tallies.values()) addTally(total, t)
-    const failed = total.failed + catchUpFailed + staleFailed
-    const finished = !opts.dryRun && !interrupted && switched && change.reached(record, opts.threshold)
+    // A source that could not be read at all has no count: it fails the job (68) all the same.
+    const failed = total.failed + catchUpFailed + staleFailed + (failedSources.size > 0 && total.failed === 0 ? failedSources.size : 0)
+    const finished = !opts.dryRun && !interrupted && switched && failedSources.size === 0 && change.reached(record, opts.threshold)
     const purged: string[] = []
     if (finished) {
       if (opts.purge) {
