@@ -44,6 +44,21 @@ async function getItem(conn: MetaConnection, key: string): Promise<{ value: stri
   return item
 }
 
+/** Connections opened by a suite, closed after it. */
+function connections(): { connect: (address: string) => Promise<MetaConnection>; closeAll: () => Promise<void> } {
+  const conns: MetaConnection[] = []
+  return {
+    connect: async (address) => {
+      const c = await MetaConnection.connect(parseAddress(address))
+      conns.push(c)
+      return c
+    },
+    closeAll: async () => {
+      await Promise.all(conns.map((c) => c.close()))
+    },
+  }
+}
+
 /**
  * The engine's move of one key from `from` to `to` (a BatchTransfer over real connections), with
  * `beforeDelete` awaited after the read and the add, before the source's CAS delete is sent.
@@ -83,17 +98,12 @@ async function engineMove(from: string, to: string, key: string, connect: (addre
 describe('move conflicts: the engine withdraws only its own copy', () => {
   let source: MemcachedServer
   let dest: MemcachedServer
-  const conns: MetaConnection[] = []
-  const connect = async (address: string): Promise<MetaConnection> => {
-    const c = await MetaConnection.connect(parseAddress(address))
-    conns.push(c)
-    return c
-  }
+  const { connect, closeAll } = connections()
   before(async () => {
     ;[source, dest] = await Promise.all([startMemcached(), startMemcached()])
   })
   after(async () => {
-    await Promise.all(conns.map((c) => c.close()))
+    await closeAll()
     await Promise.all([source.stop(), dest.stop()])
   })
 
@@ -185,12 +195,7 @@ describe('the engine and a PoolClient moving the same key at once: it ends at it
   let dest: MemcachedServer
   let dir: string
   let client: PoolClient
-  const conns: MetaConnection[] = []
-  const connect = async (address: string): Promise<MetaConnection> => {
-    const c = await MetaConnection.connect(parseAddress(address))
-    conns.push(c)
-    return c
-  }
+  const { connect, closeAll } = connections()
   const nodeOf = (address: string): ServerNode => (client as unknown as { node(a: string): ServerNode }).node(address)
   before(async () => {
     ;[source, dest] = await Promise.all([startMemcached(), startMemcached()])
@@ -203,7 +208,7 @@ describe('the engine and a PoolClient moving the same key at once: it ends at it
   })
   after(async () => {
     await client.close()
-    await Promise.all(conns.map((c) => c.close()))
+    await closeAll()
     await Promise.all([source.stop(), dest.stop()])
     await rm(dir, { recursive: true, force: true })
   })
