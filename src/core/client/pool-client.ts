@@ -539,6 +539,13 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
       this.counters.migrationFailures++
       return
     }
+    if (landed.every((r) => r.value === undefined) && (await this.holdsItem(landed, bytes, item))) {
+      // The chain already holds this very item: another mover's copy (the drain's, or another
+      // client's), whose source delete by this same CAS is in flight. Deleting the source first
+      // would make that mover see it gone and withdraw its copy: the key would be nowhere. That
+      // mover deletes the source; reads already hit the chain.
+      return
+    }
     let outcome: Awaited<ReturnType<ServerNode['deleteIfCas']>>
     try {
       outcome = await this.send(source, (n) => n.deleteIfCas(bytes, item.cas))
@@ -559,6 +566,19 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
       .filter((r) => r.value !== undefined)
       .map((r) => this.send<unknown>(r.server, (n) => (r.value === '' ? n.delete(bytes) : n.deleteIfCas(bytes, r.value!))))
     await Promise.allSettled(withdraw)
+  }
+
+  /** Whether one of `links` holds exactly `item` (value and flags). A failed read counts as no. */
+  private async holdsItem(links: readonly LinkResult<string | undefined>[], bytes: Buffer, item: ItemForMove): Promise<boolean> {
+    const found = await Promise.all(
+      links.map((r) =>
+        this.send(r.server, (n) => n.readForMove(bytes)).then(
+          (there) => there !== undefined && there.flags === item.flags && there.value.equals(item.value),
+          () => false,
+        ),
+      ),
+    )
+    return found.some((f) => f)
   }
 
   /** Copies the item at `from` to the links that missed it (add: a newer value written meanwhile wins). */

@@ -61,6 +61,8 @@ const T_DOWN = 2
 
 // Flags written for every key, encoded once.
 const MG_FLAGS = Buffer.from(' v f t c u q', 'latin1')
+/** Reading back a copy that may have to be withdrawn: its value, flags and CAS (q: a miss is silent). */
+const CHECK_FLAGS = Buffer.from(' v f c q', 'latin1')
 const Q_FLAG = Buffer.from(' q', 'latin1')
 const C_LETTER = 0x43
 
@@ -91,6 +93,15 @@ export class BatchTransfer {
   private readonly targetState: Uint8Array
   private readonly targetItemMax: Float64Array
   private readonly targetClock: Float64Array
+  /** Where each (key, destination) slot's value ends in the batch sent to its target (for withdrawing only our own copy). */
+  private readonly valueEnd: Uint32Array
+  /** The client flags each key was written with. */
+  private readonly flagsOf: Float64Array
+  /** The batch last sent to each target: the values written, still intact until the next batch is built. */
+  private readonly sentWrites: (Buffer | undefined)[]
+  /** Conflicts only: the read-backs and CAS-checked deletes (the write payloads must stay intact meanwhile). */
+  private checkPayloads: MetaPayload[] | undefined
+  private dropPayloads: MetaPayload[] | undefined
   /** The `ms` mode flags: ` ME q` (add, quiet), ` MS q` (set), or with `c` instead of `q` when copies are reported. */
   private readonly storeFlags: Buffer
   private batch: KeyBatch | undefined
@@ -112,6 +123,9 @@ export class BatchTransfer {
     this.targetState = new Uint8Array(opts.targets.length)
     this.targetItemMax = new Float64Array(opts.targets.length)
     this.targetClock = new Float64Array(opts.targets.length)
+    this.valueEnd = new Uint32Array(capacity * opts.maxChain)
+    this.flagsOf = new Float64Array(capacity)
+    this.sentWrites = opts.targets.map(() => undefined)
     this.storeFlags = Buffer.from(` ${opts.store === 'add' ? 'ME' : 'MS'} ${opts.onCopied !== undefined ? 'c' : 'q'}`, 'latin1')
   }
 
@@ -216,6 +230,7 @@ export class BatchTransfer {
     for (let t = 0; t < targets.length; t++) {
       if (this.targetUsed[t] === 0) continue
       const p = this.targetPayloads[t]!.noop().takeReusing()
+      this.sentWrites[t] = p
       writes.push(targets[t]!.conn.batch(p, (r) => this.onStored(t, r)))
     }
     const results = await Promise.allSettled(writes)
@@ -325,15 +340,19 @@ export class BatchTransfer {
     const ks = batch.keyStart[i]!
     const ke = batch.keyEnd[i]!
     const f = Number.isNaN(flags) ? 0 : flags
+    this.flagsOf[i] = f
     for (let j = 0; j < n; j++) {
       const t = this.dests[base + j]!
-      this.targetPayloads[t]!.commandAt('ms', batch.keys, ks, ke)
+      const payload = this.targetPayloads[t]!
+      payload
+        .commandAt('ms', batch.keys, ks, ke)
         .size(valueLen)
         .flag('F', f)
         .flag('T', expiryToken(ttl, this.targetClock[t]!))
         .encodedFlags(this.storeFlags)
         .flag('O', base + j)
         .endWithValue(r.buf, valueStart, valueEnd)
+      this.valueEnd[base + j] = payload.length - 2
       this.outcome[base + j] = STORED
       this.targetUsed[t] = 1
     }
@@ -379,21 +398,29 @@ export class BatchTransfer {
 
   /**
    * The source copy changed (EX) or vanished (NF) after we read it: the copies we wrote could be
-   * stale, or resurrect a deleted key. Delete them; the next pass moves the newer value.
+   * stale, or resurrect a deleted key. Withdraw them, but only our own: between our add and the
+   * source delete the application may have written a newer value at the destination and deleted
+   * or moved the source copy (hence the NF), and that write must survive. So each copy is read
+   * back (`mg <key> v f c q`) and deleted by the CAS it has now (`md <key> C<cas> q`) only if it
+   * still holds the value and flags we wrote; a write made even between the two is kept. The
+   * next pass moves a newer source value.
    */
   private async invalidate(count: number): Promise<void> {
     const { opts } = this
     const batch = this.batch!
     const { maxChain, tally, targets } = opts
+    const checks = (this.checkPayloads ??= targets.map(() => new MetaPayload(4096)))
+    const drops = (this.dropPayloads ??= targets.map(() => new MetaPayload(4096)))
     this.targetUsed.fill(0)
     for (let i = 0; i < batch.count; i++) {
       if (this.read[i] !== CONFLICT) continue
       const n = this.destCount[i]!
       let storedHere = false
       for (let j = 0; j < n; j++) {
-        if (this.outcome[i * maxChain + j] !== STORED) continue
-        const t = this.dests[i * maxChain + j]!
-        this.targetPayloads[t]!.commandAt('md', batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!).encodedFlags(Q_FLAG).flag('O', i).end()
+        const slot = i * maxChain + j
+        if (this.outcome[slot] !== STORED) continue
+        const t = this.dests[slot]!
+        checks[t]!.commandAt('mg', batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!).encodedFlags(CHECK_FLAGS).flag('O', slot).end()
         this.targetUsed[t] = 1
         tally.perDestination[t]!.keys--
         tally.perDestination[t]!.bytes -= this.valueLen[i]!
@@ -407,27 +434,73 @@ export class BatchTransfer {
       }
     }
     tally.conflicts += count
-    const deletes: Promise<void>[] = []
-    for (let t = 0; t < targets.length; t++) {
-      if (this.targetUsed[t] === 0) continue
-      deletes.push(targets[t]!.conn.batch(this.targetPayloads[t]!.noop().takeReusing(), () => undefined))
-    }
-    const results = await Promise.allSettled(deletes)
-    let w = 0
-    for (let t = 0; t < targets.length; t++) {
-      if (this.targetUsed[t] === 0) continue
-      const r = results[w++]!
-      if (r.status === 'fulfilled') continue
-      // A copy that may be stale could not be deleted: count its keys as failed, so the job does not report success.
+    const failure: (string | undefined)[] = targets.map(() => undefined)
+    const used: number[] = []
+    for (let t = 0; t < targets.length; t++) if (this.targetUsed[t] === 1) used.push(t)
+    await this.sendEach(used, failure, (t) => checks[t]!.noop().takeReusing(), (t, r) => this.onCheck(t, r, drops[t]!))
+    for (const t of used) if (failure[t] !== undefined) drops[t]!.reset()
+    const toDrop = used.filter((t) => failure[t] === undefined && drops[t]!.length > 0)
+    await this.sendEach(toDrop, failure, (t) => drops[t]!.noop().takeReusing(), (t, r) => this.onDropped(t, r))
+    for (const t of used) {
+      if (failure[t] === undefined) continue
+      // A copy that may be stale could not be checked or deleted: count its keys as failed, so the job does not report success.
       for (let i = 0; i < batch.count; i++) {
         if (this.read[i] !== CONFLICT) continue
         for (let j = 0; j < this.destCount[i]!; j++) {
-          if (this.dests[i * maxChain + j] !== t || this.outcome[i * maxChain + j] !== STORED) continue
-          tally.failedBy['destination-error']++
-          tally.perDestination[t]!.failed++
-          tally.sample(batch.key(i), `${targets[t]!.address}: could not delete a copy that changed at the source (${(r.reason as Error).message})`)
+          const slot = i * maxChain + j
+          if (this.dests[slot] !== t || this.outcome[slot] !== STORED) continue
+          this.failWithdrawal(t, slot, failure[t]!)
         }
       }
     }
+  }
+
+  /** Sends one batch to each of `ts` in parallel; a batch that fails as a whole sets `failure[t]`. */
+  private async sendEach(ts: readonly number[], failure: (string | undefined)[], build: (t: number) => Buffer, onReply: (t: number, r: MetaReply) => void): Promise<void> {
+    const { targets } = this.opts
+    const results = await Promise.allSettled(ts.map((t) => targets[t]!.conn.batch(build(t), (r) => onReply(t, r))))
+    for (let k = 0; k < ts.length; k++) {
+      const r = results[k]!
+      if (r.status === 'rejected') failure[ts[k]!] = (r.reason as Error).message
+    }
+  }
+
+  /** A copy read back: queue its CAS-checked delete if it is still the one we wrote; anything else is a newer write, kept. */
+  private onCheck(t: number, r: MetaReply, drop: MetaPayload): void {
+    const slot = r.opaque
+    if (slot < 0 || slot >= this.outcome.length || this.outcome[slot] !== STORED) return
+    if (r.status !== VA) {
+      if (r.status === ERR) this.failWithdrawal(t, slot, r.line())
+      return
+    }
+    const batch = this.batch!
+    const i = Math.floor(slot / this.opts.maxChain)
+    const len = this.valueLen[i]!
+    const end = this.valueEnd[slot]!
+    const flags = r.flagInt(0x66)
+    const ours =
+      r.valueEnd - r.valueStart === len &&
+      (Number.isNaN(flags) ? 0 : flags) === this.flagsOf[i] &&
+      this.sentWrites[t]!.compare(r.buf, r.valueStart, r.valueEnd, end - len, end) === 0
+    if (!ours) return
+    const cas = r.flagBytes(0x63)
+    if (cas === undefined) {
+      this.failWithdrawal(t, slot, `no CAS in ${r.line()}`)
+      return
+    }
+    drop.commandAt('md', batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!).flagBytesAt(C_LETTER, cas, 0, cas.length).encodedFlags(Q_FLAG).flag('O', slot).end()
+  }
+
+  /** CAS-checked deletes: EX (rewritten since the read-back) and NF (gone) both leave no copy of ours. */
+  private onDropped(t: number, r: MetaReply): void {
+    if (r.status === ERR && r.opaque >= 0 && r.opaque < this.outcome.length) this.failWithdrawal(t, r.opaque, r.line())
+  }
+
+  private failWithdrawal(t: number, slot: number, reason: string): void {
+    const { tally, targets, maxChain } = this.opts
+    this.outcome[slot] = FAILED
+    tally.failedBy['destination-error']++
+    tally.perDestination[t]!.failed++
+    tally.sample(this.batch!.key(Math.floor(slot / maxChain)), `${targets[t]!.address}: could not delete a copy that changed at the source (${reason})`)
   }
 }
