@@ -112,6 +112,13 @@ export class SourceFollower {
     return out
   }
 
+  /** Queues a key as if the server had reported it (a caller that must look at it again). */
+  push(key: Uint8Array): void {
+    if (this.pending.size >= this.maxPending) return this.lost(`more than ${this.maxPending} keys waited to be refreshed`)
+    this.pending.set(Buffer.from(key).toString('latin1'), true)
+    if (this.pending.size === 1) this.notify()
+  }
+
   /** Why events may have been lost since the last call (undefined: none); resets. */
   takeLoss(): string | undefined {
     const r = this.lossReason
