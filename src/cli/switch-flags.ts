@@ -6,7 +6,7 @@ export const switchFlags = {
   'switch-command': Flags.string({ description: 'Copy hand-off: shell command that switches the applications to the new server list (must exit 0).', helpGroup: 'COPY HAND-OFF' }),
   'wait-for-switch': Flags.boolean({ description: 'Copy hand-off: wait until the get rate of the server(s) leaving stays under --switch-floor.', helpGroup: 'COPY HAND-OFF' }),
   'switch-floor': Flags.integer({ description: 'Gets per second under which a server counts as no longer read.', default: 1, min: 0, helpGroup: 'COPY HAND-OFF' }),
-  'switch-timeout': Flags.integer({ description: 'Seconds to wait for the switch.', default: 3600, min: 1, helpGroup: 'COPY HAND-OFF' }),
+  'switch-timeout': Flags.integer({ description: 'Seconds to wait for the switch (the switch command is stopped with SIGTERM past it).', default: 3600, min: 1, helpGroup: 'COPY HAND-OFF' }),
 }
 
 export interface SwitchFlagValues {
@@ -28,7 +28,8 @@ export async function switchWaiter(
   const { runSwitchCommand, waitForTrafficToStop } = await import('../core/handoff/switch-wait.js')
   const command = flags['switch-command']
   if (command !== undefined) {
-    return (ctx) => runSwitchCommand(command, { MEMDRAIN_SOURCE: ctx.watched.join(','), MEMDRAIN_DESTINATIONS: ctx.destinations.join(',') })
+    return (ctx) =>
+      runSwitchCommand(command, { MEMDRAIN_SOURCE: ctx.watched.join(','), MEMDRAIN_DESTINATIONS: ctx.destinations.join(',') }, { signal, timeoutSeconds: flags['switch-timeout'] })
   }
   if (flags['wait-for-switch']) {
     return async (ctx) => {

@@ -2,6 +2,7 @@ import { EX, HD, MetaConnection, MetaPayload, NF, VA, ERR, keyEncoding, type Met
 import { connectChecked } from '../engine/engine.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
 import { TokenBucket } from '../engine/throttle.js'
+import { UNKNOWN_SOURCE_CAS } from './adopt-copies.js'
 import { expiryFor } from '../engine/transfer.js'
 
 /**
@@ -152,6 +153,7 @@ class CatchUpBatch {
         this.state[i] = NOT_LATEST
         continue
       }
+      this.state[i] = UNCHANGED
       latest++
       if (batch.target[i]! < this.conns.length && keyEncoding(batch.key(i)) !== 'unaddressable' && !batch.destCasKnown(i)) unknown.push(i)
     }
@@ -271,10 +273,12 @@ class CatchUpBatch {
       if (r.status !== VA || i < 0 || i >= batch.count) return
       const d = dest.get(i)
       const cas = r.flagBytes(0x63)
-      if (d !== undefined && cas !== undefined && cas.equals(batch.sourceCas(i)) && r.flagInt(0x66) === d.flags && r.value!.equals(d.value)) {
+      // An adopted record (lost journal) knows no source CAS: the value and flags alone decide.
+      const sameSource = cas !== undefined && (cas.equals(batch.sourceCas(i)) || batch.sourceCas(i).equals(UNKNOWN_SOURCE_CAS))
+      if (d !== undefined && sameSource && r.flagInt(0x66) === d.flags && r.value!.equals(d.value)) {
         this.state[i] = KEEP
         // Now known: later refreshes and passes can write it with its CAS.
-        this.journal.append(batch.key(i), batch.target[i]!, cas, d.cas)
+        this.journal.append(batch.key(i), batch.target[i]!, cas!, d.cas)
       }
     })
     for (const i of unknown) {
@@ -377,12 +381,15 @@ class CatchUpBatch {
       return
     }
     if (s === RECOPY) {
-      // EX: written at the destination since the copy, and changed at the source too → invalidate.
-      if (r.status === NF) this.state[i] = SUPERSEDED
+      // EX: written at the destination since the copy, and changed at the source too → invalidate;
+      // unless the writer was memdrain's own refresher (a newer record of the key): then it is current.
+      if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== batch.seq[i]) this.state[i] = NOT_LATEST
+      else if (r.status === NF) this.state[i] = SUPERSEDED
       else this.state[i] = INVALIDATE_NEXT
       if (r.status !== EX && r.status !== NF) this.sample(batch.key(i), `${this.conns[t]!.server}: ${r.line()}`)
     } else if (s === DROP_IF_OURS || s === INVALIDATE) {
-      if (r.status === EX || r.status === NF) this.state[i] = SUPERSEDED
+      if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== batch.seq[i]) this.state[i] = NOT_LATEST
+      else if (r.status === EX || r.status === NF) this.state[i] = SUPERSEDED
       else {
         this.state[i] = FAILED
         this.sample(batch.key(i), `${this.conns[t]!.server}: ${r.line()}`)

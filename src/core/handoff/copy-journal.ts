@@ -74,6 +74,19 @@ export function markCaughtUp(file: string): void {
   writeFileSync(path.join(path.dirname(file), 'caught-up'), `${new Date().toISOString()}\n`, { mode: 0o600 })
 }
 
+/**
+ * The switch happened (at `at`): kept beside the journal too, so a rerun after a pool store that
+ * failed right after the switch does not copy and switch again but only catches up and records.
+ */
+export function markSwitched(file: string, at: string): void {
+  writeFileSync(path.join(path.dirname(file), 'switched'), `${at}\n`, { mode: 0o600 })
+}
+
+export function switchedMark(file: string): string | undefined {
+  const f = path.join(path.dirname(file), 'switched')
+  return existsSync(f) ? readFileSync(f, 'utf8').trim() : undefined
+}
+
 export function isCaughtUp(file: string): boolean {
   return existsSync(path.join(path.dirname(file), 'caught-up'))
 }
@@ -138,6 +151,7 @@ export class CopyJournal {
       if (opts.resume === false || lost !== undefined || !present) {
         rmSync(file, { force: true })
         rmSync(path.join(dir, 'caught-up'), { force: true })
+        rmSync(path.join(dir, 'switched'), { force: true })
         writeFileSync(contextFile, context, { mode: 0o600 })
         if (opts.id !== undefined) writeFileSync(idFile, `${opts.id}\n`, { mode: 0o600 })
         else rmSync(idFile, { force: true })

@@ -62,6 +62,8 @@ const MD_ANY = 3
 interface Op {
   i: number
   t: number
+  /** The latest journal record of (key, t) when the op was built: a newer one means memdrain itself wrote since. */
+  seq: number
   kind: number
   cas: string | undefined
   srcCas: Buffer | undefined
@@ -76,6 +78,8 @@ interface Deferred {
   at: number
   /** Looked at once already with an unknown destination CAS. */
   unknownOnce: boolean
+  /** Its write already met EX once: another EX means someone else wrote the destination. */
+  exOnce?: boolean
 }
 
 export class Refresher {
@@ -111,12 +115,14 @@ export class Refresher {
       const keys = this.opts.follower.take(this.opts.batchSize ?? 200)
       const due = this.deferred.splice(0)
       if (keys.length === 0 && due.length === 0) return
-      await this.exclusive(() => this.refresh(keys.map((key) => ({ key, at: 0, unknownOnce: true })).concat(due.map((d) => ({ ...d, unknownOnce: true })))))
+      await this.exclusive(() => this.refresh(keys.map((key): Deferred => ({ key, at: 0, unknownOnce: true, exOnce: true })).concat(due.map((d) => ({ ...d, unknownOnce: true, exOnce: true })))))
     }
   }
 
+  /** Stops the refresher and its follower. */
   async stop(): Promise<void> {
     this.stopped = true
+    await this.opts.follower.stop()
     await this.loop?.catch(() => undefined)
     await Promise.all([this.source, ...this.conns].map((c) => c?.close().catch(() => undefined)))
   }
@@ -196,7 +202,7 @@ export class Refresher {
         } else if (index.latest(w.key, t) !== FORGOTTEN) {
           any = true
           // Unknown origin (or unanswered yet): a second look, then deleted.
-          if (w.unknownOnce) ops.push({ i, t, kind: MD_ANY, cas: undefined, srcCas: undefined })
+          if (w.unknownOnce) ops.push({ i, t, seq: index.latest(w.key, t), kind: MD_ANY, cas: undefined, srcCas: undefined })
           else unknown = true
         }
       }
@@ -217,15 +223,23 @@ export class Refresher {
         const c = r.flagBytes(0x63)
         for (const p of pairs[i]!) {
           const tooLate = (ttl !== -1 && ttl < 1) || r.value!.length + 512 > this.itemSizeMax[p.t]! || c === undefined
-          if (tooLate) ops.push({ i, t: p.t, kind: MD_OURS, cas: p.cas, srcCas: undefined })
-          else ops.push({ i, t: p.t, kind: MS, cas: p.cas, srcCas: Buffer.from(c), value: Buffer.from(r.value!), flags: r.flagInt(0x66), ttl })
+          const seq = index.latest(work[i]!.key, p.t)
+          if (tooLate) ops.push({ i, t: p.t, seq, kind: MD_OURS, cas: p.cas, srcCas: undefined })
+          else ops.push({ i, t: p.t, seq, kind: MS, cas: p.cas, srcCas: Buffer.from(c), value: Buffer.from(r.value!), flags: r.flagInt(0x66), ttl })
         }
       })
     }
     // Gone at the source (deleted, expired, evicted): delete memdrain's copy if it is still there.
-    for (let i = 0; i < work.length; i++) if (read[i] === 0) for (const p of pairs[i]!) ops.push({ i, t: p.t, kind: MD_OURS, cas: p.cas, srcCas: undefined })
+    for (let i = 0; i < work.length; i++) if (read[i] === 0) for (const p of pairs[i]!) ops.push({ i, t: p.t, seq: index.latest(work[i]!.key, p.t), kind: MD_OURS, cas: p.cas, srcCas: undefined })
     const replaced = await this.send(ops, work, (op, r) => {
       const key = work[op.i]!.key
+      // EX after memdrain's own newer write (the catch-up re-copied it meanwhile): that copy is current.
+      if (r === EX && index.latest(key, op.t) !== op.seq) return undefined
+      // EX while the catch-up's answer for the same key may still be on its way: look again shortly.
+      if (r === EX && op.kind === MS && work[op.i]!.exOnce !== true) {
+        this.defer(key, 20, true)
+        return undefined
+      }
       if (op.kind === MS) {
         if (r === HD) return
         if (r === EX) return 'replaced'
@@ -239,7 +253,7 @@ export class Refresher {
     })
     if (replaced.length > 0) {
       // Someone else wrote the destination after memdrain's copy: which value is newer is unknowable; a miss is safe.
-      const again = replaced.map((op): Op => ({ i: op.i, t: op.t, kind: MD_ANY, cas: undefined, srcCas: undefined }))
+      const again = replaced.map((op): Op => ({ i: op.i, t: op.t, seq: op.seq, kind: MD_ANY, cas: undefined, srcCas: undefined }))
       await this.send(again, work, (op) => {
         this.stats.invalidated++
         index.forget(work[op.i]!.key, op.t)
@@ -302,11 +316,15 @@ export class Refresher {
     return replaced
   }
 
-  private defer(key: Buffer): void {
+  private defer(key: Buffer, afterMs = RETRY_MS, exOnce = false): void {
     if (this.deferred.length >= MAX_DEFERRED) {
       this.opts.onLoss?.(`more than ${MAX_DEFERRED} changed keys waited for their copy`)
       return
     }
-    this.deferred.push({ key, at: performance.now() + RETRY_MS, unknownOnce: true })
+    const d: Deferred = { key, at: performance.now() + afterMs, unknownOnce: true, exOnce }
+    // Kept in due order (the run loop takes them from the front).
+    let i = this.deferred.length
+    while (i > 0 && this.deferred[i - 1]!.at > d.at) i--
+    this.deferred.splice(i, 0, d)
   }
 }

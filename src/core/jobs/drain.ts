@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode, isMemdrainError, refuse } from '../errors.js'
 import { activeServers, findServer, newTransition, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
@@ -5,7 +6,10 @@ import { poolPlacement } from '../pool/placement.js'
 import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import { connectChecked, flushServer, refuseWithoutRoom, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/engine.js'
 import { runCatchUp, type CatchUpResult } from '../handoff/catch-up.js'
-import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from '../handoff/copy-journal.js'
+import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, markSwitched, removeCopyJournal, switchedMark } from '../handoff/copy-journal.js'
+import { CopyFollow, type CopyFollowEvent } from '../handoff/copy-follow.js'
+import { adoptPossibleCopies } from '../handoff/adopt-copies.js'
+import { SwitchError } from '../handoff/switch-wait.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { sourceJobSettings, type HandoffJobOptions } from '../handoff/job-options.js'
 import type { RouteFn } from '../engine/transfer.js'
@@ -15,7 +19,7 @@ import { sumStoreMigrations } from '../client/migration.js'
 export interface DrainOptions extends HandoffJobOptions {
   /** Address (or twemproxy name) of the server to drain. */
   server: string
-  onEvent?: ((e: EngineEvent | DrainEvent) => void) | undefined
+  onEvent?: ((e: EngineEvent | DrainEvent | CopyFollowEvent) => void) | undefined
   /** Copy hand-off: resolves once the applications read the new owners (switch command, prompt, or traffic watch). */
   waitForSwitch?: ((ctx: { source: string; destinations: string[] }) => Promise<void>) | undefined
 }
@@ -24,6 +28,9 @@ export type DrainEvent =
   | { type: 'marked'; server: string; state: 'deactivating' | 'removed' | 'active'; resumed: boolean }
   | { type: 'switch'; phase: 'waiting' | 'done' }
   | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
+  | { type: 'delta'; phase: 'start' | 'done'; checked: number; caughtUp: number; invalidated: number }
+  | { type: 'journal-lost'; message: string; adopted: number }
+  | { type: 'record-unsaved'; message: string }
   | { type: 'purged'; server: string }
   | { type: 'source-restarted'; server: string; uptimeSeconds: number; lost: number; message: string }
 
@@ -39,10 +46,15 @@ export interface DrainResult {
   inPlace: number
   movedByClients: number
   conflicts: number
-  /** Copy hand-off: copies re-copied after the switch because the source changed in between. */
+  /**
+   * Copy hand-off: copies re-written because the source changed after they were made (by the
+   * follower within milliseconds, the delta pass before the switch, or the catch-up after it).
+   */
   caughtUp: number
-  /** Copy hand-off: copies deleted after the switch (the source deleted the key, or both sides changed). */
+  /** Copy hand-off: copies deleted (the source deleted the key, or both sides changed, or the copy's origin was unknown). */
   invalidated: number
+  /** Copy hand-off: what following the source's writes did (part of caughtUp and invalidated), and events it lost. */
+  followed?: { refreshed: number; invalidated: number; losses: number; deltaCaughtUp: number; deltaInvalidated: number } | undefined
   skipped: Record<string, number>
   failed: number
   failedBy: Record<string, number>
@@ -170,6 +182,8 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   const signal = withLockLoss(opts.signal, lock)
   let journal: CopyJournal | undefined
   let journalFile: string | undefined
+  let follow: CopyFollow | undefined
+  let storedJournalId: string | undefined
   let marked = false
   let moving = false
   let revisionBeforeMark: string | undefined
@@ -181,6 +195,9 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       revisionBeforeMark = snap.revision
       const current = checkDrainable(snap.pool, server.address, opts.store.location)
       record = current.transition !== undefined && current.state === 'deactivating' ? { ...current.transition, threshold: opts.threshold, handoff } : newTransition(opts.threshold, handoff)
+      storedJournalId = current.state === 'deactivating' ? current.transition?.journalId : undefined
+      // Bound before the first copy: a rerun that finds another journal (or none) knows it is not this job's.
+      if (handoff === 'copy') record.journalId ??= randomUUID()
       const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state: 'deactivating', transition: record }))
       snap = { pool, revision: await opts.store.save(pool, snap.revision) }
       marked = true
@@ -206,8 +223,10 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     let keysAtStart = record.keysAtStart
     let passes = 0
     let catchUp: CatchUpResult | undefined
+    let delta: CatchUpResult | undefined
     // Cumulative over the transition (client reports are tagged with its startedAt), so replaced, not added.
     let movedByClients = record.movedByClients
+    let recordUnsaved: string | undefined
     const refreshMovedByClients = async (): Promise<void> => {
       // Keys moved off the server by pool-aware clients during this transition (their reports: beside a pool file, or in etcd).
       const sums = await sumStoreMigrations(opts.store, snap.pool).catch(() => undefined)
@@ -237,6 +256,22 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         passes: base.passes + passes + currentPasses,
       }
     }
+    /**
+     * After the switch the keys are safe without any pool write; a store that fails now is said
+     * as it is: the copy is switched and caught up, only the record is missing.
+     */
+    const persistAfterSwitch = async (rec: TransitionRecord, state: PoolServer['state'] = 'deactivating'): Promise<void> => {
+      try {
+        await persist(rec, state)
+      } catch (err) {
+        throw new MemdrainError(`the drain of ${server.address} is switched and caught up, but ${opts.store.location} could not be written (${(err as Error).message})`, {
+          code: 'RECORD_UNSAVED',
+          exitCode: ExitCode.interrupted,
+          suggestions: ['Run the same command again once the pool store answers: it only records the result (and purges the server).'],
+          cause: err,
+        })
+      }
+    }
     let saving: Promise<void> = Promise.resolve()
     let lastSave = Date.now()
     const persist = async (rec: TransitionRecord, state: PoolServer['state'] = 'deactivating'): Promise<void> => {
@@ -249,10 +284,50 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     const handled = handoff === 'copy' ? new FingerprintSet() : undefined
     if (handoff === 'copy' && !opts.dryRun) {
       journalFile = copyJournalFile(opts.spoolDir, opts.store.location, server.address)
-      if (!resumed) removeCopyJournal(journalFile) // left by an earlier drain of this server whose record is gone
-      journal = CopyJournal.open(journalFile, targets.join('\n'), (key) => handled!.add(key))
+      // Not resumed: a journal there was left by an earlier drain of this server whose record is gone.
+      // Resumed with a journal id: the journal must be this job's; a record without one predates ids.
+      journal = CopyJournal.open(journalFile, targets.join('\n'), (key) => handled!.add(key), {
+        id: record.journalId,
+        resume: !resumed ? false : storedJournalId !== undefined ? true : undefined,
+      })
+      if (journal.lost !== undefined) {
+        // Every key a destination holds that this drain hands over there may be an earlier run's copy.
+        const before = snap.pool.servers.filter((s) => s.state === 'active' || s.address === server.address)
+        const old = poolPlacement({ ...snap.pool, servers: before }, before)
+        const self = before.findIndex((s) => s.address === server.address)
+        const oldChain: number[] = []
+        const newChain: number[] = []
+        const { adopted } = await adoptPossibleCopies({
+          journal,
+          targets,
+          handedOver: (key, t) => old.placement.chain(key, old.replicas, oldChain).includes(self) && pp.placement.chain(key, pp.replicas, newChain).includes(t),
+          signal,
+        })
+        emit({ type: 'journal-lost', message: `${journal.lost}: the ${adopted} key(s) the destinations hold that may be copies of an earlier run are compared with the source before the switch, and deleted unless identical`, adopted })
+      }
+    }
+    // Switched in an earlier run whose record could not be saved (the pool store failed after the switch).
+    if (handoff === 'copy' && journalFile !== undefined && record.switchedAt === undefined) {
+      const at = switchedMark(journalFile)
+      if (at !== undefined) record.switchedAt = at
     }
     const switchedBefore = handoff === 'copy' && record.switchedAt !== undefined
+    // Follow the source's writes from before its first dump until the catch-up is done.
+    if (journal !== undefined) {
+      follow = await CopyFollow.start({ source: server.address, targets, route, maxChain: Math.max(1, pp.replicas), journal, throttle: undefined, batchSize: opts.batchSize, onEvent: emit })
+    }
+    const catchUpOver = async (what: 'delta' | 'catch-up', sig: AbortSignal | undefined, upTo?: number): Promise<CatchUpResult> =>
+      runCatchUp({
+        source: server.address,
+        targets,
+        journal: journal!,
+        rate: opts.rate,
+        batchSize: opts.batchSize,
+        inFlight: opts.inFlight,
+        signal: sig,
+        upTo,
+        ...(what === 'catch-up' ? { onProgress: (c: CatchUpResult) => emit({ type: 'catch-up', phase: 'progress', checked: c.checked, total: journal!.count, caughtUp: c.caughtUp, invalidated: c.invalidated }) } : {}),
+      })
 
     const runJob = async (extra: Partial<SourceJobOptions>, phase: 'main' | 'sweep' = 'main'): Promise<SourceJobResult> => {
       let currentPass = 0
@@ -348,7 +423,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     if (!switchedBefore) {
       main = await runJob({
         dryRun: opts.dryRun,
-        ...(journal !== undefined ? { onCopied: (key, t, sourceCas, destCas) => journal!.append(key, t, sourceCas, destCas) } : {}),
+        ...(journal !== undefined ? { onCopied: (key, t, sourceCas, destCas) => journal!.append(key, t, sourceCas, destCas), writeAhead: journal } : {}),
         onPreflight: async (dests, keys) => {
           if (!opts.dryRun) refuseWithoutRoom(dests, opts.allowEvictions)
           const wait = graceUntil - Date.now()
@@ -370,41 +445,64 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     // 2. Copy hand-off: the switch, then the catch-up of what changed at the source meanwhile.
     if (handoff === 'copy' && !opts.dryRun && !interrupted && (switchedBefore || transitionedRatio(record) >= opts.threshold)) {
       journal!.flush()
-      if (!switchedBefore) {
-        emit({ type: 'switch', phase: 'waiting' })
-        try {
-          await opts.waitForSwitch!({ source: server.address, destinations: targets })
-        } catch (err) {
-          await persist(record)
-          throw err
-        }
-        record.switchedAt = new Date().toISOString()
-        base.switchedAt = record.switchedAt
-        emit({ type: 'switch', phase: 'done' })
-        await persist(record)
-      }
-      if (!isCaughtUp(journalFile!)) {
+      // After the switch the catch-up runs to its end whatever happens (SIGINT included: a second one quits at once).
+      const catchUpAfterSwitch = async (final: boolean): Promise<void> => {
+        await follow!.settle()
+        if (isCaughtUp(journalFile!)) return
         const started = performance.now()
-        const totalRecords = journal!.count
-        emit({ type: 'catch-up', phase: 'start', checked: 0, total: totalRecords, caughtUp: 0, invalidated: 0 })
-        catchUp = await runCatchUp({
-          source: server.address,
-          targets,
-          journal: journal!,
-          rate: opts.rate,
-          batchSize: opts.batchSize,
-          inFlight: opts.inFlight,
-          signal,
-          onProgress: (c) => emit({ type: 'catch-up', phase: 'progress', checked: c.checked, total: totalRecords, caughtUp: c.caughtUp, invalidated: c.invalidated }),
-        })
+        emit({ type: 'catch-up', phase: 'start', checked: 0, total: journal!.count, caughtUp: 0, invalidated: 0 })
+        catchUp = await catchUpOver('catch-up', undefined)
+        await follow!.settle()
         durationMs += performance.now() - started
-        emit({ type: 'catch-up', phase: 'done', checked: catchUp.checked, total: totalRecords, caughtUp: catchUp.caughtUp, invalidated: catchUp.invalidated })
-        interrupted = catchUp.interrupted
-        if (!interrupted) markCaughtUp(journalFile!)
+        emit({ type: 'catch-up', phase: 'done', checked: catchUp.checked, total: journal!.count, caughtUp: catchUp.caughtUp, invalidated: catchUp.invalidated })
+        journal!.sync()
+        if (!catchUp.interrupted && final) markCaughtUp(journalFile!)
+      }
+      if (!switchedBefore) {
+        // One delta pass right before the switch: what the follower could not see (deletions before
+        // memcached 1.6.20, incr/decr, lost events, copies whose answer never came) is refreshed or deleted now.
+        await follow!.settle()
+        emit({ type: 'delta', phase: 'start', checked: 0, caughtUp: 0, invalidated: 0 })
+        delta = await catchUpOver('delta', signal, journal!.count)
+        await follow!.settle()
+        emit({ type: 'delta', phase: 'done', checked: delta.checked, caughtUp: delta.caughtUp, invalidated: delta.invalidated })
+        interrupted = delta.interrupted
+        if (!interrupted) {
+          journal!.sync()
+          // A pool store that cannot be written stops the job here, with nothing switched.
+          await persist(record)
+          emit({ type: 'switch', phase: 'waiting' })
+          try {
+            await opts.waitForSwitch!({ source: server.address, destinations: targets })
+          } catch (err) {
+            if (err instanceof SwitchError && err.maybeSwitched) {
+              // Some applications may read the destinations already: bring the copies up to date before exiting.
+              await catchUpAfterSwitch(false)
+            }
+            await persist(record).catch(() => undefined)
+            throw err
+          }
+          record.switchedAt = new Date().toISOString()
+          base.switchedAt = record.switchedAt
+          markSwitched(journalFile!, record.switchedAt)
+          emit({ type: 'switch', phase: 'done' })
+          await persist(record).catch((err: unknown) => {
+            recordUnsaved = (err as Error).message
+            emit({ type: 'record-unsaved', message: `the switch could not be recorded in ${opts.store.location} (${recordUnsaved}): the catch-up runs anyway` })
+          })
+        }
+      }
+      if (!interrupted) {
+        await catchUpAfterSwitch(true)
+        // A SIGINT after the switch let the catch-up finish; the purge waits for a rerun.
+        interrupted = signal?.aborted === true
       }
       await refreshMovedByClients()
       record = snapshotRecord(undefined, 0)
     }
+    const followed = follow?.stats === undefined ? undefined : { ...follow.stats, losses: follow.losses }
+    await follow?.stop()
+    follow = undefined
 
     const ratio = transitionedRatio(record)
     const switched = handoff === 'move' || record.switchedAt !== undefined
@@ -418,11 +516,13 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       }
       record.finishedAt = new Date().toISOString()
       state = 'removed'
-      await persist(record, 'removed')
+      await persistAfterSwitch(record, 'removed')
       journal?.close()
       journal = undefined
       if (journalFile !== undefined) removeCopyJournal(journalFile)
       emit({ type: 'marked', server: server.address, state: 'removed', resumed })
+    } else if (switched && handoff === 'copy') {
+      await persistAfterSwitch(record)
     } else {
       await persist(record)
     }
@@ -446,8 +546,11 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       inPlace: record.inPlace,
       movedByClients: record.movedByClients,
       conflicts: record.conflicts,
-      caughtUp: catchUp?.caughtUp ?? 0,
-      invalidated: catchUp?.invalidated ?? 0,
+      caughtUp: (catchUp?.caughtUp ?? 0) + (delta?.caughtUp ?? 0) + (followed?.refreshed ?? 0),
+      invalidated: (catchUp?.invalidated ?? 0) + (delta?.invalidated ?? 0) + (followed?.invalidated ?? 0),
+      ...(followed !== undefined
+        ? { followed: { refreshed: followed.refreshed, invalidated: followed.invalidated, losses: followed.losses, deltaCaughtUp: delta?.caughtUp ?? 0, deltaInvalidated: delta?.invalidated ?? 0 } }
+        : {}),
       skipped: record.skipped,
       failed,
       failedBy,
@@ -498,6 +601,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     }
     throw err
   } finally {
+    await follow?.stop()
     journal?.close()
     await lock?.release()
   }

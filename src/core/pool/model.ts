@@ -30,6 +30,8 @@ export interface TransitionRecord {
   /** Set once the copy hand-off's switch happened (the application no longer reads the source). */
   switchedAt?: string
   finishedAt?: string
+  /** Copy hand-off: the id written into its copy journal, so a rerun knows the journal it finds is this job's. */
+  journalId?: string
 }
 
 /** One source server's figures in a rebalance (as TransitionRecord's, per old server). */
@@ -60,6 +62,8 @@ export interface RebalanceRecord {
   sources: Record<string, RebalanceSourceRecord>
   /** Copy hand-off: set once the applications read the new pool. */
   switchedAt?: string
+  /** Copy hand-off: the id written into each source's copy journal (see TransitionRecord.journalId). */
+  journalId?: string
 }
 
 export interface PoolServer extends PlacementServer {

@@ -104,6 +104,8 @@ function validateRebalance(raw: unknown, source: string): RebalanceRecord {
   }
   const switchedAt = str('switchedAt')
   if (switchedAt !== undefined) record.switchedAt = switchedAt
+  const journalId = str('journalId')
+  if (journalId !== undefined) record.journalId = journalId
   return record
 }
 
@@ -212,5 +214,7 @@ function validateTransition(raw: unknown, source: string, field: string): Transi
   if (switchedAt !== undefined) record.switchedAt = switchedAt
   const finishedAt = str('finishedAt')
   if (finishedAt !== undefined) record.finishedAt = finishedAt
+  const journalId = str('journalId')
+  if (journalId !== undefined) record.journalId = journalId
   return record
 }
