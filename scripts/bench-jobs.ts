@@ -29,6 +29,7 @@ import { poolToDocument } from '../src/core/pool/model.js'
 import { writeFileAtomic } from '../src/core/pool/atomic-write.js'
 import { runWarm } from '../src/core/jobs/warm.js'
 import { runMirror, type MirrorPass } from '../src/core/jobs/mirror.js'
+import { JOB_DEFAULTS } from '../src/core/defaults.js'
 
 const { values: argv } = parseArgs({
   options: {
@@ -81,7 +82,7 @@ async function benchWarm(): Promise<void> {
   const target = s[1]!
   const belongs = chains.filter((c) => c.includes(1)).length
   await target.restart()
-  const r = await runWarm({ store: new FilePoolStore(file), server: target.address, threshold: 0.95, rate: 0, bandwidth: 0, minTtl: 0, minFree: 0.05, allowEvictions: false, order: 'hot-first', spoolDir: path.join(dir, 'spool') })
+  const r = await runWarm({ store: new FilePoolStore(file), server: target.address, threshold: JOB_DEFAULTS.threshold, rate: 0, bandwidth: 0, minTtl: 0, minFree: 0.05, allowEvictions: false, order: 'hot-first', spoolDir: path.join(dir, 'spool') })
   const c = await MetaConnection.connect(parseAddress(target.address))
   const items = Number((await c.stats()).get('curr_items'))
   await c.close()

@@ -19,6 +19,7 @@ import { FilePoolStore } from '../src/core/pool/store.js'
 import { poolPlacement } from '../src/core/pool/placement.js'
 import { runRebalance } from '../src/core/jobs/rebalance.js'
 import type { Pool } from '../src/core/pool/model.js'
+import { JOB_DEFAULTS } from '../src/core/defaults.js'
 
 const { values: argv } = parseArgs({
   options: {
@@ -98,7 +99,7 @@ async function benchOne(hash: string): Promise<string[]> {
       store,
       edits: { add: [servers[3]!.address], remove: [], weight: [] },
       handoff: 'move',
-      threshold: 0.95,
+      threshold: JOB_DEFAULTS.threshold,
       purge: true,
       rate: 0,
       bandwidth: 0,

@@ -3,7 +3,6 @@ import { ExitCode, MemdrainError, isMemdrainError } from '../core/errors.js'
 import { resolvePoolStore } from '../core/pool/resolve.js'
 import { transportSettings, useAuthFile } from '../core/protocol/transport.js'
 import type { PoolStore } from '../core/pool/store.js'
-import { EtcdPoolStore } from '../core/pool/etcd-store.js'
 import { paintErr } from '../ui/style.js'
 
 export const EXIT_CODES_HELP = `EXIT CODES
@@ -135,7 +134,7 @@ export function poolStoreFromFlags(flags: PoolFlagValues, notice?: (message: str
   useAuthFile(flags['auth-file'])
   transportSettings()
   const store = resolvePoolStore({ pool: flags.pool, servers: flags.servers, hash: flags.hash, replicas: flags.replicas })
-  if (notice !== undefined && store instanceof EtcdPoolStore) store.onNotice = notice
+  if (notice !== undefined) store.onNotice = notice
   return store
 }
 

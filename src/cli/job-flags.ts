@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core'
 import { usageError } from './base-command.js'
+import { JOB_DEFAULTS } from '../core/defaults.js'
 
 /** Flags shared by the jobs that move keys (drain, rebalance, warm, mirror), with their parsing. */
 
@@ -36,11 +37,11 @@ export function parseMinFree(text: string): number {
 }
 
 export const throttleFlags = {
-  rate: Flags.string({ description: 'Keys per second at most (0 = unthrottled).', default: '20000', helpGroup: 'THROTTLE' }),
-  bandwidth: Flags.string({ description: 'Bytes per second at most, e.g. 50MB (0 = unthrottled).', default: '50MB', helpGroup: 'THROTTLE' }),
-  'min-free': Flags.string({ description: 'Stop sending to a destination whose free memory falls under this (bytes, or a percentage of its memory).', default: '10%', helpGroup: 'THROTTLE' }),
+  rate: Flags.string({ description: 'Keys per second at most (0 = unthrottled).', default: String(JOB_DEFAULTS.rate), helpGroup: 'THROTTLE' }),
+  bandwidth: Flags.string({ description: 'Bytes per second at most, e.g. 50MB (0 = unthrottled).', default: `${JOB_DEFAULTS.bandwidth / 1024 / 1024}MB`, helpGroup: 'THROTTLE' }),
+  'min-free': Flags.string({ description: 'Stop sending to a destination whose free memory falls under this (bytes, or a percentage of its memory).', default: `${JOB_DEFAULTS.minFree * 100}%`, helpGroup: 'THROTTLE' }),
   'allow-evictions': Flags.boolean({ description: 'Move even when the preflight says destinations lack room (they evict their coldest keys).', helpGroup: 'THROTTLE' }),
-  'min-ttl': Flags.string({ description: 'Skip keys that expire within this many seconds.', default: '2', helpGroup: 'THROTTLE' }),
+  'min-ttl': Flags.string({ description: 'Skip keys that expire within this many seconds.', default: String(JOB_DEFAULTS.minTtl), helpGroup: 'THROTTLE' }),
   order: Flags.string({ description: 'hot-first: most recently used keys first; dump: the dump\'s order.', options: ['hot-first', 'dump'], default: 'hot-first' }),
   'spool-dir': Flags.string({ description: 'Directory for the on-disk key spool (default: the system temp directory).' }),
 }
@@ -95,9 +96,9 @@ export function interruptOnSignals(): { signal: AbortSignal; dispose: () => void
 export function handoffFlags(what: string) {
   return {
     handoff: Flags.string({ description: 'move: delete from the old owner as keys move (pool-aware clients). copy: copy, switch, catch up (static clients).', options: ['move', 'copy'] }),
-    threshold: Flags.string({ description: `Transitioned ratio (moved + in place) / live keys at which ${what} purged and removed.`, default: '0.95' }),
+    threshold: Flags.string({ description: `Transitioned ratio (moved + in place) / live keys at which ${what} purged and removed.`, default: String(JOB_DEFAULTS.threshold) }),
     purge: Flags.boolean({ description: `Flush ${what} once the threshold is reached (--no-purge keeps the items).`, default: true, allowNo: true }),
-    'client-grace': Flags.integer({ description: 'Move hand-off: seconds between changing the pool file and moving the first key, so pool-aware clients (which re-read the pool every 2 s) see it first.', default: 3, min: 0 }),
+    'client-grace': Flags.integer({ description: 'Move hand-off: seconds between changing the pool file and moving the first key, so pool-aware clients (which re-read the pool every 2 s) see it first.', default: JOB_DEFAULTS.clientGraceSeconds, min: 0 }),
     'dry-run': Flags.boolean({ description: 'Only plan: keys and bytes per destination, room check, estimated duration. Writes nothing.' }),
     yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
   }

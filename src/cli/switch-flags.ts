@@ -25,7 +25,7 @@ export async function switchWaiter(
   signal: AbortSignal,
   prompt: (ctx: { watched: string[]; destinations: string[] }) => string,
 ): Promise<((ctx: { watched: string[]; destinations: string[] }) => Promise<void>) | undefined> {
-  const { runSwitchCommand, waitForTrafficToStop } = await import('../core/handoff/switch-wait.js')
+  const { runSwitchCommand, waitForTrafficToStop } = await import('./switch-wait.js')
   const command = flags['switch-command']
   if (command !== undefined) {
     return (ctx) =>

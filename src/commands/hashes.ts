@@ -9,12 +9,17 @@ export interface HashesResult {
   algorithm: string
   weights: boolean
   usesNames: boolean
+  /** 'modulo': removing a server changes the owner of most keys on the others (a drain reads every server); 'consistent': only its keys. */
+  kind: 'consistent' | 'modulo'
 }
 
 export default class Hashes extends BaseCommand<HashesResult[]> {
   static override summary = 'List the placement strategies memdrain reproduces, and the client configuration each matches.'
   static override description = `Pick the one your application's client uses and put it in the pool file's "hash" (or pass --hash).
 Placement must match the application exactly, or moved keys land where nobody reads them.
+PLACEMENT says what removing a server does: consistent (a ring) changes the owner of that server's
+keys only; modulo (hash mod n) changes the owner of most keys on the servers that stay too, so a
+drain reads and moves those as well (\`memdrain plan SERVER\` tells how many).
 
 ${EXIT_CODES_HELP}`
   static override examples = ['<%= config.bin %> hashes', '<%= config.bin %> hashes --json']
@@ -25,8 +30,8 @@ ${EXIT_CODES_HELP}`
     if (!this.jsonEnabled()) {
       this.log(
         renderTable(
-          ['HASH', 'CLIENT', 'CONFIGURATION', 'WEIGHTS'],
-          result.map((h) => [h.name, h.client, h.configuration, h.weights ? 'yes' : 'no']),
+          ['HASH', 'CLIENT', 'CONFIGURATION', 'WEIGHTS', 'PLACEMENT'],
+          result.map((h) => [h.name, h.client, h.configuration, h.weights ? 'yes' : 'no', h.kind]),
         ),
       )
     }

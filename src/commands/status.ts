@@ -4,8 +4,10 @@ import { ExitCode, MemdrainError } from '../core/errors.js'
 import { probeServer, type ServerStatus } from '../core/inspect/server-status.js'
 import { estimateShares, poolPlacement } from '../core/pool/placement.js'
 import type { TransitionRecord } from '../core/pool/model.js'
-import { sumStoreMigrations } from '../core/client/migration.js'
-import { transitionedCounts, transitionedRatio } from '../core/jobs/drain.js'
+import { sumStoreMigrations } from '../core/pool/client-reports.js'
+import { transitionedCounts, transitionedRatio } from '../core/pool/transition.js'
+import { changeInProgress, type ChangeInProgress } from '../core/pool/change-status.js'
+import { describeChangeInProgress } from '../ui/plan-summary.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from '../ui/format.js'
 import { paint, renderTable } from '../ui/style.js'
 
@@ -15,6 +17,8 @@ export interface StatusResult {
   replicas: number
   clients: string
   servers: StatusServer[]
+  /** The drain or rebalance in progress, from the pool record: servers, hand-off, phase, how to resume or go back. */
+  change?: ChangeInProgress | undefined
 }
 
 export type StatusServer = ServerStatus & {
@@ -71,7 +75,8 @@ ${EXIT_CODES_HELP}`
       problems.push(`${s.address}: ${w}`)
       this.note(`${s.address}: ${w}`)
     }
-    const result: StatusResult = { pool: store.location, hash: pool.hash, replicas: pool.replicas, clients: pool.clients, servers }
+    const change = changeInProgress(pool)
+    const result: StatusResult = { pool: store.location, hash: pool.hash, replicas: pool.replicas, clients: pool.clients, servers, ...(change !== undefined ? { change } : {}) }
     if (!this.jsonEnabled()) this.render(result)
     if (flags.strict && problems.length > 0) {
       throw new MemdrainError(`${problems.length} problem(s) in the pool`, {
@@ -116,11 +121,13 @@ ${EXIT_CODES_HELP}`
         if (byClients !== '') this.log(`${s.address}: deactivating, no drain record${byClients}`)
         continue
       }
+      if (t.sources !== undefined && t.finishedAt === undefined) continue // a modulo drain: the change line below tells it over every source
       const current = { ...t, movedByClients: s.movedByClients ?? t.movedByClients }
       const { done, live } = transitionedCounts(current)
       this.log(
         `${s.address}: ${t.handoff} hand-off since ${t.startedAt}: ${formatCount(done)} of ${formatCount(live)} live keys transitioned${byClients} (${formatPercent(transitionedRatio(current))}, threshold ${formatPercent(t.threshold)}), ${formatCount(t.failed)} failed${t.finishedAt ? `, finished ${t.finishedAt}` : ''}`,
       )
     }
+    if (r.change !== undefined) this.log(paint.warn(describeChangeInProgress(r.change)))
   }
 }

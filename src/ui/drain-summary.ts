@@ -2,20 +2,13 @@ import type { DrainResult } from '../core/jobs/drain.js'
 import type { DestinationTally } from '../core/engine/tally.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
 import { paint, renderTable } from './style.js'
+import { renderPlan } from './plan-summary.js'
 
 export function renderDrainSummary(r: DrainResult, rate: number): string {
   const lines: string[] = []
   if (r.dryRun) {
     lines.push(paint.bold(`Plan: drain ${r.server} (${r.handoff} hand-off)`))
-    lines.push(`${formatCount(r.keysAtStart)} live keys, ${formatBytes(r.bytesAtStart)} to move`)
-    lines.push(
-      renderTable(
-        ['DESTINATION', 'KEYS', 'BYTES', 'FREE', 'ITEM MAX', 'FITS'],
-        r.preflight.map((d) => [d.address, formatCount(d.keys), formatBytes(d.bytes), formatBytes(d.freeBytes), formatBytes(d.itemSizeMax), d.fits ? paint.ok('yes') : paint.bad('no')]),
-        new Set([1, 2, 3, 4]),
-      ),
-    )
-    lines.push(rate > 0 ? `Estimated duration at ${formatCount(rate)} keys/s: ${formatDuration(r.keysAtStart / rate)}` : 'Unthrottled (--rate 0): limited by memcached\'s CPU, ~150k keys/s on 2 cores')
+    lines.push(...renderPlan(r.plan, rate))
     return lines.join('\n')
   }
   const verdict = r.interrupted
@@ -32,7 +25,9 @@ export function renderDrainSummary(r: DrainResult, rate: number): string {
       `, ${formatCount(r.conflicts)} conflicts, ${formatCount(r.failed)} failed` +
       (skipped.length > 0 ? `, skipped ${skipped.map(([k, v]) => `${formatCount(v)} ${k}`).join(', ')}` : ''),
   )
-  if (r.sourceRestarted) lines.push(paint.warn(`${r.server} restarted during the drain and came back empty: the keys not moved by then are counted as gone`))
+  if (r.sources.length > 1) lines.push(`sources: ${r.sources.map((s) => `${s.address} ${formatCount(s.moved + s.inPlace)}/${formatCount(s.keysAtStart)}`).join(', ')} (modulo placement: the owner of keys on the servers that stay changed too)`)
+  for (const s of r.sources) if (s.restarted) lines.push(paint.warn(`${s.address} restarted during the drain and came back empty: the keys not moved by then are counted as gone`))
+  if (r.staleCopiesDeleted > 0) lines.push(`${formatCount(r.staleCopiesDeleted)} stale copies deleted from the servers that stay`)
   if (r.handoff === 'copy' && (r.caughtUp > 0 || r.invalidated > 0)) {
     lines.push(`catch-up after the switch: ${formatCount(r.caughtUp)} re-copied, ${formatCount(r.invalidated)} invalidated`)
   }

@@ -1,6 +1,8 @@
 import cliProgress from 'cli-progress'
 import type { EngineEvent } from '../core/engine/engine.js'
 import { formatBytes, formatCount } from './format.js'
+import type { ChangePlan } from '../core/handoff/index.js'
+import { describeScope } from './plan-summary.js'
 
 /**
  * Draws engine events on stderr: a cli-progress multibar on a terminal (overall + one bar per
@@ -49,6 +51,10 @@ function describe(e: EngineEvent | { type: string; [k: string]: unknown }): stri
       return `purged ${String(e.server)} (flush_all on that server only)`
     case 'source-restarted':
       return String(e.message)
+    case 'plan': {
+      const p = (e as unknown as { plan: ChangePlan }).plan
+      return describeScope(p.scope, p.fraction)
+    }
     default:
       return undefined
   }

@@ -2,35 +2,7 @@ import type { AbortResult, RebalanceResult } from '../core/jobs/rebalance.js'
 import { renderDestinations } from './drain-summary.js'
 import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
 import { paint, renderTable } from './style.js'
-
-function renderPlan(r: RebalanceResult, lines: string[]): void {
-  const p = r.plan
-  lines.push(
-    `${formatCount(p.keysToMove)} of ${formatCount(p.keysListed)} keys change owner (${formatPercent(p.fraction)}; placement alone estimates ${formatPercent(p.estimatedFraction)}), ${formatBytes(p.bytesToMove)}`,
-  )
-  lines.push(
-    renderTable(
-      ['FROM', 'TO', 'KEYS', 'BYTES'],
-      p.pairs.map((x) => [x.from, x.to, formatCount(x.keys), formatBytes(x.bytes)]),
-      new Set([2, 3]),
-    ),
-  )
-  lines.push(
-    renderTable(
-      ['DESTINATION', 'KEYS', 'BYTES', 'FREE', 'ITEM MAX', 'LARGEST', 'FITS'],
-      p.destinations.map((d) => [
-        d.address,
-        formatCount(d.keys),
-        formatBytes(d.bytes),
-        formatBytes(d.freeBytes),
-        formatBytes(d.itemSizeMax),
-        formatBytes(d.largestItem ?? 0),
-        d.fits && d.itemsFit ? paint.ok('yes') : paint.bad(d.fits ? 'items too large (skipped)' : 'no room'),
-      ]),
-      new Set([1, 2, 3, 4, 5]),
-    ),
-  )
-}
+import { renderPlan } from './plan-summary.js'
 
 export function renderRebalanceSummary(r: RebalanceResult, rate: number): string {
   const lines: string[] = []
@@ -43,12 +15,7 @@ export function renderRebalanceSummary(r: RebalanceResult, rate: number): string
     .join('; ')
   if (r.dryRun) {
     lines.push(paint.bold(`Plan: rebalance ${r.previousServers.length} → ${r.servers.length} servers (${r.hash}, ${r.handoff} hand-off)${change !== '' ? `: ${change}` : ''}`))
-    renderPlan(r, lines)
-    lines.push(
-      r.plan.estimatedSeconds !== null
-        ? `Estimated duration at ${formatCount(rate)} keys/s: ${formatDuration(r.plan.estimatedSeconds)}`
-        : 'Unthrottled (--rate 0): limited by memcached\'s CPU',
-    )
+    lines.push(...renderPlan(r.plan, rate))
     return lines.join('\n')
   }
   const verdict = r.interrupted

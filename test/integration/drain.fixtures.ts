@@ -10,7 +10,10 @@ import { FilePoolStore } from '../../src/core/pool/store.js'
 import { poolPlacement } from '../../src/core/pool/placement.js'
 import { parsePoolText } from '../../src/core/pool/validate.js'
 import type { Pool, PoolServer } from '../../src/core/pool/model.js'
-import type { DrainOptions } from '../../src/core/jobs/drain.js'
+import assert from 'node:assert/strict'
+import type { DrainOptions, DrainResult } from '../../src/core/jobs/drain.js'
+import { runCli } from '../helpers/cli.js'
+import { JOB_DEFAULTS } from '../../src/core/defaults.js'
 import { startMemcached, type MemcachedServer, type StartOptions } from '../helpers/memcached.js'
 
 export interface TestPool {
@@ -70,12 +73,12 @@ export function drainOptions(pool: TestPool, server: string, extra: Partial<Drai
   return {
     store: pool.store,
     server,
-    threshold: 0.95,
+    threshold: JOB_DEFAULTS.threshold,
     purge: true,
     rate: 0,
     bandwidth: 0,
-    minTtl: 2,
-    minFree: 0.1,
+    minTtl: JOB_DEFAULTS.minTtl,
+    minFree: JOB_DEFAULTS.minFree,
     allowEvictions: false,
     order: 'hot-first',
     spoolDir: path.join(pool.dir, 'spool'),
@@ -194,4 +197,29 @@ export async function locateAll(addresses: readonly string[], keys: readonly Buf
 
 export function keysOf(prefix: string, n: number): Buffer[] {
   return Array.from({ length: n }, (_, i) => Buffer.from(`${prefix}${i}`))
+}
+
+/**
+ * The pool file, `pool show` and `status` say what the drain's result says: the server's state,
+ * its record's figures, and whether a change is still in progress. Waits `settleMs` first, so
+ * that a save landing after the end would be caught.
+ */
+export async function assertPoolAgrees(pool: TestPool, r: DrainResult, settleMs = 1500): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, settleMs))
+  const s = pool.server(r.server)
+  assert.equal(s.state, r.state, 'pool file state = result state')
+  if (!r.dryRun) {
+    assert.equal(s.transition?.keysAtStart, r.keysAtStart, 'pool file keysAtStart = result')
+    assert.equal(s.transition?.moved, r.moved, 'pool file moved = result')
+    assert.equal(s.transition?.inPlace, r.inPlace, 'pool file inPlace = result')
+  }
+  const show = await runCli(['pool', 'show', '--pool', pool.file, '--json'])
+  assert.equal(show.code, 0, show.stderr)
+  const shown = (show.json.result.pool.servers as { address: string; state: string }[]).find((x) => x.address === r.server)
+  assert.equal(shown?.state, r.state, 'pool show state = result state')
+  assert.equal(show.json.result.change !== undefined, r.state === 'deactivating', 'pool show reports a change in progress exactly while the server is deactivating')
+  const status = await runCli(['status', '--pool', pool.file, '--json'])
+  assert.equal(status.code, 0, status.stderr)
+  assert.equal((status.json.result.servers as { address: string; state: string }[]).find((x) => x.address === r.server)?.state, r.state, 'status state = result state')
+  assert.equal(status.json.result.change !== undefined, r.state === 'deactivating', 'status reports a change in progress exactly while the server is deactivating')
 }

@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { runDrain } from '../../src/core/jobs/drain.js'
 import { PoolClient } from '../../src/core/client/pool-client.js'
-import { Conns, drainOptions, getAll, keysOf, locateAll, setAll, startPool, type TestPool } from './drain.fixtures.js'
+import { assertPoolAgrees, Conns, drainOptions, getAll, keysOf, locateAll, setAll, startPool, type TestPool } from './drain.fixtures.js'
 import { startProxy, type TcpProxy } from '../helpers/tcp-proxy.js'
 
 /**
@@ -88,6 +88,7 @@ describe('faults: servers', () => {
     assert.equal(r.failed, 0, JSON.stringify(r.failedBy))
     assert.equal(r.status, 0)
     await assertAtOwners(pool, src.address, keys, (i) => `v${i}`)
+    await assertPoolAgrees(pool, r, 0)
   })
 
   it('the source restarts empty mid-drain: the drain ends cleanly and says why; nothing moved is lost', async () => {
@@ -122,6 +123,8 @@ describe('faults: servers', () => {
       assert.equal(got.value.toString(), `v${i}`)
     }
     assert.equal(found, r.moved, 'every moved key is where the report says')
+    // No save lands after the end: the pool file, pool show and status keep saying what the result said.
+    await assertPoolAgrees(pool, r)
   })
 
   it('slow, truncated and dropped links (TCP proxy): no key lost or stale; a rerun completes what failed', async () => {
@@ -144,6 +147,7 @@ describe('faults: servers', () => {
     setTimeout(() => pa.dropAll(), 900) // a's links reset once
     const first = await within(45_000, 'the drain over bad links', runDrain(drainOptions(pool, src.address, { rate: 1000, batchSize: 100 })))
     assert.ok(pb.accepted > 1 || pa.accepted > 1, 'the links were re-established')
+    await assertPoolAgrees(pool, first, 0)
     // Whatever the first run reached, a rerun finishes with everything at its owner.
     const second = first.state === 'removed' ? first : await within(30_000, 'the rerun', runDrain(drainOptions(pool, src.address)))
     assert.equal(second.state, 'removed', JSON.stringify({ ...first, preflight: undefined }))
@@ -171,6 +175,7 @@ describe('faults: servers', () => {
     const r = await within(30_000, 'the copy drain', runDrain(drainOptions(pool, src.address, { handoff: 'copy', waitForSwitch: () => Promise.resolve() })))
     assert.equal(r.state, 'removed', JSON.stringify({ ...r, preflight: undefined }))
     assert.equal(r.invalidated, keys.length / 2)
+    await assertPoolAgrees(pool, r, 0)
     for (const [i, key] of keys.entries()) {
       const got = (await getAll(await conns.get(pool.chainWithout(src.address, key)[0]!), [key])).get(key.toString('hex'))
       if (i % 2 === 0) assert.equal(got?.value.toString(), `new${i}`, `${key}: the identical copy is kept`)

@@ -2,6 +2,8 @@ import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags } from '../
 import type { LockInfo } from '../../core/pool/copy.js'
 import { formatCount, formatPercent } from '../../ui/format.js'
 import { paint, renderTable } from '../../ui/style.js'
+import { describeChangeInProgress } from '../../ui/plan-summary.js'
+import type { ChangeInProgress } from '../../core/pool/change-status.js'
 
 export type PoolDocument = Record<string, unknown>
 
@@ -10,6 +12,8 @@ export interface ShowResult {
   revision: string
   /** The job lock's holder (etcd pools), when a job holds it. */
   lock?: LockInfo | undefined
+  /** The drain or rebalance in progress, from the pool record. */
+  change?: ChangeInProgress | undefined
   pool: PoolDocument
 }
 
@@ -28,7 +32,9 @@ ${EXIT_CODES_HELP}`
     const store = poolStoreFromFlags(flags)
     const snap = await store.load()
     const lock = await currentLockHolder(store)
-    const result: ShowResult = { location: store.location, revision: snap.revision, ...(lock ? { lock } : {}), pool: JSON.parse(poolText(snap.pool)) as PoolDocument }
+    const { changeInProgress } = await import('../../core/pool/change-status.js')
+    const change = changeInProgress(snap.pool)
+    const result: ShowResult = { location: store.location, revision: snap.revision, ...(lock ? { lock } : {}), ...(change ? { change } : {}), pool: JSON.parse(poolText(snap.pool)) as PoolDocument }
     if (this.jsonEnabled()) return result
     const p = snap.pool
     this.log(`${paint.bold('pool')} ${store.location}  ${paint.bold('revision')} ${snap.revision}  ${paint.bold('hash')} ${p.hash}  ${paint.bold('replicas')} ${p.replicas}  ${paint.bold('clients')} ${p.clients}`)
@@ -44,6 +50,7 @@ ${EXIT_CODES_HELP}`
       ]
     })
     this.log(renderTable(['SERVER', 'NAME', 'WEIGHT', 'STATE', 'TRANSITION'], rows, new Set([2])))
+    if (change !== undefined) this.log(paint.warn(describeChangeInProgress(change)))
     this.log(lock === undefined ? 'lock: free' : `lock: held by \`${lock.command}\` (pid ${lock.pid} on ${lock.host}, since ${lock.startedAt})`)
     return result
   }

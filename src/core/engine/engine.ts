@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
+import { JOB_DEFAULTS } from '../defaults.js'
 import { MetaConnection, metadump, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { KeyBatch } from './key-batch.js'
@@ -175,12 +176,66 @@ export function refuseWithoutRoom(dests: readonly PreflightDestination[], allowE
   )
 }
 
+/** A source job connected and dumped once: what it would move, and the rest of it to run (or cancel). */
+export interface PreparedSourceJob {
+  keysAtStart: number
+  bytesAtStart: number
+  /** Per destination: what the first dump routes there, and its room. Empty when the job stopped before (interrupted). */
+  preflight: PreflightDestination[]
+  /** Moves (pass after pass); after a dry run, or a job that stopped while dumping, returns at once. */
+  run(): Promise<SourceJobResult>
+  /** Closes the job without moving anything. */
+  cancel(): Promise<void>
+}
+
+const CANCELLED = Symbol('cancelled')
+
+/**
+ * Two steps of one source job: prepare() connects and dumps (the plan of every source can then
+ * be checked at once: room over every destination, the grace), run() moves. Several sources
+ * prepared together share one plan without a hand-made barrier.
+ */
+export async function prepareSourceJob(opts: SourceJobOptions): Promise<PreparedSourceJob> {
+  let proceed!: (go: boolean) => void
+  const gate = new Promise<boolean>((resolve) => (proceed = resolve))
+  let reached!: (p: { dests: PreflightDestination[]; keys: number; bytes: number }) => void
+  const preflight = new Promise<{ dests: PreflightDestination[]; keys: number; bytes: number }>((resolve) => (reached = resolve))
+  const running = runSourceJob({
+    ...opts,
+    onPreflight: async (dests, keys, bytes) => {
+      await opts.onPreflight?.(dests, keys, bytes)
+      reached({ dests, keys, bytes })
+      if (!(await gate)) throw CANCELLED
+    },
+  })
+  const first = await Promise.race([preflight, running.then((r) => ({ done: r }))])
+  if ('done' in first) {
+    // Stopped before its preflight (interrupted during the dump).
+    return { keysAtStart: first.done.keysAtStart, bytesAtStart: first.done.bytesAtStart, preflight: first.done.preflight, run: () => running, cancel: () => Promise.resolve() }
+  }
+  return {
+    keysAtStart: first.keys,
+    bytesAtStart: first.bytes,
+    preflight: first.dests,
+    run: () => {
+      proceed(true)
+      return running
+    },
+    cancel: async () => {
+      proceed(false)
+      await running.catch((err: unknown) => {
+        if (err !== CANCELLED) throw err
+      })
+    },
+  }
+}
+
 export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobResult> {
   const started = performance.now()
   const emit = opts.onEvent ?? (() => undefined)
-  const batchSize = opts.batchSize ?? 500
-  const inFlight = opts.inFlight ?? 4
-  const maxPasses = opts.maxPasses ?? 6
+  const batchSize = opts.batchSize ?? JOB_DEFAULTS.batchSize
+  const inFlight = opts.inFlight ?? JOB_DEFAULTS.inFlight
+  const maxPasses = opts.maxPasses ?? JOB_DEFAULTS.maxPasses
   const tally = new Tally(opts.targets)
   const guard = new TargetGuard(opts.targets, { minFree: opts.minFree, ...(opts.signal ? { signal: opts.signal } : {}) })
   guard.on('change', (health: DestinationHealth) => emit({ type: 'guard', health }))
@@ -349,7 +404,7 @@ function allUp(opts: SourceJobOptions, guard: TargetGuard, conns: readonly MetaC
 
 /** Waits (up to `downWaitMs`, default 10 s) until no destination is down; returns at once if none is. */
 async function waitForDestinations(opts: SourceJobOptions, guard: TargetGuard, conns: readonly MetaConnection[], targets: readonly TransferTarget[]): Promise<void> {
-  const until = Date.now() + (opts.downWaitMs ?? 10_000)
+  const until = Date.now() + (opts.downWaitMs ?? JOB_DEFAULTS.downWaitMs)
   while (!allUp(opts, guard, conns) && Date.now() < until && opts.signal?.aborted !== true) {
     // Asking a target its state reconnects it when its connection is closed and the guard sees it up.
     for (const t of targets) t.state()

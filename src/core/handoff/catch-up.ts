@@ -93,7 +93,10 @@ export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
       while (!opts.signal?.aborted) {
         const n = reader.next(w.batch)
         if (n === 0) return
-        await bucket.take(n, opts.signal)
+        // Only the latest record of a key is acted on (and read): the throttle counts those.
+        let live = 0
+        for (let i = 0; i < n; i++) if (opts.journal.index.latest(w.batch.key(i), w.batch.target[i]!) === w.batch.seq[i]) live++
+        await bucket.take(live, opts.signal)
         await w.run()
         if (opts.onProgress !== undefined && performance.now() - lastProgress > 250) {
           lastProgress = performance.now()

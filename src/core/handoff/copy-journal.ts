@@ -65,32 +65,6 @@ export function removeCopyJournal(file: string): void {
   rmSync(path.dirname(file), { recursive: true, force: true })
 }
 
-/**
- * The catch-up over this journal finished. A rerun after that (interrupted in the last copy
- * pass) must not run it again: the copies it re-copied have new CAS values, and a second
- * catch-up would take them for copies the applications rewrote and delete them.
- */
-export function markCaughtUp(file: string): void {
-  writeFileSync(path.join(path.dirname(file), 'caught-up'), `${new Date().toISOString()}\n`, { mode: 0o600 })
-}
-
-/**
- * The switch happened (at `at`): kept beside the journal too, so a rerun after a pool store that
- * failed right after the switch does not copy and switch again but only catches up and records.
- */
-export function markSwitched(file: string, at: string): void {
-  writeFileSync(path.join(path.dirname(file), 'switched'), `${at}\n`, { mode: 0o600 })
-}
-
-export function switchedMark(file: string): string | undefined {
-  const f = path.join(path.dirname(file), 'switched')
-  return existsSync(f) ? readFileSync(f, 'utf8').trim() : undefined
-}
-
-export function isCaughtUp(file: string): boolean {
-  return existsSync(path.join(path.dirname(file), 'caught-up'))
-}
-
 /** Bit 15 of the destination index: the record is an intent (written before the copy was sent). */
 const INTENT = 0x8000
 
@@ -150,8 +124,6 @@ export class CopyJournal {
       }
       if (opts.resume === false || lost !== undefined || !present) {
         rmSync(file, { force: true })
-        rmSync(path.join(dir, 'caught-up'), { force: true })
-        rmSync(path.join(dir, 'switched'), { force: true })
         writeFileSync(contextFile, context, { mode: 0o600 })
         if (opts.id !== undefined) writeFileSync(idFile, `${opts.id}\n`, { mode: 0o600 })
         else rmSync(idFile, { force: true })

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { EX, HD, MetaConnection, MetaPayload, VA, keyEncoding, type MetaReply } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import type { SourceFollower } from '../engine/follower.js'
-import type { TokenBucket } from '../engine/throttle.js'
+import { TokenBucket } from '../engine/throttle.js'
 import { expiryFor, type RouteFn } from '../engine/transfer.js'
 import type { CopyJournal } from './copy-journal.js'
 
@@ -94,7 +94,10 @@ export class Refresher {
   private busy: Promise<void> = Promise.resolve()
   private readonly scratch: Int32Array
 
+  private readonly ownShare: TokenBucket | undefined
+
   constructor(private readonly opts: RefresherOptions) {
+    this.ownShare = opts.throttle !== undefined && opts.throttle.rate > 0 ? new TokenBucket(Math.max(1, opts.throttle.rate / 2)) : undefined
     this.conns = opts.targets.map(() => undefined)
     this.scratch = new Int32Array(Math.max(1, opts.maxChain))
   }
@@ -160,6 +163,9 @@ export class Refresher {
       const keys = follower.take(batchSize)
       if (keys.length === 0 && due === 0) continue
       const work = keys.map((key): Deferred => ({ key, at: 0, unknownOnce: false })).concat(this.deferred.splice(0, due).map((d) => ({ ...d, unknownOnce: true })))
+      // Refreshes count against --rate, but take at most half of it: the copy keeps going under a write storm
+      // (past what the refresher keeps up with, the follower reports a loss and the delta pass covers it).
+      await this.ownShare?.take(work.length)
       await this.opts.throttle?.take(work.length)
       try {
         await this.exclusive(() => this.refresh(work))

@@ -85,3 +85,18 @@ export async function probeServer(server: PoolServer, opts: { timeoutMs?: number
   }
   return base
 }
+
+/** Items a server holds (stats curr_items, including expired ones not yet reclaimed); null when it does not answer. */
+export async function itemCount(address: string, timeoutMs = 2000): Promise<number | null> {
+  try {
+    const conn = await MetaConnection.connect(parseAddress(address), { connectTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs })
+    try {
+      const n = Number((await conn.stats()).get('curr_items'))
+      return Number.isFinite(n) ? n : null
+    } finally {
+      await conn.close().catch(() => undefined)
+    }
+  } catch {
+    return null
+  }
+}

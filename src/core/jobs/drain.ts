@@ -1,38 +1,35 @@
-import { randomUUID } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { MemdrainError, ExitCode, isMemdrainError, refuse } from '../errors.js'
-import { activeServers, findServer, newTransition, withServer, type Pool, type PoolServer, type TransitionRecord } from '../pool/model.js'
-import { poolPlacement } from '../pool/placement.js'
-import { withLockLoss, type HeldLock } from '../pool/lock.js'
-import { connectChecked, flushServer, refuseWithoutRoom, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/engine.js'
-import { runCatchUp, type CatchUpResult } from '../handoff/catch-up.js'
-import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, markSwitched, removeCopyJournal, switchedMark } from '../handoff/copy-journal.js'
-import { CopyFollow, type CopyFollowEvent } from '../handoff/copy-follow.js'
-import { adoptPossibleCopies } from '../handoff/adopt-copies.js'
-import { SwitchError } from '../handoff/switch-wait.js'
-import { FingerprintSet } from '../engine/fingerprint-set.js'
-import { sourceJobSettings, type HandoffJobOptions } from '../handoff/job-options.js'
-import type { RouteFn } from '../engine/transfer.js'
-import { addTally, Tally } from '../engine/tally.js'
-import { sumStoreMigrations } from '../client/migration.js'
+import { ExitCode, refuse } from '../errors.js'
+import { isModulo } from '../placement/registry.js'
+import { JOB_DEFAULTS } from '../defaults.js'
+import { activeServers, findServer, withServer, type Pool, type PoolServer, type SourceRecord, type TransitionRecord } from '../pool/model.js'
+import { sumStoreMigrations } from '../pool/client-reports.js'
+import type { PoolStore } from '../pool/store.js'
+import { sumSources, transitionedRatio } from '../pool/transition.js'
+import { runPoolChange, sourcesOf, type ChangePlan, type HandoffEvent, type HandoffOutcome, type HandoffRecord, type PoolChange, type ResolvedChange, type RunnerOptions, type SourceOutcome } from '../handoff/index.js'
+import type { EngineEvent, PreflightDestination } from '../engine/index.js'
 
-export interface DrainOptions extends HandoffJobOptions {
+export { transitionedCounts, transitionedRatio, type TransitionCounts } from '../pool/transition.js'
+
+/**
+ * drain: the pool change "remove S". Its own presentation: S's transition record in the pool
+ * file (S `deactivating`, then `removed`), the threshold over S's record and the purge of S.
+ *
+ * Which servers are sources follows from the placement: a consistent one (ketama ring,
+ * rendezvous) changes only S's keys, so S alone is read; a modulo one (`hash mod n`: memjs,
+ * php-memcached's default, …) changes the owner of most keys on the servers that stay too, so
+ * every server is a source and the transitioned ratio counts all of them. The runner
+ * (handoff/runner.ts) does the rest, as for a rebalance.
+ */
+
+export interface DrainOptions extends Omit<RunnerOptions, 'onEvent' | 'waitForSwitch'> {
   /** Address (or twemproxy name) of the server to drain. */
   server: string
-  onEvent?: ((e: EngineEvent | DrainEvent | CopyFollowEvent) => void) | undefined
+  onEvent?: ((e: EngineEvent | DrainEvent) => void) | undefined
   /** Copy hand-off: resolves once the applications read the new owners (switch command, prompt, or traffic watch). */
   waitForSwitch?: ((ctx: { source: string; destinations: string[] }) => Promise<void>) | undefined
 }
 
-export type DrainEvent =
-  | { type: 'marked'; server: string; state: 'deactivating' | 'removed' | 'active'; resumed: boolean }
-  | { type: 'switch'; phase: 'waiting' | 'done' }
-  | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
-  | { type: 'delta'; phase: 'start' | 'done'; checked: number; caughtUp: number; invalidated: number }
-  | { type: 'journal-lost'; message: string; adopted: number }
-  | { type: 'record-unsaved'; message: string }
-  | { type: 'purged'; server: string }
-  | { type: 'source-restarted'; server: string; uptimeSeconds: number; lost: number; message: string }
+export type DrainEvent = Exclude<HandoffEvent, { type: 'change' }>
 
 export interface DrainResult {
   server: string
@@ -40,21 +37,22 @@ export interface DrainResult {
   dryRun: boolean
   state: PoolServer['state']
   resumed: boolean
+  /** Which servers hand over keys, and how many on each side (see ChangeScope). */
+  scope: ChangePlan['scope']
   keysAtStart: number
   bytesAtStart: number
   moved: number
   inPlace: number
   movedByClients: number
   conflicts: number
-  /**
-   * Copy hand-off: copies re-written because the source changed after they were made (by the
-   * follower within milliseconds, the delta pass before the switch, or the catch-up after it).
-   */
+  /** Copy hand-off: copies re-written because the source changed after they were made (follower, delta pass before the switch, catch-up after it). */
   caughtUp: number
-  /** Copy hand-off: copies deleted (the source deleted the key, or both sides changed, or the copy's origin was unknown). */
+  /** Copy hand-off: copies deleted (the source deleted the key, both sides changed, or the copy's origin was unknown). */
   invalidated: number
-  /** Copy hand-off: what following the source's writes did (part of caughtUp and invalidated), and events it lost. */
-  followed?: { refreshed: number; invalidated: number; losses: number; deltaCaughtUp: number; deltaInvalidated: number } | undefined
+  /** Copy hand-off: what following the source's writes did (part of caughtUp and invalidated), events it lost, sources it could not follow. */
+  followed?: HandoffOutcome['followed']
+  /** Copy hand-off of a modulo pool: copies and unowned keys deleted from the servers that stay. */
+  staleCopiesDeleted: number
   skipped: Record<string, number>
   failed: number
   failedBy: Record<string, number>
@@ -67,10 +65,13 @@ export interface DrainResult {
   keysPerSecond: number
   destinations: { address: string; keys: number; bytes: number; inPlace: number; failed: number }[]
   preflight: PreflightDestination[]
+  /** Per source server (S alone, or every server of a modulo pool). */
+  sources: SourceOutcome[]
+  plan: ChangePlan
   samples: { key: string; reason: string }[]
   interrupted: boolean
   /**
-   * The source restarted during the drain (its uptime is shorter than the drain): it came back
+   * A source restarted during the drain (its uptime is shorter than the drain): it came back
    * empty, so the keys not yet moved are gone (counted in skipped.gone), not failed.
    */
   sourceRestarted: boolean
@@ -88,6 +89,14 @@ export function checkDrainable(pool: Pool, server: string, location: string): Po
     throw refuse(`a rebalance is in progress in ${location} (started ${pool.rebalance.startedAt})`, ['Finish it first (`memdrain rebalance` resumes it), or abort it (`memdrain rebalance --abort`).'], 'REBALANCE_IN_PROGRESS')
   }
   if (s.state === 'removed') throw refuse(`${s.address} is already removed from the pool`, ['Nothing to drain. `memdrain status` shows the pool.'], 'ALREADY_REMOVED')
+  const other = pool.servers.find((x) => x.state === 'deactivating' && x.address !== s.address)
+  if (other !== undefined && isModulo(pool.hash)) {
+    // Modulo: every key's owner depends on the server count, so a second drain would compute
+    // owners from a pool the first is still changing (a ring changes only the drained server's keys).
+    throw refuse(`${other.address} is being drained (deactivating): finish or abandon that drain first`, [
+      `Run \`memdrain drain ${other.address}\` to finish it, or \`memdrain mark ${other.address} active\` to abandon it.`,
+    ], 'DRAIN_IN_PROGRESS')
+  }
   const remaining = activeServers(pool).filter((x) => x.address !== s.address)
   if (remaining.length === 0) {
     throw refuse(`${s.address} is the last active server: its keys would have nowhere to go`, ['Add a server to the pool first (memdrain rebalance --add ADDR).'], 'LAST_ACTIVE_SERVER')
@@ -98,511 +107,142 @@ export function checkDrainable(pool: Pool, server: string, location: string): Po
   return s
 }
 
-interface SourceIdentity {
-  pid: string
-  /** Start time on the server's clock (time - uptime), seconds. */
-  startedAt: number
-  uptime: number
+/** S's transition record from the runner's figures: their sum, with the per-source figures when S is not the only source. */
+function toTransition(rec: HandoffRecord, server: string): TransitionRecord {
+  const sources = Object.keys(rec.sources)
+  const sum = sumSources(Object.values(rec.sources))
+  const t: TransitionRecord = {
+    startedAt: rec.startedAt,
+    updatedAt: rec.updatedAt,
+    keysAtStart: sum.keysAtStart,
+    moved: sum.moved,
+    inPlace: sum.inPlace,
+    movedByClients: sum.movedByClients,
+    skipped: sum.skipped,
+    failed: sum.failed,
+    conflicts: sum.conflicts,
+    threshold: rec.threshold,
+    handoff: rec.handoff,
+    passes: sum.passes,
+  }
+  if (rec.phase !== undefined) t.phase = rec.phase
+  if (rec.switchedAt !== undefined) t.switchedAt = rec.switchedAt
+  if (rec.countedAt !== undefined) t.countedAt = rec.countedAt
+  if (rec.journalId !== undefined) t.journalId = rec.journalId
+  if (sources.length > 1 || (sources.length === 1 && sources[0] !== server)) t.sources = rec.sources
+  return t
 }
 
-async function sourceIdentity(address: string): Promise<SourceIdentity> {
-  const conn = await connectChecked(address, 'source')
-  try {
-    const st = await conn.stats()
-    const uptime = Number(st.get('uptime'))
-    return { pid: st.get('pid') ?? '', startedAt: Number(st.get('time')) - uptime, uptime }
-  } finally {
-    await conn.close()
+function fromTransition(t: TransitionRecord, server: string): HandoffRecord {
+  const { startedAt, updatedAt, handoff, threshold, phase, switchedAt, countedAt } = t
+  const own: SourceRecord = { keysAtStart: t.keysAtStart, moved: t.moved, inPlace: t.inPlace, skipped: t.skipped, failed: t.failed, conflicts: t.conflicts, passes: t.passes, movedByClients: t.movedByClients }
+  if (phase === 'caught-up') own.caughtUp = true
+  const rec: HandoffRecord = { startedAt, updatedAt, handoff, threshold, phase, switchedAt, countedAt, sources: t.sources ?? { [server]: own } }
+  if (t.journalId !== undefined) rec.journalId = t.journalId
+  return rec
+}
+
+/** The pool change "remove `server`" from the pool in `store`, for the runner. */
+export function drainChange(server: string, store: PoolStore): PoolChange {
+  const location = store.location
+  let address = server
+  return {
+    command: `memdrain drain ${server}`,
+    journalScope: location,
+    resolve(pool: Pool): ResolvedChange {
+      const s = checkDrainable(pool, server, location)
+      address = s.address
+      // Before: the active servers and S, in file order (S deactivating on a resume); after: without S.
+      const before = pool.servers.filter((x) => x.state === 'active' || x.address === s.address).map((x) => (x.address === s.address ? { ...x, state: 'active' as const, transition: undefined } : x))
+      const previous: Pool = { ...pool, servers: before }
+      const next: Pool = { ...pool, servers: before.filter((x) => x.address !== s.address) }
+      const t = s.state === 'deactivating' ? s.transition : undefined
+      // A transition started by `memdrain mark` and never run counts its grace from the mark.
+      const neverRan = t !== undefined && t.passes === 0 && t.keysAtStart === 0 && t.phase === undefined
+      return {
+        previous,
+        next,
+        sources: sourcesOf(previous, [s.address]),
+        leaving: [s.address],
+        record: t === undefined ? undefined : fromTransition(t, s.address),
+        markedAt: neverRan ? Date.parse(t.startedAt) || undefined : undefined,
+      }
+    },
+    inProgress: (pool, _c, rec) => withServer(pool, address, (x) => ({ ...x, state: 'deactivating', transition: toTransition(rec, address) })),
+    done: (pool, _c, rec) => withServer(pool, address, (x) => ({ ...x, state: 'removed', transition: { ...toTransition(rec, address), finishedAt: new Date().toISOString() } })),
+    undone: (pool) => withServer(pool, address, (x) => ({ ...x, state: 'active', transition: undefined })),
+    reached: (rec, threshold) => transitionedRatio(sumSources(Object.values(rec.sources))) >= threshold,
+    movedByClients: async (pool) => {
+      // Keys moved off S by pool-aware clients during this transition (their reports: beside a pool file, or in etcd).
+      const sums = await sumStoreMigrations(store, pool)
+      return new Map([[address, sums.get(address) ?? 0]])
+    },
   }
 }
 
-/**
- * (moved + in place + moved by clients) / keys at start that are still live: a key deleted,
- * expired or evicted at the source before it could move (`gone`), or skipped because it was
- * about to expire, has nothing left to transition. Without that, a drain of a server whose keys
- * expire while it runs could never reach its threshold.
- *
- * A key a pool-aware client moved after the dump is one the drain then finds `gone`: it counts
- * as live and transitioned, not as gone (at most `gone` of them: a key a client moved before the
- * dump is not among the keys at start at all).
- */
-export function transitionedRatio(r: TransitionCounts): number {
-  const { done, live } = transitionedCounts(r)
-  return live <= 0 ? 1 : Math.min(1, done / live)
-}
-
-/** What the ratio is computed from: a drain's record, or one source of a rebalance (no client moves). */
-export type TransitionCounts = Pick<TransitionRecord, 'keysAtStart' | 'moved' | 'inPlace' | 'skipped'> & { movedByClients?: number }
-
-/** The two sides of the transitioned ratio: keys transitioned, and keys at start still live. */
-export function transitionedCounts(r: TransitionCounts): { done: number; live: number } {
-  const gone = r.skipped.gone ?? 0
-  const byClients = Math.min(r.movedByClients ?? 0, gone)
-  return { done: r.moved + r.inPlace + byClients, live: r.keysAtStart - gone - (r.skipped.expiring ?? 0) + byClients }
-}
-
-/**
- * drain: mark the server deactivating, move every live key to its owner(s) under the pool
- * without it, and once the transitioned ratio reaches the threshold, purge it and mark it removed.
- *
- * Copy hand-off (static clients): copy every key (journaling each copy), and once the ratio
- * reaches the threshold wait for the switch, catch up what changed at the source meanwhile, then
- * purge. A rerun after an interruption keeps the journal (see copy-journal.ts); one after the
- * switch goes straight to the catch-up.
- *
- * Keys that first appear at the source after the last copy pass (written by applications still
- * on the old server list while the switch is pending) are not copied after the switch: the
- * destination has no copy of ours to compare with, so an application that deletes such a key
- * at its new owner after the switch would see it come back with our late copy. A miss is safe;
- * a resurrected key is stale data.
- */
 export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
   const emit = opts.onEvent ?? (() => undefined)
-  let snap = await opts.store.load()
-  const server = checkDrainable(snap.pool, opts.server, opts.store.location)
-  const resumed = server.state === 'deactivating'
-  const handoff = opts.handoff ?? server.transition?.handoff ?? (snap.pool.clients === 'pool-aware' ? 'move' : 'copy')
-  if (resumed && server.transition?.handoff === 'copy' && handoff === 'move') {
-    // The copies made so far may be stale; the move hand-off takes a copy it finds at a
-    // destination for a newer one written by a pool-aware client, and would keep them.
-    throw refuse(`the drain of ${server.address} started with the copy hand-off: resume it with the copy hand-off`, [
-      `Run the drain again with --handoff copy (or without --handoff).`,
-    ], 'HANDOFF_CHANGED', ExitCode.usage)
+  const change = drainChange(opts.server, opts.store)
+  const { onEvent: _e, waitForSwitch, ...rest } = opts
+  const o = await runPoolChange(change, {
+    ...rest,
+    onEvent: (e) => {
+      if (e.type !== 'change') emit(e)
+    },
+    waitForSwitch: waitForSwitch === undefined ? undefined : (ctx) => waitForSwitch({ source: ctx.removed[0]!, destinations: ctx.destinations }),
+  })
+  const server = o.change.leaving[0]!
+  const t = toTransition(o.record, server)
+  const secs = o.durationMs / 1000
+  return {
+    server,
+    handoff: o.handoff,
+    dryRun: o.dryRun,
+    state: o.finished ? 'removed' : opts.dryRun && !o.resumed ? 'active' : 'deactivating',
+    resumed: o.resumed,
+    scope: o.plan.scope,
+    keysAtStart: t.keysAtStart,
+    bytesAtStart: o.bytesAtStart,
+    moved: t.moved,
+    inPlace: t.inPlace,
+    movedByClients: t.movedByClients,
+    conflicts: t.conflicts,
+    caughtUp: o.caughtUp,
+    ...(o.followed !== undefined ? { followed: o.followed } : {}),
+    invalidated: o.invalidated,
+    staleCopiesDeleted: o.staleCopiesDeleted,
+    skipped: t.skipped,
+    failed: o.failed,
+    failedBy: o.failedBy,
+    bytes: o.tally.bytes,
+    ratio: o.ratio,
+    threshold: o.threshold,
+    purged: o.purged.includes(server),
+    passes: o.passes,
+    durationSeconds: secs,
+    keysPerSecond: secs > 0 ? o.tally.processed / secs : 0,
+    destinations: o.tally.perDestination.map((d) => ({ ...d })),
+    preflight: o.preflight,
+    sources: o.sources,
+    plan: o.plan,
+    samples: o.samples,
+    interrupted: o.interrupted,
+    sourceRestarted: o.sourceRestarted,
+    status: o.status,
   }
-  if (handoff === 'copy' && !opts.dryRun && opts.waitForSwitch === undefined) {
-    throw refuse('the copy hand-off needs a way to learn when applications have switched', [
-      'Pass --switch-command CMD, or --wait-for-switch, or run in a terminal to confirm by hand.',
-      'Or use --handoff move if your applications read the pool file (memdrain\'s library).',
-    ], 'USAGE', ExitCode.usage)
-  }
+}
 
-  let lock: HeldLock | undefined
-  if (!opts.dryRun) lock = await opts.store.lock(`memdrain drain ${server.address}`)
-  // A lock that can no longer be vouched for (etcd unreachable past its lease) stops the job as SIGINT does.
-  const signal = withLockLoss(opts.signal, lock)
-  let journal: CopyJournal | undefined
-  let journalFile: string | undefined
-  let follow: CopyFollow | undefined
-  let storedJournalId: string | undefined
-  let marked = false
-  let moving = false
-  let revisionBeforeMark: string | undefined
-  try {
-    let record: TransitionRecord
-    const markedAt = Date.now()
-    if (!opts.dryRun) {
-      snap = await opts.store.load()
-      revisionBeforeMark = snap.revision
-      const current = checkDrainable(snap.pool, server.address, opts.store.location)
-      record = current.transition !== undefined && current.state === 'deactivating' ? { ...current.transition, threshold: opts.threshold, handoff } : newTransition(opts.threshold, handoff)
-      storedJournalId = current.state === 'deactivating' ? current.transition?.journalId : undefined
-      // Bound before the first copy: a rerun that finds another journal (or none) knows it is not this job's.
-      if (handoff === 'copy') record.journalId ??= randomUUID()
-      const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state: 'deactivating', transition: record }))
-      snap = { pool, revision: await opts.store.save(pool, snap.revision) }
-      marked = true
-      emit({ type: 'marked', server: server.address, state: 'deactivating', resumed })
-    } else {
-      record = server.transition ?? newTransition(opts.threshold, handoff)
-    }
+/** `memdrain plan SERVER`: what draining SERVER would move, from where to where, whether it fits, and how long it takes. */
+export interface DrainPlan extends ChangePlan {
+  server: string
+  handoff: 'move' | 'copy'
+  /** keys/s the estimate assumes (0 = unthrottled: no estimate). */
+  rate: number
+  status: number
+}
 
-    // The new pool: active servers without the drained one, in file order.
-    const remaining = snap.pool.servers.filter((s) => s.state === 'active' && s.address !== server.address)
-    const pp = poolPlacement({ ...snap.pool, servers: remaining }, remaining)
-    const chain: number[] = []
-    const route: RouteFn = (key, out, offset) => {
-      const c = pp.placement.chain(key, pp.replicas, chain)
-      for (let j = 0; j < c.length; j++) out[offset + j] = c[j]!
-      return c.length
-    }
-    const targets = remaining.map((s) => s.address)
-
-    // This run's figures over all its jobs; the record adds them to what earlier runs did.
-    const total = new Tally(targets)
-    const base = { ...record, skipped: { ...record.skipped } }
-    let keysAtStart = record.keysAtStart
-    let passes = 0
-    let catchUp: CatchUpResult | undefined
-    let delta: CatchUpResult | undefined
-    // Cumulative over the transition (client reports are tagged with its startedAt), so replaced, not added.
-    let movedByClients = record.movedByClients
-    let recordUnsaved: string | undefined
-    const refreshMovedByClients = async (): Promise<void> => {
-      // Keys moved off the server by pool-aware clients during this transition (their reports: beside a pool file, or in etcd).
-      const sums = await sumStoreMigrations(opts.store, snap.pool).catch(() => undefined)
-      if (sums !== undefined) movedByClients = sums.get(server.address) ?? 0
-    }
-    const snapshotRecord = (current: Tally | undefined, currentPasses: number): TransitionRecord => {
-      // A key skipped for good (too large, unaddressable) is met again by every run (it stays
-      // on the source): keep the larger count rather than a sum that would count it once per
-      // run. Gone and expiring keys are not met again: those add up.
-      const skipped: Record<string, number> = { ...base.skipped }
-      for (const [k, v] of Object.entries(total.skipped)) {
-        const n = v + (current?.skipped[k as keyof Tally['skipped']] ?? 0)
-        if (k === 'gone' || k === 'expiring') skipped[k] = (skipped[k] ?? 0) + n
-        else if (n > (skipped[k] ?? 0)) skipped[k] = n
-        if (skipped[k] === 0) delete skipped[k]
-      }
-      return {
-        ...base,
-        updatedAt: new Date().toISOString(),
-        keysAtStart,
-        moved: base.moved + total.moved + (current?.moved ?? 0),
-        inPlace: base.inPlace + total.inPlace + (current?.inPlace ?? 0),
-        failed: total.failed + (current?.failed ?? 0) + (catchUp?.failed ?? 0),
-        conflicts: base.conflicts + total.conflicts + (current?.conflicts ?? 0),
-        movedByClients,
-        skipped,
-        passes: base.passes + passes + currentPasses,
-      }
-    }
-    /**
-     * After the switch the keys are safe without any pool write; a store that fails now is said
-     * as it is: the copy is switched and caught up, only the record is missing.
-     */
-    const persistAfterSwitch = async (rec: TransitionRecord, state: PoolServer['state'] = 'deactivating'): Promise<void> => {
-      try {
-        await persist(rec, state)
-      } catch (err) {
-        throw new MemdrainError(`the drain of ${server.address} is switched and caught up, but ${opts.store.location} could not be written (${(err as Error).message})`, {
-          code: 'RECORD_UNSAVED',
-          exitCode: ExitCode.interrupted,
-          suggestions: ['Run the same command again once the pool store answers: it only records the result (and purges the server).'],
-          cause: err,
-        })
-      }
-    }
-    let saving: Promise<void> = Promise.resolve()
-    let lastSave = Date.now()
-    const persist = async (rec: TransitionRecord, state: PoolServer['state'] = 'deactivating'): Promise<void> => {
-      if (opts.dryRun) return
-      const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state, transition: rec }))
-      snap = { pool, revision: await opts.store.save(pool, snap.revision) }
-    }
-
-    // The copy journal, and the keys it already covers (a rerun does not copy them again).
-    const handled = handoff === 'copy' ? new FingerprintSet() : undefined
-    if (handoff === 'copy' && !opts.dryRun) {
-      journalFile = copyJournalFile(opts.spoolDir, opts.store.location, server.address)
-      // Not resumed: a journal there was left by an earlier drain of this server whose record is gone.
-      // Resumed with a journal id: the journal must be this job's; a record without one predates ids.
-      journal = CopyJournal.open(journalFile, targets.join('\n'), (key) => handled!.add(key), {
-        id: record.journalId,
-        resume: !resumed ? false : storedJournalId !== undefined ? true : undefined,
-      })
-      if (journal.lost !== undefined) {
-        // Every key a destination holds that this drain hands over there may be an earlier run's copy.
-        const before = snap.pool.servers.filter((s) => s.state === 'active' || s.address === server.address)
-        const old = poolPlacement({ ...snap.pool, servers: before }, before)
-        const self = before.findIndex((s) => s.address === server.address)
-        const oldChain: number[] = []
-        const newChain: number[] = []
-        const { adopted } = await adoptPossibleCopies({
-          journal,
-          targets,
-          handedOver: (key, t) => old.placement.chain(key, old.replicas, oldChain).includes(self) && pp.placement.chain(key, pp.replicas, newChain).includes(t),
-          signal,
-        })
-        emit({ type: 'journal-lost', message: `${journal.lost}: the ${adopted} key(s) the destinations hold that may be copies of an earlier run are compared with the source before the switch, and deleted unless identical`, adopted })
-      }
-    }
-    // Switched in an earlier run whose record could not be saved (the pool store failed after the switch).
-    if (handoff === 'copy' && journalFile !== undefined && record.switchedAt === undefined) {
-      const at = switchedMark(journalFile)
-      if (at !== undefined) record.switchedAt = at
-    }
-    const switchedBefore = handoff === 'copy' && record.switchedAt !== undefined
-    // Follow the source's writes from before its first dump until the catch-up is done.
-    if (journal !== undefined) {
-      follow = await CopyFollow.start({ source: server.address, targets, route, maxChain: Math.max(1, pp.replicas), journal, throttle: undefined, batchSize: opts.batchSize, onEvent: emit })
-    }
-    const catchUpOver = async (what: 'delta' | 'catch-up', sig: AbortSignal | undefined, upTo?: number): Promise<CatchUpResult> =>
-      runCatchUp({
-        source: server.address,
-        targets,
-        journal: journal!,
-        rate: opts.rate,
-        batchSize: opts.batchSize,
-        inFlight: opts.inFlight,
-        signal: sig,
-        upTo,
-        ...(what === 'catch-up' ? { onProgress: (c: CatchUpResult) => emit({ type: 'catch-up', phase: 'progress', checked: c.checked, total: journal!.count, caughtUp: c.caughtUp, invalidated: c.invalidated }) } : {}),
-      })
-
-    const runJob = async (extra: Partial<SourceJobOptions>, phase: 'main' | 'sweep' = 'main'): Promise<SourceJobResult> => {
-      let currentPass = 0
-      const job = await runSourceJob({
-        source: server.address,
-        targets,
-        route,
-        maxChain: Math.max(1, pp.replicas),
-        mode: handoff === 'move' ? 'move' : 'copy',
-        ...sourceJobSettings(opts),
-        signal,
-        handled,
-        ...extra,
-        onEvent: (e) => {
-          if (phase === 'main' && e.type === 'dumped' && e.pass === 1) {
-            if (!resumed || base.keysAtStart === 0) {
-              keysAtStart = e.toMove
-            } else {
-              // Resuming: keys deleted or expired at the source since the earlier run will never
-              // move. Live now = what earlier runs transitioned + what this dump still lists.
-              const live = base.moved + base.inPlace + base.movedByClients + e.toMove
-              if (live < base.keysAtStart - (base.skipped.gone ?? 0) - (base.skipped.expiring ?? 0)) {
-                keysAtStart = live
-                delete base.skipped.gone
-                delete base.skipped.expiring
-              }
-            }
-          }
-          if (e.type === 'phase') {
-            currentPass = e.pass
-            if (e.phase === 'move') moving = true
-          }
-          if (e.type === 'progress' && Date.now() - lastSave > 5000) {
-            lastSave = Date.now()
-            const rec = snapshotRecord(e.tally, currentPass)
-            saving = saving
-              .then(refreshMovedByClients)
-              .then(() => persist({ ...rec, movedByClients }))
-              .catch(() => undefined)
-          }
-          emit(e)
-        },
-      })
-      await saving
-      addTally(total, job.tally)
-      passes += job.passes
-      if (job.sourceError !== undefined) await onSourceLost(job.sourceError)
-      return job
-    }
-
-    // The source failed mid-job. If it restarted (uptime shorter than this drain), it came back
-    // empty: what was not moved yet is gone, and there is nothing wrong with ending the drain.
-    // Anything else (still down, stalled) is a failure: the record stays for a rerun.
-    let sourceRestarted = false
-    // Who the source is now (pid, start time), to tell a restart from a stall if it fails mid-job.
-    const sourceBefore = opts.dryRun ? undefined : await sourceIdentity(server.address).catch(() => undefined)
-    const onSourceLost = async (err: Error): Promise<void> => {
-      // A restart takes a moment: look for the server for up to 5 s.
-      let now: SourceIdentity
-      for (const until = Date.now() + 5000; ; ) {
-        try {
-          now = await sourceIdentity(server.address)
-          break
-        } catch {
-          if (Date.now() >= until || opts.signal?.aborted === true) throw err
-          await sleep(250)
-        }
-      }
-      if (sourceBefore === undefined || (now.pid === sourceBefore.pid && Math.abs(now.startedAt - sourceBefore.startedAt) <= 2)) throw err
-      const uptime = now.uptime
-      const rec = snapshotRecord(undefined, 0)
-      const live = rec.keysAtStart - (rec.skipped.gone ?? 0) - (rec.skipped.expiring ?? 0)
-      const lost = Math.max(0, live - rec.moved - rec.inPlace - rec.movedByClients)
-      total.skipped.gone += lost
-      sourceRestarted = true
-      emit({
-        type: 'source-restarted',
-        server: server.address,
-        uptimeSeconds: uptime,
-        lost,
-        message: `${server.address} restarted during the drain (up ${uptime} s, ${err.message.replace(/\.$/, '')}): it came back empty, so its ${lost} key(s) not moved yet are gone (counted as skipped: gone), not failed`,
-      })
-    }
-
-    // 1. The move, or the copy before the switch.
-    let main: SourceJobResult | undefined
-    let interrupted = false
-    let durationMs = 0
-    // A transition started by `memdrain mark` and never run counts its grace from the mark.
-    const neverRan = resumed && record.passes === 0 && record.keysAtStart === 0
-    const graceFrom = neverRan ? Math.min(markedAt, Date.parse(record.startedAt) || markedAt) : markedAt
-    const graceUntil = handoff === 'move' && (!resumed || neverRan) && !opts.dryRun ? graceFrom + (opts.clientGraceSeconds ?? 3) * 1000 : 0
-    if (!switchedBefore) {
-      main = await runJob({
-        dryRun: opts.dryRun,
-        ...(journal !== undefined ? { onCopied: (key, t, sourceCas, destCas) => journal!.append(key, t, sourceCas, destCas), writeAhead: journal } : {}),
-        onPreflight: async (dests, keys) => {
-          if (!opts.dryRun) refuseWithoutRoom(dests, opts.allowEvictions)
-          const wait = graceUntil - Date.now()
-          if (wait > 0 && keys > 0) await sleep(wait, undefined, signal !== undefined ? { signal } : undefined).catch(() => undefined)
-        },
-      })
-      interrupted = main.interrupted
-      durationMs += main.durationMs
-      if (sourceRestarted && handoff === 'move' && !interrupted) {
-        // Keys written to the restarted source since it came back (clients not yet switched).
-        const sweep = await runJob({}, 'sweep')
-        durationMs += sweep.durationMs
-        interrupted = sweep.interrupted
-      }
-    }
-    await refreshMovedByClients()
-    record = snapshotRecord(undefined, 0)
-
-    // 2. Copy hand-off: the switch, then the catch-up of what changed at the source meanwhile.
-    if (handoff === 'copy' && !opts.dryRun && !interrupted && (switchedBefore || transitionedRatio(record) >= opts.threshold)) {
-      journal!.flush()
-      // After the switch the catch-up runs to its end whatever happens (SIGINT included: a second one quits at once).
-      const catchUpAfterSwitch = async (final: boolean): Promise<void> => {
-        await follow!.settle()
-        if (isCaughtUp(journalFile!)) return
-        const started = performance.now()
-        emit({ type: 'catch-up', phase: 'start', checked: 0, total: journal!.count, caughtUp: 0, invalidated: 0 })
-        catchUp = await catchUpOver('catch-up', undefined)
-        await follow!.settle()
-        durationMs += performance.now() - started
-        emit({ type: 'catch-up', phase: 'done', checked: catchUp.checked, total: journal!.count, caughtUp: catchUp.caughtUp, invalidated: catchUp.invalidated })
-        journal!.sync()
-        if (!catchUp.interrupted && final) markCaughtUp(journalFile!)
-      }
-      if (!switchedBefore) {
-        // One delta pass right before the switch: what the follower could not see (deletions before
-        // memcached 1.6.20, incr/decr, lost events, copies whose answer never came) is refreshed or deleted now.
-        await follow!.settle()
-        emit({ type: 'delta', phase: 'start', checked: 0, caughtUp: 0, invalidated: 0 })
-        delta = await catchUpOver('delta', signal, journal!.count)
-        await follow!.settle()
-        emit({ type: 'delta', phase: 'done', checked: delta.checked, caughtUp: delta.caughtUp, invalidated: delta.invalidated })
-        interrupted = delta.interrupted
-        if (!interrupted) {
-          journal!.sync()
-          // A pool store that cannot be written stops the job here, with nothing switched.
-          await persist(record)
-          emit({ type: 'switch', phase: 'waiting' })
-          try {
-            await opts.waitForSwitch!({ source: server.address, destinations: targets })
-          } catch (err) {
-            if (err instanceof SwitchError && err.maybeSwitched) {
-              // Some applications may read the destinations already: bring the copies up to date before exiting.
-              await catchUpAfterSwitch(false)
-            }
-            await persist(record).catch(() => undefined)
-            throw err
-          }
-          record.switchedAt = new Date().toISOString()
-          base.switchedAt = record.switchedAt
-          markSwitched(journalFile!, record.switchedAt)
-          emit({ type: 'switch', phase: 'done' })
-          await persist(record).catch((err: unknown) => {
-            recordUnsaved = (err as Error).message
-            emit({ type: 'record-unsaved', message: `the switch could not be recorded in ${opts.store.location} (${recordUnsaved}): the catch-up runs anyway` })
-          })
-        }
-      }
-      if (!interrupted) {
-        await catchUpAfterSwitch(true)
-        // A SIGINT after the switch let the catch-up finish; the purge waits for a rerun.
-        interrupted = signal?.aborted === true
-      }
-      await refreshMovedByClients()
-      record = snapshotRecord(undefined, 0)
-    }
-    const followed = follow?.stats === undefined ? undefined : { ...follow.stats, losses: follow.losses }
-    await follow?.stop()
-    follow = undefined
-
-    const ratio = transitionedRatio(record)
-    const switched = handoff === 'move' || record.switchedAt !== undefined
-    let purged = false
-    let state: PoolServer['state'] = opts.dryRun ? server.state : 'deactivating'
-    if (!opts.dryRun && !interrupted && switched && ratio >= opts.threshold) {
-      if (opts.purge) {
-        await flushServer(server.address, 'drained server')
-        purged = true
-        emit({ type: 'purged', server: server.address })
-      }
-      record.finishedAt = new Date().toISOString()
-      state = 'removed'
-      await persistAfterSwitch(record, 'removed')
-      journal?.close()
-      journal = undefined
-      if (journalFile !== undefined) removeCopyJournal(journalFile)
-      emit({ type: 'marked', server: server.address, state: 'removed', resumed })
-    } else if (switched && handoff === 'copy') {
-      await persistAfterSwitch(record)
-    } else {
-      await persist(record)
-    }
-    const t = total
-    const failed = t.failed + (catchUp?.failed ?? 0)
-    const failedBy: Record<string, number> = { ...t.failedBy }
-    if (catchUp !== undefined && catchUp.failed > 0) failedBy['catch-up'] = catchUp.failed
-    const samples = [...t.samples]
-    for (const s of catchUp?.samples ?? []) if (samples.length < 20) samples.push(s)
-    const secs = durationMs / 1000
-    const status = interrupted ? ExitCode.interrupted : opts.dryRun ? ExitCode.ok : ratio < opts.threshold || failed > 0 ? ExitCode.partial : ExitCode.ok
-    return {
-      server: server.address,
-      handoff,
-      dryRun: opts.dryRun,
-      state,
-      resumed,
-      keysAtStart: record.keysAtStart,
-      bytesAtStart: main?.bytesAtStart ?? 0,
-      moved: record.moved,
-      inPlace: record.inPlace,
-      movedByClients: record.movedByClients,
-      conflicts: record.conflicts,
-      caughtUp: (catchUp?.caughtUp ?? 0) + (delta?.caughtUp ?? 0) + (followed?.refreshed ?? 0),
-      invalidated: (catchUp?.invalidated ?? 0) + (delta?.invalidated ?? 0) + (followed?.invalidated ?? 0),
-      ...(followed !== undefined
-        ? { followed: { refreshed: followed.refreshed, invalidated: followed.invalidated, losses: followed.losses, deltaCaughtUp: delta?.caughtUp ?? 0, deltaInvalidated: delta?.invalidated ?? 0 } }
-        : {}),
-      skipped: record.skipped,
-      failed,
-      failedBy,
-      bytes: t.bytes,
-      ratio,
-      threshold: opts.threshold,
-      purged,
-      passes,
-      durationSeconds: secs,
-      keysPerSecond: secs > 0 ? t.processed / secs : 0,
-      destinations: t.perDestination.map((d) => ({ ...d })),
-      preflight: main?.preflight ?? [],
-      samples,
-      interrupted,
-      sourceRestarted,
-      status,
-    }
-  } catch (err) {
-    if (moving && (lock?.lost?.aborted === true || (isMemdrainError(err) && err.code === 'POOL_STORE_UNREACHABLE'))) {
-      // Keys are moved one by one with add + CAS delete, so each is in one safe state; only the
-      // record's last figures may be missing. A rerun dumps what is left and continues.
-      throw new MemdrainError(`the drain of ${server.address} stopped: the pool store became unreachable (${(err as Error).message})`, {
-        code: 'INTERRUPTED',
-        exitCode: ExitCode.interrupted,
-        suggestions: ['Every key is either moved or still on the server; run the same command again once the pool store answers, to resume.'],
-        cause: err,
-      })
-    }
-    // Refused or failed before a key moved (no room, dumps disabled, a server unreachable): put
-    // the server back as it was, so that nothing is left half-started.
-    if (marked && !resumed && !moving) {
-      try {
-        journal?.close()
-        journal = undefined
-        if (journalFile !== undefined) removeCopyJournal(journalFile)
-        const now = await opts.store.load()
-        // Give the file back exactly as it was (a person's formatting included) when nothing
-        // else changed it since; otherwise undo just the mark.
-        const restored = opts.store.restore !== undefined && revisionBeforeMark !== undefined && (await opts.store.restore(revisionBeforeMark, now.revision))
-        if (!restored) {
-          const pool = withServer(now.pool, server.address, (s) => ({ ...s, state: 'active', transition: undefined }))
-          await opts.store.save(pool, now.revision)
-        }
-        emit({ type: 'marked', server: server.address, state: 'active', resumed })
-      } catch {
-        // The refusal matters more; the server stays deactivating and a rerun resumes.
-      }
-    }
-    throw err
-  } finally {
-    await follow?.stop()
-    journal?.close()
-    await lock?.release()
-  }
+/** Plans a drain (every source dumped once, nothing written): the planning code and plan shape of `rebalance --dry-run`. */
+export async function planDrain(opts: Omit<DrainOptions, 'dryRun' | 'purge' | 'threshold' | 'waitForSwitch'> & Partial<Pick<DrainOptions, 'threshold'>>): Promise<DrainPlan> {
+  const result = await runDrain({ ...opts, threshold: opts.threshold ?? JOB_DEFAULTS.threshold, purge: false, dryRun: true })
+  return { server: result.server, handoff: result.handoff, rate: opts.rate, ...result.plan, status: result.status }
 }

@@ -1,21 +1,11 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { ExitCode, refuse } from '../errors.js'
-import { activeServers, type Pool, type RebalanceRecord, type RebalanceSourceRecord } from '../pool/model.js'
+import { activeServers, pastSwitch, type Pool, type RebalanceRecord } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
-import { estimateMovedFraction, hasEdits, placesLike, targetPool, type PoolEdits } from '../pool/rebalance-target.js'
+import { hasEdits, placesLike, targetPool, type PoolEdits } from '../pool/rebalance-target.js'
 import type { PoolStore } from '../pool/store.js'
-import { withLockLoss, type HeldLock } from '../pool/lock.js'
-import { runCatchUp, type CatchUpResult } from '../handoff/catch-up.js'
-import { CopyJournal, copyJournalFile, isCaughtUp, markCaughtUp, removeCopyJournal } from '../handoff/copy-journal.js'
-import { flushServer, runSourceJob, type EngineEvent, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/engine.js'
-import { FingerprintSet } from '../engine/fingerprint-set.js'
-import { sourceJobSettings, type HandoffJobOptions } from '../handoff/job-options.js'
-import { transitionedRatio } from './drain.js'
-import { deleteUnownedKeys } from '../handoff/unowned-keys.js'
-import { deleteCopies } from '../handoff/stale-copies.js'
-import { addTally, Tally } from '../engine/tally.js'
-import { TokenBucket } from '../engine/throttle.js'
-import type { RouteFn } from '../engine/transfer.js'
+import { transitionedRatio } from '../pool/transition.js'
+import { CopyJournal, copyJournalFile, deleteCopies, removeCopyJournal, runPoolChange, type ChangePlan, type HandoffJobOptions, type PlanDestination, type PlanPair, type PoolChange, type ResolvedChange, type SourceOutcome, type HandoffEvent, type HandoffOutcome } from '../handoff/index.js'
+import type { EngineEvent } from '../engine/index.js'
 
 /**
  * rebalance: every server of the previous pool is a source; each key whose owner (chain) under
@@ -44,41 +34,13 @@ export type RebalanceEvent =
   | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
   | { type: 'purged'; server: string }
   | { type: 'marked'; server: string; state: 'deactivating' | 'removed' | 'active'; resumed: boolean }
+  | Extract<HandoffEvent, { type: 'delta' | 'journal-lost' | 'record-unsaved' | 'follow' }>
 
-export interface PlanPair {
-  from: string
-  to: string
-  keys: number
-  bytes: number
-}
+/** The plan of a rebalance: the one plan shape of every pool change (`memdrain plan`, `drain --dry-run`). */
+export type RebalancePlan = ChangePlan
+export type { PlanPair, PlanDestination }
 
-export interface PlanDestination extends PreflightDestination {
-  /** Whether the largest item routed here fits its item_size_max (larger ones are skipped and counted). */
-  itemsFit: boolean
-}
-
-export interface RebalancePlan {
-  /** Items the sources' first dumps listed (live or not yet reclaimed), over all sources. */
-  keysListed: number
-  keysToMove: number
-  bytesToMove: number
-  /** keysToMove / keysListed: the share of the pool's keys that changes owner. */
-  fraction: number
-  /** The same from placement alone, on synthetic keys. */
-  estimatedFraction: number
-  pairs: PlanPair[]
-  destinations: PlanDestination[]
-  /** At --rate; null when unthrottled. */
-  estimatedSeconds: number | null
-}
-
-export interface RebalanceSourceResult extends RebalanceSourceRecord {
-  address: string
-  /** Leaves the pool (purged at the end) or stays. */
-  leaving: boolean
-  ratio: number
-  purged: boolean
-}
+export type RebalanceSourceResult = SourceOutcome
 
 export interface RebalanceResult {
   handoff: 'move' | 'copy'
@@ -98,6 +60,8 @@ export interface RebalanceResult {
   conflicts: number
   caughtUp: number
   invalidated: number
+  /** Copy hand-off: what following the sources' writes did (part of caughtUp and invalidated), events it lost, sources it could not follow. */
+  followed?: HandoffOutcome['followed']
   /** Copy hand-off: copies deleted from servers that stay in the pool but no longer own the key. */
   staleCopiesDeleted: number
   failed: number
@@ -114,8 +78,6 @@ export interface RebalanceResult {
   interrupted: boolean
   status: number
 }
-
-const emptySource = (): RebalanceSourceRecord => ({ keysAtStart: 0, moved: 0, inPlace: 0, skipped: {}, failed: 0, conflicts: 0, passes: 0 })
 
 interface Resolved {
   previous: Pool
@@ -164,468 +126,85 @@ function resolveTarget(current: Pool, edits: PoolEdits, location: string): Resol
 
 /** The one journal file per source of a copy-hand-off rebalance of the pool at `location`. */
 function journalFileOf(spoolDir: string | undefined, location: string, source: string): string {
-  return copyJournalFile(spoolDir, `${location}#rebalance`, source)
+  return copyJournalFile(spoolDir, rebalanceChange({ add: [], remove: [], weight: [] }, location).journalScope, source)
+}
+
+/** The pool change a rebalance makes, for the runner. */
+export function rebalanceChange(edits: PoolEdits, location: string): PoolChange {
+  return {
+    command: 'memdrain rebalance',
+    journalScope: `${location}#rebalance`,
+    resolve(pool: Pool): ResolvedChange {
+      const r = resolveTarget(pool, edits, location)
+      const prevActive = activeServers(r.previous).map((s) => s.address)
+      const nextActive = activeServers(r.next).map((s) => s.address)
+      // Every server of the previous pool is a source: an added server or a new weight takes keys from all of them.
+      return { previous: r.previous, next: r.next, sources: prevActive, leaving: prevActive.filter((a) => !nextActive.includes(a)), record: r.record }
+    },
+    // The pool file during the rebalance is the new pool (servers leaving it `deactivating`) plus the record.
+    inProgress: (pool, c, rec) => ({ ...(pool.rebalance === undefined ? c.next : pool), rebalance: { ...rec, previous: c.previous } }),
+    done: (pool, c) => {
+      const final: Pool = { ...c.next, servers: pool.servers.map((s) => (c.leaving.includes(s.address) ? { ...s, state: 'removed' as const } : s)) }
+      delete (final as { rebalance?: unknown }).rebalance
+      return final
+    },
+    undone: (pool, c) => pool.rebalance?.previous ?? c.previous,
+    reached: (rec, threshold) => Object.values(rec.sources).every((r) => transitionedRatio(r) >= threshold),
+  }
 }
 
 export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceResult> {
   const emit = opts.onEvent ?? (() => undefined)
-  let snap = await opts.store.load()
-  const first = resolveTarget(snap.pool, opts.edits, opts.store.location)
-  const handoff = opts.handoff ?? first.record?.handoff ?? (first.next.clients === 'pool-aware' ? 'move' : 'copy')
-  if (first.record !== undefined && first.record.handoff !== handoff) {
-    throw refuse(`the rebalance in progress uses the ${first.record.handoff} hand-off: resume it with that one`, [`Run again with --handoff ${first.record.handoff} (or without --handoff).`], 'HANDOFF_CHANGED', ExitCode.usage)
-  }
-  if (handoff === 'copy' && !opts.dryRun && opts.waitForSwitch === undefined) {
-    throw refuse('the copy hand-off needs a way to learn when applications have switched', [
-      'Pass --switch-command CMD, or --wait-for-switch (when servers leave), or run in a terminal to confirm by hand.',
-      'Or use --handoff move if your applications read the pool file (memdrain\'s library).',
-    ], 'USAGE', ExitCode.usage)
-  }
-
-  let lock: HeldLock | undefined
-  if (!opts.dryRun) lock = await opts.store.lock('memdrain rebalance')
-  // A lock that can no longer be vouched for (etcd unreachable past its lease) stops the job as SIGINT does.
-  opts = { ...opts, signal: withLockLoss(opts.signal, lock) }
-  const journals = new Map<string, CopyJournal>()
-  let wrote = false
-  let moving = false
-  try {
-    let resolved = first
-    if (!opts.dryRun) {
-      snap = await opts.store.load()
-      resolved = resolveTarget(snap.pool, opts.edits, opts.store.location)
-    }
-    const { previous, next, resumed } = resolved
-    const prevActive = activeServers(previous)
-    const nextActive = activeServers(next)
-    const added = nextActive.filter((s) => !prevActive.some((p) => p.address === s.address)).map((s) => s.address)
-    const removed = prevActive.filter((s) => !nextActive.some((p) => p.address === s.address)).map((s) => s.address)
-    const reweighted = nextActive.filter((s) => prevActive.some((p) => p.address === s.address && p.weight !== s.weight)).map((s) => s.address)
-    const sources = prevActive.map((s) => s.address)
-    const pp = poolPlacement(next)
-    const targets = pp.servers.map((s) => s.address)
-    const maxChain = Math.max(1, pp.replicas)
-
-    const now = new Date().toISOString()
-    let record: RebalanceRecord = resolved.record ?? { startedAt: now, updatedAt: now, handoff, threshold: opts.threshold, previous, sources: {} }
-    record = { ...record, threshold: opts.threshold, sources: { ...record.sources } }
-    for (const s of sources) record.sources[s] ??= emptySource()
-    const base: Record<string, RebalanceSourceRecord> = {}
-    for (const s of sources) base[s] = { ...record.sources[s]!, skipped: { ...record.sources[s]!.skipped } }
-
-    const writePool = async (pool: Pool): Promise<void> => {
-      snap = { pool, revision: await opts.store.save(pool, snap.revision) }
-    }
-    const markedAt = Date.now()
-    if (!opts.dryRun) {
-      await writePool({ ...next, rebalance: record })
-      wrote = true
-      emit({ type: 'rebalance', phase: resumed ? 'resumed' : 'started', added, removed })
-      for (const r of removed) emit({ type: 'marked', server: r, state: 'deactivating', resumed })
-    }
-
-    // This run's figures per source; the record adds them to what earlier runs did.
-    const tallies = new Map<string, Tally>(sources.map((s) => [s, new Tally(targets)]))
-    const keysAtStart = new Map<string, number>()
-    const passes = new Map<string, number>(sources.map((s) => [s, 0]))
-    const live = new Map<string, Tally>()
-    const snapshot = (): RebalanceRecord => {
-      const out: Record<string, RebalanceSourceRecord> = {}
-      for (const s of sources) {
-        const b = base[s]!
-        const t = new Tally(targets)
-        addTally(t, tallies.get(s)!)
-        const cur = live.get(s)
-        if (cur !== undefined) addTally(t, cur)
-        const skipped: Record<string, number> = { ...b.skipped }
-        for (const [k, v] of Object.entries(t.skipped)) {
-          if (k === 'gone' || k === 'expiring') skipped[k] = (skipped[k] ?? 0) + v
-          else if (v > (skipped[k] ?? 0)) skipped[k] = v
-          if (skipped[k] === 0) delete skipped[k]
-        }
-        out[s] = {
-          keysAtStart: keysAtStart.get(s) ?? b.keysAtStart,
-          moved: b.moved + t.moved,
-          inPlace: b.inPlace + t.inPlace,
-          failed: t.failed,
-          conflicts: b.conflicts + t.conflicts,
-          skipped,
-          passes: b.passes + passes.get(s)!,
-        }
-      }
-      return { ...record, updatedAt: new Date().toISOString(), sources: out }
-    }
-    let saving: Promise<void> = Promise.resolve()
-    let lastSave = Date.now()
-    const persist = async (): Promise<void> => {
-      record = snapshot()
-      if (opts.dryRun) return
-      await writePool({ ...snap.pool, rebalance: record })
-    }
-
-    // One global throttle over every source.
-    const throttle = { keys: new TokenBucket(opts.rate), bytes: new TokenBucket(opts.bandwidth) }
-
-    // Progress over all sources at once: one overall figure and one per destination.
-    const progressOf = new Map<string, { toMove: number; keysPerSecond: number; tally: Tally; pass: number; rateFactor: number }>()
-    let lastProgress = 0
-    const emitProgress = (force: boolean): void => {
-      if (!force && Date.now() - lastProgress < 250) return
-      lastProgress = Date.now()
-      const sum = new Tally(targets)
-      let toMove = 0
-      let kps = 0
-      let factor = 1
-      let pass = 0
-      for (const p of progressOf.values()) {
-        addTally(sum, p.tally)
-        toMove += p.toMove
-        kps += p.keysPerSecond
-        factor = Math.min(factor, p.rateFactor)
-        pass = Math.max(pass, p.pass)
-      }
-      emit({ type: 'progress', pass, toMove, tally: sum, keysPerSecond: kps, rateFactor: factor })
-    }
-
-    const routeFor = (source: string): RouteFn => {
-      const self = targets.indexOf(source)
-      const scratch: number[] = []
-      return (key, out, offset) => {
-        const c = pp.placement.chain(key, pp.replicas, scratch)
-        if (self >= 0 && c.includes(self)) return 0
-        for (let j = 0; j < c.length; j++) out[offset + j] = c[j]!
-        return c.length
-      }
-    }
-
-    // Preflight over every source: each job reports after its first dump and waits for the others.
-    const preflights = new Map<string, { dests: PreflightDestination[]; listed: number }>()
-    const listed = new Map<string, number>()
-    let arrived = 0
-    let release: (() => void) | undefined
-    let fail: ((err: unknown) => void) | undefined
-    const allArrived = new Promise<void>((resolve, reject) => {
-      release = resolve
-      fail = reject
-    })
-    allArrived.catch(() => undefined)
-    // Interrupted during a dump: a job that never reports must not hold the others.
-    opts.signal?.addEventListener('abort', () => release!(), { once: true })
-    const graceUntil = handoff === 'move' && !resumed && !opts.dryRun ? markedAt + (opts.clientGraceSeconds ?? 3) * 1000 : 0
-    let plan: RebalancePlan | undefined
-    const buildPlan = (): RebalancePlan => {
-      const pairs: PlanPair[] = []
-      const destinations: PlanDestination[] = targets.map((address) => ({ address, keys: 0, bytes: 0, freeBytes: 0, limitBytes: 0, itemSizeMax: 0, fits: true, largestItem: 0, itemsFit: true }))
-      let keysToMove = 0
-      let bytesToMove = 0
-      let keysListed = 0
-      for (const s of sources) {
-        const p = preflights.get(s)
-        if (p === undefined) continue
-        keysListed += p.listed
-        p.dests.forEach((d, i) => {
-          const t = destinations[i]!
-          if (d.keys > 0) pairs.push({ from: s, to: d.address, keys: d.keys, bytes: d.bytes })
-          t.keys += d.keys
-          t.bytes += d.bytes
-          t.freeBytes = d.freeBytes
-          t.limitBytes = d.limitBytes
-          t.itemSizeMax = d.itemSizeMax
-          t.largestItem = Math.max(t.largestItem ?? 0, d.largestItem ?? 0)
-        })
-      }
-      for (const s of sources) {
-        const j = jobsAtStart.get(s)
-        if (j !== undefined) {
-          keysToMove += j.keys
-          bytesToMove += j.bytes
-        }
-      }
-      for (const t of destinations) {
-        t.fits = t.bytes <= t.freeBytes
-        t.itemsFit = (t.largestItem ?? 0) + 512 <= t.itemSizeMax
-      }
-      return {
-        keysListed,
-        keysToMove,
-        bytesToMove,
-        fraction: keysListed > 0 ? keysToMove / keysListed : 0,
-        estimatedFraction: estimateMovedFraction(previous, next),
-        pairs,
-        destinations,
-        estimatedSeconds: opts.rate > 0 ? keysToMove / opts.rate : null,
-      }
-    }
-    const jobsAtStart = new Map<string, { keys: number; bytes: number }>()
-    const onPreflight = async (source: string, dests: PreflightDestination[], keys: number, bytes: number): Promise<void> => {
-      preflights.set(source, { dests, listed: listed.get(source) ?? 0 })
-      jobsAtStart.set(source, { keys, bytes })
-      if (++arrived === sources.length) {
-        try {
-          plan = buildPlan()
-          const short = plan.destinations.filter((d) => !d.fits)
-          if (short.length > 0 && !opts.allowEvictions && !opts.dryRun) {
-            throw refuse(
-              `moving these keys would make ${short.map((d) => d.address).join(', ')} evict: ${short.map((d) => `${d.address} needs ${d.bytes} bytes, has ${d.freeBytes} free`).join('; ')}`,
-              ['Add memory or servers first, or pass --allow-evictions to move anyway (the destination then evicts its coldest keys).'],
-              'NO_ROOM',
-            )
-          }
-          release!()
-        } catch (err) {
-          fail!(err)
-        }
-      }
-      await allArrived
-      const wait = graceUntil - Date.now()
-      if (wait > 0 && keys > 0) await sleep(wait, undefined, opts.signal !== undefined ? { signal: opts.signal } : undefined).catch(() => undefined)
-    }
-
-    // The copy journals (and the keys they cover, which a rerun does not copy again).
-    const handled = new Map<string, FingerprintSet>()
-    if (handoff === 'copy') {
-      for (const s of sources) {
-        const set = new FingerprintSet()
-        handled.set(s, set)
-        if (opts.dryRun) continue
-        const file = journalFileOf(opts.spoolDir, opts.store.location, s)
-        if (!resumed) removeCopyJournal(file)
-        journals.set(s, CopyJournal.open(file, targets.join('\n'), (key) => set.add(key)))
-      }
-    }
-
-    const runJob = async (source: string, extra: Partial<SourceJobOptions>): Promise<SourceJobResult> => {
-      let currentPass = 0
-      const job = await runSourceJob({
-        source,
-        targets,
-        route: routeFor(source),
-        maxChain,
-        mode: handoff === 'move' ? 'move' : 'copy',
-        ...sourceJobSettings(opts),
-        throttle,
-        handled: handled.get(source),
-        ...extra,
-        onEvent: (e) => {
-          if (e.type === 'dumped' && e.pass === 1) {
-            listed.set(source, e.entries)
-            const b = base[source]!
-            if (!resumed || b.keysAtStart === 0) keysAtStart.set(source, e.toMove)
-            else {
-              // Resuming: what earlier runs handed over plus what this dump still lists.
-              keysAtStart.set(source, b.moved + b.inPlace + e.toMove)
-              delete b.skipped.gone
-              delete b.skipped.expiring
-            }
-          }
-          if (e.type === 'phase') {
-            currentPass = e.pass
-            if (e.phase === 'move') moving = true
-          }
-          if (e.type === 'progress') {
-            live.set(source, e.tally)
-            progressOf.set(source, { toMove: e.toMove, keysPerSecond: e.keysPerSecond, tally: e.tally, pass: currentPass, rateFactor: e.rateFactor })
-            emitProgress(false)
-            if (Date.now() - lastSave > 5000) {
-              lastSave = Date.now()
-              saving = saving.then(() => persist()).catch(() => undefined)
-            }
-            return
-          }
-          if (e.type === 'dumped' || e.type === 'pass-done') return
-          emit(e)
-        },
-      }).catch((err: unknown) => {
-        fail?.(err)
-        throw err
-      })
-      await saving
-      live.delete(source)
-      progressOf.delete(source)
-      addTally(tallies.get(source)!, job.tally)
-      passes.set(source, passes.get(source)! + job.passes)
-      return job
-    }
-
-    let interrupted = false
-    let durationMs = 0
-    const started = performance.now()
-    const switchedBefore = handoff === 'copy' && record.switchedAt !== undefined
-    let mainJobs: SourceJobResult[] = []
-
-    // 1. The move, or the copy before the switch: every source at once.
-    if (!switchedBefore) {
-      mainJobs = await Promise.all(
-        sources.map((s) => {
-          const journal = journals.get(s)
-          return runJob(s, {
-            dryRun: opts.dryRun,
-            onPreflight: (dests, keys, bytes) => onPreflight(s, dests, keys, bytes),
-            ...(journal !== undefined ? { onCopied: (key, t, sc, dc) => journal.append(key, t, sc, dc) } : {}),
-          })
-        }),
-      )
-      interrupted = mainJobs.some((j) => j.interrupted)
-      emitProgress(true)
-    }
-    await persist()
-    plan ??= buildPlan()
-
-    const allReached = (): boolean => sources.every((s) => transitionedRatio(record.sources[s]!) >= opts.threshold)
-    let catchUps: CatchUpResult[] = []
-    let staleCopiesDeleted = 0
-    let staleFailed = 0
-
-    // 2. Copy hand-off: the switch, the catch-up, the keys that appeared since, the copies left on staying servers.
-    if (handoff === 'copy' && !opts.dryRun && !interrupted && (switchedBefore || allReached())) {
-      for (const j of journals.values()) j.flush()
-      if (!switchedBefore) {
-        emit({ type: 'switch', phase: 'waiting' })
-        await opts.waitForSwitch!({ removed, destinations: targets })
-        record = { ...record, switchedAt: new Date().toISOString() }
-        emit({ type: 'switch', phase: 'done' })
-        await persist()
-      }
-      const catchUpRate = opts.rate > 0 ? Math.max(1, Math.ceil(opts.rate / sources.length)) : 0
-      const totalRecords = [...journals.values()].reduce((n, j) => n + j.count, 0)
-      emit({ type: 'catch-up', phase: 'start', checked: 0, total: totalRecords, caughtUp: 0, invalidated: 0 })
-      catchUps = await Promise.all(
-        sources.map(async (s) => {
-          const journal = journals.get(s)!
-          if (isCaughtUp(journal.file)) return { checked: 0, unchanged: 0, caughtUp: 0, invalidated: 0, superseded: 0, failed: 0, interrupted: false, samples: [] }
-          const c = await runCatchUp({ source: s, targets, journal, rate: catchUpRate, batchSize: opts.batchSize, inFlight: opts.inFlight, signal: opts.signal })
-          if (!c.interrupted) markCaughtUp(journal.file)
-          return c
-        }),
-      )
-      const sum = (k: 'checked' | 'caughtUp' | 'invalidated'): number => catchUps.reduce((n, c) => n + c[k], 0)
-      emit({ type: 'catch-up', phase: 'done', checked: sum('checked'), total: totalRecords, caughtUp: sum('caughtUp'), invalidated: sum('invalidated') })
-      interrupted = catchUps.some((c) => c.interrupted)
-      if (!interrupted) {
-        // Keys that appeared on a server that stays since its last copy pass, and that it no
-        // longer owns: deleted, not copied (see unowned-keys.ts: a late copy could resurrect a
-        // key an application deleted at its new owner after the switch). Servers that leave are
-        // purged below.
-        const after = await Promise.all(
-          sources
-            .filter((s) => !removed.includes(s))
-            .map((s) => {
-              const self = targets.indexOf(s)
-              const scratch: number[] = []
-              return deleteUnownedKeys({ source: s, owns: (key) => pp.placement.chain(key, pp.replicas, scratch).includes(self), spoolDir: opts.spoolDir, signal: opts.signal })
-            }),
-        )
-        for (const a of after) {
-          staleCopiesDeleted += a.deleted
-          staleFailed += a.failed
-        }
-        interrupted = opts.signal?.aborted === true
-      }
-      if (!interrupted) {
-        const cleaned = await Promise.all(sources.filter((s) => !removed.includes(s)).map((s) => deleteCopies(journals.get(s)!, { kind: 'source', address: s }, opts.signal)))
-        for (const c of cleaned) {
-          staleCopiesDeleted += c.deleted
-          staleFailed += c.failed
-        }
-        interrupted = opts.signal?.aborted === true
-      }
-      await persist()
-    }
-    durationMs = performance.now() - started
-
-    const switched = handoff === 'move' || record.switchedAt !== undefined
-    const catchUpFailed = catchUps.reduce((n, c) => n + c.failed, 0)
-    const failedNow = [...tallies.values()].reduce((n, t) => n + t.failed, 0) + catchUpFailed + staleFailed
-    const finished = !opts.dryRun && !interrupted && switched && allReached()
-    const purged = new Set<string>()
-    if (finished) {
-      if (opts.purge) {
-        for (const r of removed) {
-          await flushServer(r, 'server leaving the pool')
-          purged.add(r)
-          emit({ type: 'purged', server: r })
-        }
-      }
-      const final: Pool = { ...next, servers: snap.pool.servers.map((s) => (removed.includes(s.address) ? { ...s, state: 'removed' as const } : s)) }
-      delete (final as { rebalance?: unknown }).rebalance
-      await writePool(final)
-      for (const [s, j] of journals) {
-        j.close()
-        removeCopyJournal(journalFileOf(opts.spoolDir, opts.store.location, s))
-      }
-      journals.clear()
-      for (const r of removed) emit({ type: 'marked', server: r, state: 'removed', resumed })
-      emit({ type: 'rebalance', phase: 'finished', added, removed })
-    }
-
-    const total = new Tally(targets)
-    for (const t of tallies.values()) addTally(total, t)
-    const failedBy: Record<string, number> = { ...total.failedBy }
-    if (catchUpFailed > 0) failedBy['catch-up'] = catchUpFailed
-    if (staleFailed > 0) failedBy['stale-copy-delete'] = staleFailed
-    const samples = [...total.samples]
-    for (const c of catchUps) for (const s of c.samples) if (samples.length < 20) samples.push(s)
-    const recs = sources.map((s) => record.sources[s]!)
-    const sumRec = (k: 'keysAtStart' | 'moved' | 'inPlace' | 'conflicts'): number => recs.reduce((n, r) => n + r[k], 0)
-    const skipped: Record<string, number> = {}
-    for (const r of recs) for (const [k, v] of Object.entries(r.skipped)) skipped[k] = (skipped[k] ?? 0) + v
-    const liveAtStart = sumRec('keysAtStart') - (skipped.gone ?? 0) - (skipped.expiring ?? 0)
-    const ratio = liveAtStart <= 0 ? 1 : Math.min(1, (sumRec('moved') + sumRec('inPlace')) / liveAtStart)
-    const secs = durationMs / 1000
-    const status = interrupted ? ExitCode.interrupted : opts.dryRun ? ExitCode.ok : !finished || failedNow > 0 ? ExitCode.partial : ExitCode.ok
-    return {
-      handoff,
-      dryRun: opts.dryRun,
-      resumed,
-      hash: next.hash,
-      previousServers: prevActive.map((s) => s.address),
-      servers: targets,
-      added,
-      removed,
-      reweighted,
-      plan,
-      sources: sources.map((s) => ({ address: s, leaving: removed.includes(s), ...record.sources[s]!, ratio: transitionedRatio(record.sources[s]!), purged: purged.has(s) })),
-      destinations: total.perDestination.map((d) => ({ ...d })),
-      moved: sumRec('moved'),
-      inPlace: sumRec('inPlace'),
-      conflicts: sumRec('conflicts'),
-      caughtUp: catchUps.reduce((n, c) => n + c.caughtUp, 0),
-      invalidated: catchUps.reduce((n, c) => n + c.invalidated, 0),
-      staleCopiesDeleted,
-      failed: failedNow,
-      failedBy,
-      skipped,
-      bytes: total.bytes,
-      ratio,
-      threshold: opts.threshold,
-      switched: !opts.dryRun && switched,
-      finished,
-      durationSeconds: secs,
-      keysPerSecond: secs > 0 ? total.processed / secs : 0,
-      samples,
-      interrupted,
-      status,
-    }
-  } catch (err) {
-    // Refused or failed before a key moved (no room, a server unreachable, dumps disabled):
-    // put the previous pool back, so that nothing is left half-started.
-    if (wrote && !first.resumed && !moving) {
-      try {
-        for (const [s, j] of journals) {
-          j.close()
-          removeCopyJournal(journalFileOf(opts.spoolDir, opts.store.location, s))
-        }
-        journals.clear()
-        const now = await opts.store.load()
-        if (now.pool.rebalance !== undefined) await opts.store.save(now.pool.rebalance.previous, now.revision)
-      } catch {
-        // The refusal matters more; the record stays and a rerun resumes.
-      }
-    }
-    throw err
-  } finally {
-    for (const j of journals.values()) j.close()
-    await lock?.release()
+  const { onEvent: _e, waitForSwitch, edits, ...rest } = opts
+  const o = await runPoolChange(rebalanceChange(edits, opts.store.location), {
+    ...rest,
+    onEvent: (e) => {
+      if (e.type === 'change') emit({ type: 'rebalance', phase: e.phase, added: e.added, removed: e.removed })
+      else if (e.type !== 'plan' && e.type !== 'source-restarted') emit(e)
+    },
+    waitForSwitch: waitForSwitch === undefined ? undefined : (ctx) => waitForSwitch({ removed: ctx.removed, destinations: ctx.destinations }),
+  })
+  const { previous, next } = o.change
+  const prevActive = activeServers(previous)
+  const nextActive = activeServers(next)
+  const targets = poolPlacement(next).servers.map((s) => s.address)
+  const secs = o.durationMs / 1000
+  const sum = (k: 'moved' | 'inPlace' | 'conflicts'): number => o.sources.reduce((n, r) => n + r[k], 0)
+  const skipped: Record<string, number> = {}
+  for (const r of o.sources) for (const [k, v] of Object.entries(r.skipped)) skipped[k] = (skipped[k] ?? 0) + v
+  return {
+    handoff: o.handoff,
+    dryRun: o.dryRun,
+    resumed: o.resumed,
+    hash: next.hash,
+    previousServers: prevActive.map((s) => s.address),
+    servers: targets,
+    added: nextActive.filter((s) => !prevActive.some((p) => p.address === s.address)).map((s) => s.address),
+    removed: o.change.leaving,
+    reweighted: nextActive.filter((s) => prevActive.some((p) => p.address === s.address && p.weight !== s.weight)).map((s) => s.address),
+    plan: o.plan,
+    sources: o.sources,
+    destinations: o.tally.perDestination.map((d) => ({ ...d })),
+    moved: sum('moved'),
+    inPlace: sum('inPlace'),
+    conflicts: sum('conflicts'),
+    caughtUp: o.caughtUp,
+    ...(o.followed !== undefined ? { followed: o.followed } : {}),
+    invalidated: o.invalidated,
+    staleCopiesDeleted: o.staleCopiesDeleted,
+    failed: o.failed,
+    failedBy: o.failedBy,
+    skipped,
+    bytes: o.tally.bytes,
+    ratio: o.ratio,
+    threshold: o.threshold,
+    switched: o.switched,
+    finished: o.finished,
+    durationSeconds: secs,
+    keysPerSecond: secs > 0 ? o.tally.processed / secs : 0,
+    samples: o.samples,
+    interrupted: o.interrupted,
+    status: o.status,
   }
 }
 
@@ -657,8 +236,8 @@ export async function abortRebalance(store: PoolStore, spoolDir: string | undefi
     if (record.handoff === 'move') {
       throw refuse('this rebalance uses the move hand-off: pool-aware clients have followed the new pool since it started, and moved keys live only at their new owners', back, 'ABORT_REFUSED')
     }
-    if (record.switchedAt !== undefined) {
-      throw refuse(`the applications switched to the new pool at ${record.switchedAt}: going back now would serve what they wrote since from nowhere, or stale copies`, back, 'ABORT_REFUSED')
+    if (pastSwitch(record.phase)) {
+      throw refuse(`the applications switched to the new pool at ${record.switchedAt ?? 'an earlier run'}: going back now would serve what they wrote since from nowhere, or stale copies`, back, 'ABORT_REFUSED')
     }
     const targets = poolPlacement(snap.pool).servers.map((s) => s.address)
     let copiesDeleted = 0

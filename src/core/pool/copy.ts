@@ -1,7 +1,6 @@
-import { MemdrainError, ExitCode, isMemdrainError } from '../errors.js'
-import { EtcdPoolStore } from './etcd-store.js'
+import { MemdrainError, ExitCode } from '../errors.js'
 import { poolToDocument, type Pool } from './model.js'
-import type { PoolStore } from './store.js'
+import type { LockInfo, PoolStore } from './store.js'
 
 /** The pool as its file holds it: what `pool pull` prints and `pool push` stores. */
 export function poolText(pool: Pool): string {
@@ -27,44 +26,18 @@ export async function pushPool(source: PoolStore, target: PoolStore): Promise<Pu
   if (!target.writable) throw new MemdrainError(`cannot store a pool in ${target.location}`, { code: 'POOL_READ_ONLY', exitCode: ExitCode.usage })
   const lock = await target.lock(`memdrain pool push ${source.location}`)
   try {
-    let expected: string
-    let replaced = true
-    if (target instanceof EtcdPoolStore) {
-      expected = await target.currentRevision()
-      replaced = expected !== '0'
-    } else {
-      try {
-        expected = (await target.load()).revision
-      } catch (err) {
-        // Absent (or invalid, being replaced): the file store then writes without a revision check.
-        if (!isMemdrainError(err) || (err.code !== 'POOL_NOT_FOUND' && err.code !== 'POOL_INVALID')) throw err
-        replaced = err.code === 'POOL_INVALID'
-        expected = ''
-      }
-    }
-    const revision = await target.save(pool, expected)
-    return { from: source.location, to: target.location, revision, replaced, servers: pool.servers.length }
+    // What is stored now, valid or not (a push may replace an invalid pool).
+    const stored = await target.storedRevision()
+    const revision = await target.save(pool, stored.revision)
+    return { from: source.location, to: target.location, revision, replaced: stored.exists, servers: pool.servers.length }
   } finally {
     await lock.release()
   }
 }
 
-export interface LockInfo {
-  command: string
-  pid: number
-  host: string
-  startedAt: string
-}
+export type { LockInfo } from './store.js'
 
-/** Who holds the job lock of an etcd pool now, if anyone (the file store's lock is a file beside it). */
-export async function currentLockHolder(store: PoolStore): Promise<LockInfo | undefined> {
-  if (!(store instanceof EtcdPoolStore)) return undefined
-  const { kv } = await store.client.get(store.client.key('lock'))
-  if (kv === undefined) return undefined
-  try {
-    const h = JSON.parse(kv.value) as LockInfo
-    return { command: h.command, pid: h.pid, host: h.host, startedAt: h.startedAt }
-  } catch {
-    return undefined
-  }
+/** Who holds the job lock of a pool now, if anyone. */
+export function currentLockHolder(store: PoolStore): Promise<LockInfo | undefined> {
+  return store.lockHolder()
 }

@@ -18,7 +18,7 @@ import { MemdrainError, ExitCode } from '../errors.js'
 import { poolToDocument, type Pool } from './model.js'
 import { parsePoolText } from './validate.js'
 import { pidAlive, type HeldLock, type LockHolder } from './lock.js'
-import type { PoolSnapshot, PoolStore } from './store.js'
+import type { LockInfo, PoolSnapshot, PoolStore } from './store.js'
 import { EtcdClient, EtcdRequestError, etcdSecurityFromEnv, type EtcdConnection, type EtcdEndpoint, type EtcdKeyValue } from './etcd/client.js'
 
 export const ETCD_SCHEME = 'etcd://'
@@ -133,6 +133,23 @@ export class EtcdPoolStore implements PoolStore {
   async currentRevision(): Promise<string> {
     const { kv } = await this.request(() => this.client.get(this.poolKey))
     return kv?.modRevision ?? '0'
+  }
+
+  async storedRevision(): Promise<{ revision: string; exists: boolean }> {
+    const revision = await this.currentRevision()
+    return { revision, exists: revision !== '0' }
+  }
+
+  /** Who holds the job lock now (PREFIX/lock), if anyone. */
+  async lockHolder(): Promise<LockInfo | undefined> {
+    const { kv } = await this.request(() => this.client.get(this.client.key('lock')))
+    if (kv === undefined) return undefined
+    try {
+      const h = JSON.parse(kv.value) as LockInfo
+      return { command: h.command, pid: h.pid, host: h.host, startedAt: h.startedAt }
+    } catch {
+      return undefined
+    }
   }
 
   async save(pool: Pool, expectedRevision: string): Promise<string> {

@@ -44,6 +44,13 @@ async function readHolder(lockFile: string): Promise<LockHolder | undefined> {
   }
 }
 
+/** Who holds a file lock now: none when there is no lock file, or its holder on this host is gone (stale). */
+export async function fileLockHolder(lockFile: string): Promise<LockHolder | undefined> {
+  const h = await readHolder(lockFile)
+  if (h === undefined || (h.host === hostname() && !pidAlive(h.pid))) return undefined
+  return h
+}
+
 /**
  * An exclusive lock beside the pool file (`<pool>.lock`), created with O_EXCL. A lock whose
  * holder ran on this host and whose PID is gone is stale: it is moved aside (rename is atomic,

@@ -27,15 +27,41 @@ export interface TransitionRecord {
   threshold: number
   handoff: 'move' | 'copy'
   passes: number
+  /** Where the hand-off stands (see HandoffPhase); absent in a record no job has run yet. */
+  phase?: HandoffPhase | undefined
   /** Set once the copy hand-off's switch happened (the application no longer reads the source). */
-  switchedAt?: string
+  switchedAt?: string | undefined
+  /**
+   * Set once a dump of every source counted the keys to hand over: before it, "0 of 0 keys"
+   * means nothing was counted, not that nothing is left (purge refuses such a record).
+   */
+  countedAt?: string | undefined
+  /**
+   * A drain whose placement is modulo has every server as a source (the owner of keys on the
+   * servers that stay changes too): their figures, per server. The figures above are their sum.
+   */
+  sources?: Record<string, SourceRecord>
   finishedAt?: string
   /** Copy hand-off: the id written into its copy journal, so a rerun knows the journal it finds is this job's. */
-  journalId?: string
+  journalId?: string | undefined
 }
 
-/** One source server's figures in a rebalance (as TransitionRecord's, per old server). */
-export interface RebalanceSourceRecord {
+/**
+ * Where a pool change's hand-off stands, persisted in the pool record so that a rerun resumes
+ * there whatever --spool-dir it is given: 'moving' (move hand-off), 'copying' (copy hand-off,
+ * before the switch), 'switched' (applications read the new owners; catching up), 'caught-up'
+ * (catch-up done; cleaning up and purging).
+ */
+export const HANDOFF_PHASES = ['moving', 'copying', 'switched', 'caught-up'] as const
+export type HandoffPhase = (typeof HANDOFF_PHASES)[number]
+
+/** Whether the applications already read the new owners (the copy hand-off switched, or the move hand-off). */
+export function pastSwitch(phase: HandoffPhase | undefined): boolean {
+  return phase === 'switched' || phase === 'caught-up'
+}
+
+/** One source server's figures in a pool change (as TransitionRecord's, per old server). */
+export interface SourceRecord {
   /** Keys the first dump found that change owner; the denominator of the source's ratio. */
   keysAtStart: number
   moved: number
@@ -44,6 +70,10 @@ export interface RebalanceSourceRecord {
   failed: number
   conflicts: number
   passes: number
+  /** Keys pool-aware clients moved off this server during the change (their reports). */
+  movedByClients?: number
+  /** Copy hand-off: this source's catch-up finished (a second one would take its re-copies for application writes). */
+  caughtUp?: boolean
 }
 
 /**
@@ -59,11 +89,15 @@ export interface RebalanceRecord {
   threshold: number
   previous: Pool
   /** Per old server (address): what it handed over so far. */
-  sources: Record<string, RebalanceSourceRecord>
+  sources: Record<string, SourceRecord>
+  /** Where the hand-off stands (see HandoffPhase). */
+  phase?: HandoffPhase | undefined
   /** Copy hand-off: set once the applications read the new pool. */
-  switchedAt?: string
+  switchedAt?: string | undefined
+  /** Set once the first dump of every source counted its keys. */
+  countedAt?: string | undefined
   /** Copy hand-off: the id written into each source's copy journal (see TransitionRecord.journalId). */
-  journalId?: string
+  journalId?: string | undefined
 }
 
 export interface PoolServer extends PlacementServer {

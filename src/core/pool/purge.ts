@@ -1,6 +1,6 @@
 import { MemdrainError, ExitCode } from '../errors.js'
 import { flushServer } from '../engine/engine.js'
-import { transitionedRatio } from '../jobs/drain.js'
+import { transitionCounted, transitionedRatio } from './transition.js'
 import { findServer, withServer } from './model.js'
 import type { PoolStore } from './store.js'
 
@@ -42,6 +42,14 @@ export async function purgeServer(store: PoolStore, server: string, force: boole
           code: 'PURGE_REFUSED',
           exitCode: ExitCode.precondition,
           suggestions: [`Drain it first (memdrain drain ${s.address}), or pass --force.`],
+        })
+      }
+      if (!transitionCounted(s.transition)) {
+        // A record `mark` started reads "0 of 0 keys transitioned": nothing was counted, so nothing says the keys moved.
+        throw new MemdrainError(`${s.address} is ${s.state} but no drain has counted its keys: purging it would throw away keys that were never moved`, {
+          code: 'PURGE_REFUSED',
+          exitCode: ExitCode.precondition,
+          suggestions: [`Drain it (memdrain drain ${s.address}): it moves the keys, then purges; or pass --force to flush it anyway.`],
         })
       }
       if (ratio !== null && threshold !== null && ratio < threshold) {

@@ -5,7 +5,8 @@ import { MemdrainError, ExitCode } from '../errors.js'
 import { poolToDocument, type Pool } from './model.js'
 import { parsePoolText } from './validate.js'
 import { writeFileAtomic } from './atomic-write.js'
-import { acquireFileLock, type HeldLock } from './lock.js'
+import { acquireFileLock, fileLockHolder, type HeldLock } from './lock.js'
+import { readReportDir } from './client-reports.js'
 
 /** A loaded pool and the revision it was read at (for compare-and-swap on save). */
 export interface PoolSnapshot {
@@ -31,9 +32,32 @@ export interface PoolStore {
    * `expectedRevision` (a refused job undoing its own mark). False when it cannot.
    */
   restore?(revision: string, expectedRevision: string): Promise<boolean>
+  /** The migration reports pool-aware clients left for this pool (see pool/client-reports.ts); none for a pool without a place for them. */
+  clientReports(): Promise<unknown[]>
+  /** Who holds the job lock now, if anyone. */
+  lockHolder(): Promise<LockInfo | undefined>
+  /**
+   * The revision stored now, whatever the document holds (valid or not), for a save that
+   * replaces it; `exists: false` when nothing is stored yet.
+   */
+  storedRevision(): Promise<{ revision: string; exists: boolean }>
+  /** Told of things an operator should know (a lock taken over after its holder's lease expired). */
+  onNotice?: ((message: string) => void) | undefined
 }
 
-function revisionOf(text: string): string {
+/** The holder of a pool's job lock, as `pool show` reports it. */
+export interface LockInfo {
+  command: string
+  pid: number
+  host: string
+  startedAt: string
+}
+
+function lockInfo(h: LockInfo): LockInfo {
+  return { command: h.command, pid: h.pid, host: h.host, startedAt: h.startedAt }
+}
+
+export function revisionOf(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 16)
 }
 
@@ -108,6 +132,21 @@ export class FilePoolStore implements PoolStore {
   lock(command: string): Promise<HeldLock> {
     return acquireFileLock(`${this.file}.lock`, command)
   }
+
+  clientReports(): Promise<unknown[]> {
+    return readReportDir(this.file)
+  }
+
+  async lockHolder(): Promise<LockInfo | undefined> {
+    const h = await fileLockHolder(`${this.file}.lock`)
+    return h === undefined ? undefined : lockInfo(h)
+  }
+
+  async storedRevision(): Promise<{ revision: string; exists: boolean }> {
+    const text = await readFile(this.file, 'utf8').catch(() => undefined)
+    // Absent: the file store's save then writes without a revision check.
+    return text === undefined ? { revision: '', exists: false } : { revision: revisionOf(text), exists: true }
+  }
 }
 
 /** A pool given on the command line (--servers/--hash): read-only, nothing to lock. */
@@ -128,6 +167,18 @@ export class InlinePoolStore implements PoolStore {
         suggestions: ['Write the pool to a file (see README, "The pool file") and pass --pool FILE.'],
       }),
     )
+  }
+
+  clientReports(): Promise<unknown[]> {
+    return Promise.resolve([])
+  }
+
+  lockHolder(): Promise<LockInfo | undefined> {
+    return Promise.resolve(undefined)
+  }
+
+  storedRevision(): Promise<{ revision: string; exists: boolean }> {
+    return Promise.resolve({ revision: 'inline', exists: true })
   }
 
   lock(): Promise<HeldLock> {

@@ -1,7 +1,7 @@
 import { MemdrainError, ExitCode } from '../errors.js'
 import { HASH_NAMES, isHashName, type HashName } from '../placement/registry.js'
 import { parseAddress } from '../protocol/address.js'
-import { CLIENT_KINDS, SERVER_STATES, type ClientKind, type Pool, type PoolServer, type RebalanceRecord, type RebalanceSourceRecord, type ServerState, type TransitionRecord } from './model.js'
+import { CLIENT_KINDS, SERVER_STATES, type ClientKind, type Pool, type PoolServer, type RebalanceRecord, type SourceRecord, type HandoffPhase, HANDOFF_PHASES, type ServerState, type TransitionRecord } from './model.js'
 
 const TOP_FIELDS = new Set(['hash', 'replicas', 'clients', 'servers', 'rebalance'])
 const SERVER_FIELDS = new Set(['address', 'weight', 'name', 'state', 'transition'])
@@ -66,8 +66,6 @@ export function validatePool(doc: unknown, source: string): Pool {
   return { hash, replicas, clients, servers, rebalance: validateRebalance(doc.rebalance, source) }
 }
 
-const REBALANCE_COUNTS = ['keysAtStart', 'moved', 'inPlace', 'failed', 'conflicts', 'passes'] as const
-
 function validateRebalance(raw: unknown, source: string): RebalanceRecord {
   const field = 'rebalance'
   const hint = ['It is written by memdrain rebalance; restore it from a backup, or delete "rebalance" to forget the rebalance in progress (then check the pool by hand).']
@@ -78,21 +76,7 @@ function validateRebalance(raw: unknown, source: string): RebalanceRecord {
   if (handoff !== 'move' && handoff !== 'copy') throw poolError(source, `${field}.handoff`, 'must be "move" or "copy"', hint)
   const threshold = raw.threshold ?? 0.95
   if (typeof threshold !== 'number' || threshold < 0 || threshold > 1) throw poolError(source, `${field}.threshold`, 'must be between 0 and 1', hint)
-  const rawSources = raw.sources ?? {}
-  if (!isObject(rawSources)) throw poolError(source, `${field}.sources`, 'must map server addresses to their figures', hint)
-  const sources: Record<string, RebalanceSourceRecord> = {}
-  for (const [address, r] of Object.entries(rawSources)) {
-    const f = `${field}.sources["${address}"]`
-    if (!isObject(r)) throw poolError(source, f, 'must be an object', hint)
-    for (const key of REBALANCE_COUNTS) {
-      const v = r[key] ?? 0
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw poolError(source, `${f}.${key}`, 'must be a whole number ≥ 0', hint)
-    }
-    const skipped = r.skipped ?? {}
-    if (!isObject(skipped) || Object.values(skipped).some((v) => typeof v !== 'number')) throw poolError(source, `${f}.skipped`, 'must map reasons to counts', hint)
-    const n = (k: (typeof REBALANCE_COUNTS)[number]): number => (r[k] as number | undefined) ?? 0
-    sources[address] = { keysAtStart: n('keysAtStart'), moved: n('moved'), inPlace: n('inPlace'), failed: n('failed'), conflicts: n('conflicts'), passes: n('passes'), skipped: skipped as Record<string, number> }
-  }
+  const sources = validateSources(raw.sources ?? {}, source, `${field}.sources`, hint)
   const str = (k: string): string | undefined => (typeof raw[k] === 'string' ? (raw[k] as string) : undefined)
   const record: RebalanceRecord = {
     startedAt: str('startedAt') ?? new Date(0).toISOString(),
@@ -102,11 +86,49 @@ function validateRebalance(raw: unknown, source: string): RebalanceRecord {
     previous,
     sources,
   }
+  addHandoffState(record, raw, source, field, hint)
+  return record
+}
+
+const SOURCE_COUNTS = ['keysAtStart', 'moved', 'inPlace', 'failed', 'conflicts', 'passes', 'movedByClients'] as const
+
+function validateSources(rawSources: unknown, source: string, field: string, hint: string[] = []): Record<string, SourceRecord> {
+  if (!isObject(rawSources)) throw poolError(source, field, 'must map server addresses to their figures', hint)
+  const sources: Record<string, SourceRecord> = {}
+  for (const [address, r] of Object.entries(rawSources)) {
+    const f = `${field}["${address}"]`
+    if (!isObject(r)) throw poolError(source, f, 'must be an object', hint)
+    for (const key of SOURCE_COUNTS) {
+      const v = r[key] ?? 0
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw poolError(source, `${f}.${key}`, 'must be a whole number ≥ 0', hint)
+    }
+    const skipped = r.skipped ?? {}
+    if (!isObject(skipped) || Object.values(skipped).some((v) => typeof v !== 'number')) throw poolError(source, `${f}.skipped`, 'must map reasons to counts', hint)
+    const n = (k: (typeof SOURCE_COUNTS)[number]): number => (r[k] as number | undefined) ?? 0
+    sources[address] = { keysAtStart: n('keysAtStart'), moved: n('moved'), inPlace: n('inPlace'), failed: n('failed'), conflicts: n('conflicts'), passes: n('passes'), skipped: skipped as Record<string, number> }
+    if (n('movedByClients') > 0) sources[address]!.movedByClients = n('movedByClients')
+    if (r.caughtUp === true) sources[address]!.caughtUp = true
+  }
+  return sources
+}
+
+/** The hand-off's phase, switch and count times; a record written before phases existed says only switchedAt. */
+function addHandoffState(record: { phase?: HandoffPhase | undefined; switchedAt?: string | undefined; countedAt?: string | undefined; journalId?: string | undefined }, raw: Record<string, unknown>, source: string, field: string, hint: string[] = []): void {
+  const str = (k: string): string | undefined => (typeof raw[k] === 'string' ? (raw[k] as string) : undefined)
   const switchedAt = str('switchedAt')
   if (switchedAt !== undefined) record.switchedAt = switchedAt
   const journalId = str('journalId')
   if (journalId !== undefined) record.journalId = journalId
-  return record
+  const countedAt = str('countedAt')
+  if (countedAt !== undefined) record.countedAt = countedAt
+  if (raw.phase !== undefined) {
+    if (typeof raw.phase !== 'string' || !(HANDOFF_PHASES as readonly string[]).includes(raw.phase)) {
+      throw poolError(source, `${field}.phase`, `must be one of ${HANDOFF_PHASES.map((p) => `"${p}"`).join(', ')}`, hint)
+    }
+    record.phase = raw.phase as HandoffPhase
+  } else if (switchedAt !== undefined) {
+    record.phase = 'switched'
+  }
 }
 
 export function validateHash(value: unknown, source: string, field: string): HashName {
@@ -210,11 +232,9 @@ function validateTransition(raw: unknown, source: string, field: string): Transi
     handoff,
     passes: (raw.passes as number | undefined) ?? 0,
   }
-  const switchedAt = str('switchedAt')
-  if (switchedAt !== undefined) record.switchedAt = switchedAt
+  addHandoffState(record, raw, source, field)
+  if (raw.sources !== undefined) record.sources = validateSources(raw.sources, source, `${field}.sources`)
   const finishedAt = str('finishedAt')
   if (finishedAt !== undefined) record.finishedAt = finishedAt
-  const journalId = str('journalId')
-  if (journalId !== undefined) record.journalId = journalId
   return record
 }

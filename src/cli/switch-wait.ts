@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemdrainError, ExitCode } from '../errors.js'
-import { MetaConnection, parseAddress } from '../protocol/index.js'
+import { MemdrainError, ExitCode } from '../core/errors.js'
+import { MetaConnection, parseAddress } from '../core/protocol/index.js'
 
 /** Ways the copy hand-off learns that applications now read the new owners. */
 
@@ -55,38 +55,28 @@ export function runSwitchCommand(command: string, env: Record<string, string>, o
   })
 }
 
-/** A switch that did not complete; `maybeSwitched`: some applications may read the new servers already. */
-export class SwitchError extends MemdrainError {
-  constructor(
-    message: string,
-    opts: ConstructorParameters<typeof MemdrainError>[1],
-    readonly maybeSwitched: boolean,
-  ) {
-    super(message, opts)
-  }
-}
-
-function switchFailed(command: string, why: string, maybeSwitched: boolean, code: 'SWITCH_FAILED' | 'SWITCH_TIMEOUT' = 'SWITCH_FAILED'): SwitchError {
-  return new SwitchError(
+/** A switch that did not complete; data.maybeSwitched: some applications may read the new servers already (the runner catches up). */
+function switchFailed(command: string, why: string, maybeSwitched: boolean, code: 'SWITCH_FAILED' | 'SWITCH_TIMEOUT' = 'SWITCH_FAILED'): MemdrainError {
+  return new MemdrainError(
     `the switch command \`${command}\` failed (${why}); the source was not purged${maybeSwitched ? ', and the copies were caught up in case some applications switched' : ''}`,
     {
       code,
       exitCode: ExitCode.partial,
       suggestions: ['Fix the command and run the same job again soon: it resumes, refreshes what changed and then switches.'],
+      data: { maybeSwitched },
     },
-    maybeSwitched,
   )
 }
 
-function switchInterrupted(command: string): SwitchError {
-  return new SwitchError(
+function switchInterrupted(command: string): MemdrainError {
+  return new MemdrainError(
     `interrupted during the switch command \`${command}\` (stopped with SIGTERM): some applications may read the new servers already; the copies were caught up, nothing was purged`,
     {
       code: 'INTERRUPTED',
       exitCode: ExitCode.interrupted,
       suggestions: ['Run the same job again soon: it resumes, refreshes what changed and runs the switch command again.'],
+      data: { maybeSwitched: true },
     },
-    true,
   )
 }
 

@@ -1,0 +1,69 @@
+import type { ChangePlan, ChangeScope } from '../core/handoff/index.js'
+import type { ChangeInProgress } from '../core/pool/change-status.js'
+import { formatBytes, formatCount, formatDuration, formatPercent } from './format.js'
+import { paint, renderTable } from './style.js'
+
+/**
+ * The scope of a pool change in one sentence: which servers hand over keys, and why (the
+ * placement). For a modulo placement, removing one server changes the owner of most keys on the
+ * servers that stay, and an operator has to know that before a drain starts.
+ */
+export function describeScope(s: ChangeScope, fraction: number): string {
+  const what = s.leaving.length > 0 ? `removing ${s.leaving.join(', ')}` : 'this change'
+  if (s.kind === 'modulo') {
+    return (
+      `${what} from a modulo pool (${s.hash}) changes the owner of ${formatPercent(fraction)} of all keys: ` +
+      `${formatCount(s.keysOnLeaving)} on ${s.leaving.length > 0 ? s.leaving.join(', ') : 'the servers that leave'} and ${formatCount(s.keysOnStaying)} on the ${s.sources.length - s.leaving.length} server(s) that stay`
+    )
+  }
+  return `${what} from a consistent pool (${s.hash}) changes the owner of ${s.leaving.length > 0 ? `${s.leaving.join(', ')}'s keys only (${formatCount(s.keysOnLeaving)})` : `${formatCount(s.keysOnLeaving + s.keysOnStaying)} keys`}; ${s.sources.length === s.leaving.length ? 'no other server is read' : `${s.sources.length} server(s) are read`}`
+}
+
+/** A plan as tables: who sends what to whom, each destination's room, and how long it takes. */
+export function renderPlan(p: ChangePlan, rate: number): string[] {
+  const lines: string[] = []
+  lines.push(describeScope(p.scope, p.fraction))
+  lines.push(
+    `${formatCount(p.keysToMove)} of ${formatCount(p.keysListed)} keys listed change owner (${formatPercent(p.fraction)}; placement alone estimates ${formatPercent(p.estimatedFraction)}), ${formatBytes(p.bytesToMove)}`,
+  )
+  if (p.pairs.length > 0) {
+    lines.push(
+      renderTable(
+        ['FROM', 'TO', 'KEYS', 'BYTES'],
+        p.pairs.map((x) => [x.from, x.to, formatCount(x.keys), formatBytes(x.bytes)]),
+        new Set([2, 3]),
+      ),
+    )
+  }
+  lines.push(
+    renderTable(
+      ['DESTINATION', 'KEYS', 'BYTES', 'FREE', 'ITEM MAX', 'LARGEST', 'FITS'],
+      p.destinations.map((d) => [
+        d.address,
+        formatCount(d.keys),
+        formatBytes(d.bytes),
+        formatBytes(d.freeBytes),
+        formatBytes(d.itemSizeMax),
+        formatBytes(d.largestItem ?? 0),
+        d.fits && d.itemsFit ? paint.ok('yes') : paint.bad(d.fits ? 'items too large (skipped)' : 'no room'),
+      ]),
+      new Set([1, 2, 3, 4, 5]),
+    ),
+  )
+  lines.push(
+    p.estimatedSeconds !== null
+      ? `Estimated duration at ${formatCount(rate)} keys/s: ${formatDuration(p.estimatedSeconds)}`
+      : "Unthrottled (--rate 0): limited by memcached's CPU, ~150k keys/s on 2 cores",
+  )
+  return lines
+}
+
+/** One line for `status` and `pool show`: the change in progress, where it stands, how to resume or go back. */
+export function describeChangeInProgress(c: ChangeInProgress): string {
+  const servers = [...c.leaving.map((a) => `-${a}`), ...c.added.map((a) => `+${a}`)].join(' ')
+  return (
+    `${c.kind} in progress (${servers}; ${c.handoff} hand-off, phase ${c.phase}${c.startedAt !== '' ? `, since ${c.startedAt}` : ''}): ` +
+    `${c.sources.length} source(s), ${formatCount(c.transitioned)} of ${formatCount(c.keysAtStart)} keys handed over (${formatPercent(c.ratio)}). ` +
+    `Resume: \`${c.resume}\`${c.abort !== undefined ? `; go back: \`${c.abort}\`` : ''}`
+  )
+}
