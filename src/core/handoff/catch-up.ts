@@ -40,6 +40,8 @@ export interface CatchUpOptions {
   onProgress?: ((r: CatchUpResult) => void) | undefined
   /** Read only the first `upTo` records (a pass over what was journaled when it started). */
   upTo?: number | undefined
+  /** Start at this record (a pass over what was journaled since an earlier pass started). */
+  from?: number | undefined
 }
 
 export interface CatchUpResult {
@@ -84,7 +86,7 @@ export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
         return { itemSizeMax: Number(settings.get('item_size_max') ?? 1048576), clockOffset: Number(stats.get('time') ?? 0) - Math.round(Date.now() / 1000) }
       }),
     )
-    const reader = opts.journal.reader(opts.upTo)
+    const reader = opts.journal.reader(opts.upTo, opts.from)
     const bucket = new TokenBucket(opts.rate)
     const batchSize = opts.batchSize ?? 500
     let lastProgress = 0

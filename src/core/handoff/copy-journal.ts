@@ -213,10 +213,11 @@ export class CopyJournal {
   }
 
   /** Reads every record from the start (flushes first). */
-  reader(limit?: number): JournalReader {
+  /** Records `from` (default 0) up to `limit` (default: to the end). */
+  reader(limit?: number, from?: number): JournalReader {
     this.flush()
     if (this.fd === undefined) throw new Error('the copy journal is closed')
-    return new JournalReader(this.fd, limit)
+    return new JournalReader(this.fd, limit, from)
   }
 
   /** Flushes and closes; the file stays for the next run. */
@@ -352,6 +353,7 @@ export class JournalReader {
   constructor(
     private readonly fd: number,
     private readonly limit = Number.POSITIVE_INFINITY,
+    private readonly from = 0,
   ) {}
 
   next(batch: JournalBatch): number {
@@ -359,6 +361,13 @@ export class JournalReader {
     while (!batch.full && this.records < this.limit) {
       const len = this.wholeRecord()
       if (len === 0) break
+      if (this.records < this.from) {
+        // Before the range asked for: skipped (its record number still counts).
+        this.records++
+        this.start += len
+        this.position += len
+        continue
+      }
       batch.push(this.buf, this.start, this.start + len, this.records++)
       this.start += len
       this.position += len

@@ -465,7 +465,9 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
           }
           if (!switchedBefore) {
             // Before the switch a destination holds a key this source hands over only as an earlier run's copy.
-            const before = poolPlacement(previous)
+            // The placement the applications use until the switch: the source among its owners (a drain's is deactivating by now).
+            const owners = previous.servers.filter((x) => x.state === 'active' || x.address === s)
+            const before = poolPlacement({ ...previous, servers: owners }, owners)
             const self = before.servers.findIndex((x) => x.address === s)
             const oldChain: number[] = []
             const newChain: number[] = []
@@ -777,23 +779,33 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         emit({ type: 'catch-up', phase: 'start', checked: 0, total: totalRecords, caughtUp: 0, invalidated: 0 })
         await Promise.all(
           pending.map(async (s) => {
-            const c = await runCatchUp({
-              source: s,
-              targets,
-              journal: journals.get(s)!,
-              rate: catchUpRate,
-              batchSize: opts.batchSize,
-              inFlight: opts.inFlight,
-              signal: undefined,
-              onProgress: (c) => {
-                progress.set(s, c)
-                emit({ type: 'catch-up', phase: 'progress', checked: sum(progress, 'checked'), total: totalRecords, caughtUp: sum(progress, 'caughtUp'), invalidated: sum(progress, 'invalidated') })
-              },
-            })
-            const before = catchUps.get(s)
-            catchUps.set(s, before === undefined ? c : addCatchUp(before, c))
+            const journal = journals.get(s)!
+            // Records the follower appends while a pass runs (a refresh racing it) get one more pass, until none come.
+            for (let from = 0, round = 0; round < 10; round++) {
+              const upTo = journal.count
+              if (round > 0 && upTo <= from) break
+              const c = await runCatchUp({
+                source: s,
+                targets,
+                journal,
+                rate: catchUpRate,
+                batchSize: opts.batchSize,
+                inFlight: opts.inFlight,
+                signal: undefined,
+                from,
+                upTo,
+                onProgress: (c) => {
+                  progress.set(s, c)
+                  emit({ type: 'catch-up', phase: 'progress', checked: sum(progress, 'checked'), total: totalRecords, caughtUp: sum(progress, 'caughtUp'), invalidated: sum(progress, 'invalidated') })
+                },
+              })
+              const before = catchUps.get(s)
+              catchUps.set(s, before === undefined ? c : addCatchUp(before, c))
+              await follows.get(s)?.settle()
+              from = upTo
+            }
             // A second catch-up would take its re-copies for application writes: recorded per source.
-            if (!c.interrupted && final) base[s] = { ...base[s]!, caughtUp: true }
+            if (final) base[s] = { ...base[s]!, caughtUp: true }
           }),
         )
         await settleFollows()
