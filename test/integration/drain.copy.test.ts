@@ -165,9 +165,18 @@ describe('drain (copy hand-off)', () => {
     const source = await conns.get(src)
     await setAll(source, keys.map((key) => ({ key, value: Buffer.from('v1') })))
     const ac = new AbortController()
-    setTimeout(() => ac.abort(), 400)
     let switches = 0
-    const first = await runDrain(drainOptions(pool, src, { handoff: 'copy', rate: 1000, batchSize: 100, signal: ac.signal, waitForSwitch: async () => void switches++ }))
+    // Interrupted mid-copy (event-driven: a loaded machine may take long to start copying).
+    const first = await runDrain(
+      drainOptions(pool, src, {
+        handoff: 'copy',
+        rate: 1000,
+        batchSize: 100,
+        signal: ac.signal,
+        onEvent: (e) => e.type === 'progress' && e.tally.moved >= 300 && ac.abort(),
+        waitForSwitch: async () => void switches++,
+      }),
+    )
     assert.equal(first.status, 69)
     assert.equal(switches, 0, 'no switch before the copy is done')
     const journal = copyJournalFile(drainOptions(pool, src).spoolDir, pool.store.location, src)
@@ -241,7 +250,8 @@ describe('drain (copy hand-off)', () => {
     // Once switched the catch-up runs to its end in the same process; the purge waits for a rerun.
     assert.equal(first.status, 69)
     assert.ok(pool.server(src).transition?.switchedAt, 'the switch is recorded')
-    assert.equal(first.caughtUp, 30)
+    // The follower and the catch-up may each re-write a changed key once (the same value): at least 30, at most 60.
+    assert.ok(first.caughtUp >= 30 && first.caughtUp <= 60, `caught up ${first.caughtUp}`)
     assert.equal(first.invalidated, 30)
     const check = async (): Promise<void> => {
       const held = await atNewOwners(pool, src, keys)

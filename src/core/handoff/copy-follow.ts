@@ -50,8 +50,10 @@ export class CopyFollow {
     try {
       await refresher.start()
     } catch (err) {
-      await follower.stop()
-      throw err
+      // A link that fails now fails the copy too, which says so; the follower is an addition, not a precondition.
+      await refresher.stop()
+      emit({ type: 'follow', source: opts.source, state: 'unavailable', message: `cannot follow the writes of ${opts.source} (${(err as Error).message}): writes made during the copy are caught up by the passes before and after the switch only` })
+      return new CopyFollow(undefined, undefined)
     }
     const self = new CopyFollow(follower, refresher, counter)
     emit({
