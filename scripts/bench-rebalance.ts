@@ -118,7 +118,7 @@ async function benchOne(hash: string): Promise<string[]> {
       String(r.plan.keysListed),
       String(r.moved),
       `${(r.plan.fraction * 100).toFixed(1)}%`,
-      `${(r.plan.estimatedFraction * 100).toFixed(1)}%`,
+      r.plan.estimatedFraction === undefined ? "-" : `${(r.plan.estimatedFraction * 100).toFixed(1)}%`,
       secs.toFixed(2),
       String(Math.round(r.moved / secs)),
       problem ?? 'ok',

@@ -16,6 +16,12 @@ CAS-checked delete at the source. Throttled (--rate, --bandwidth) and guarded (d
 start evicting slow the job down; one short of --min-free gets nothing more). Dumps again until
 nothing is left. At --threshold it flushes SERVER (that server only) and marks it removed.
 
+Which servers hand over keys follows from the placement: with a ring (ketama, rendezvous) only
+SERVER's keys change owner; with a modulo placement (memjs, php-memcached's default, pylibmc
+without behaviors, …: \`memdrain hashes\` says which) removing SERVER changes the owner of most keys
+on the servers that stay too, so every server is read and each key whose owner changes moves. The
+first lines (and \`memdrain plan SERVER\`) say which and how many.
+
 Hand-offs: --handoff move (default when the pool says "clients": "pool-aware") deletes each key
 from SERVER as it moves; --handoff copy (default otherwise) copies, waits for the applications to
 switch (--switch-command, --wait-for-switch, or Enter on a terminal), then catches up and purges.

@@ -9,14 +9,17 @@ import { paint, renderTable } from './style.js'
  * servers that stay, and an operator has to know that before a drain starts.
  */
 export function describeScope(s: ChangeScope, fraction: number): string {
-  const what = s.leaving.length > 0 ? `removing ${s.leaving.join(', ')}` : 'this change'
+  const what = s.leaving.length > 0 ? `removing ${s.leaving.join(', ')} from` : 'this change of'
+  const staying = s.sources.length - s.leaving.length
   if (s.kind === 'modulo') {
     return (
-      `${what} from a modulo pool (${s.hash}) changes the owner of ${formatPercent(fraction)} of all keys: ` +
-      `${formatCount(s.keysOnLeaving)} on ${s.leaving.length > 0 ? s.leaving.join(', ') : 'the servers that leave'} and ${formatCount(s.keysOnStaying)} on the ${s.sources.length - s.leaving.length} server(s) that stay`
+      `${what} a modulo pool (${s.hash}) changes the owner of ${formatPercent(fraction)} of all keys: ` +
+      (s.leaving.length > 0 ? `${formatCount(s.keysOnLeaving)} on ${s.leaving.join(', ')} and ` : '') +
+      `${formatCount(s.keysOnStaying)} on the ${staying} server(s) that stay`
     )
   }
-  return `${what} from a consistent pool (${s.hash}) changes the owner of ${s.leaving.length > 0 ? `${s.leaving.join(', ')}'s keys only (${formatCount(s.keysOnLeaving)})` : `${formatCount(s.keysOnLeaving + s.keysOnStaying)} keys`}; ${s.sources.length === s.leaving.length ? 'no other server is read' : `${s.sources.length} server(s) are read`}`
+  if (staying === 0) return `${what} a consistent pool (${s.hash}) changes the owner of ${s.leaving.join(', ')}'s keys only (${formatCount(s.keysOnLeaving)}); no other server is read`
+  return `${what} a consistent pool (${s.hash}) changes the owner of ${formatCount(s.keysOnLeaving + s.keysOnStaying)} keys (${formatPercent(fraction)} of those listed); ${s.sources.length} server(s) are read`
 }
 
 /** A plan as tables: who sends what to whom, each destination's room, and how long it takes. */
@@ -24,7 +27,7 @@ export function renderPlan(p: ChangePlan, rate: number): string[] {
   const lines: string[] = []
   lines.push(describeScope(p.scope, p.fraction))
   lines.push(
-    `${formatCount(p.keysToMove)} of ${formatCount(p.keysListed)} keys listed change owner (${formatPercent(p.fraction)}; placement alone estimates ${formatPercent(p.estimatedFraction)}), ${formatBytes(p.bytesToMove)}`,
+    `${formatCount(p.keysToMove)} of ${formatCount(p.keysListed)} keys listed change owner (${formatPercent(p.fraction)}${p.estimatedFraction !== undefined ? `; placement alone estimates ${formatPercent(p.estimatedFraction)}` : ''}), ${formatBytes(p.bytesToMove)}`,
   )
   if (p.pairs.length > 0) {
     lines.push(

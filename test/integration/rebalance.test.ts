@@ -150,7 +150,7 @@ describe('rebalance', () => {
     assert.equal(r.plan.pairs.reduce((n, p) => n + p.keys, 0), expected)
     assert.ok(r.plan.pairs.every((p) => p.to === added), 'adding a server only moves keys to it')
     assert.equal(r.plan.estimatedSeconds, expected / 1000)
-    assert.ok(Math.abs(r.plan.estimatedFraction - r.plan.fraction) < 0.12, `estimate ${r.plan.estimatedFraction} vs ${r.plan.fraction}`)
+    assert.ok(Math.abs(r.plan.estimatedFraction! - r.plan.fraction) < 0.12, `estimate ${r.plan.estimatedFraction} vs ${r.plan.fraction}`)
     assert.ok(r.plan.destinations.every((d) => d.fits && d.itemsFit))
     assert.equal(r.moved, 0)
     await assertPlaced(conns, before, items, pool.servers.map((s) => s.address))

@@ -3,6 +3,7 @@ import { Client as MemjsClient, Server as MemjsServer } from 'memjs'
 import { EN, EX, HD, MetaConnection, MetaPayload, NF, NS, VA, keyEncoding, statusName, type MetaReply } from '../protocol/index.js'
 import { isServerError, ServerError, timedOut, unreachable } from '../protocol/errors.js'
 import { isCommandError } from './errors.js'
+import { expiryToken } from '../protocol/ttl.js'
 
 /** An item as read for a move or a repair: everything needed to recreate it elsewhere. */
 export interface ItemForMove {
@@ -40,15 +41,9 @@ export function isTransportError(err: unknown): err is ServerError {
   )
 }
 
-/** 30 days: memcached reads a larger expiry as an absolute Unix time. */
-const RELATIVE_TTL_LIMIT = 2_592_000
-
 /** The `T` flag that gives an item the remaining `ttl` seconds it had at its source (DESIGN, "the 30-day rule"). */
 export function ttlToken(ttl: number, nowSeconds = Math.floor(Date.now() / 1000)): number {
-  if (ttl < 0) return 0
-  // A remaining TTL of 0 means "expires within the second": T0 would make it immortal.
-  if (ttl === 0) return 1
-  return ttl <= RELATIVE_TTL_LIMIT ? ttl : nowSeconds + ttl
+  return expiryToken(ttl, 0, nowSeconds)
 }
 
 /**

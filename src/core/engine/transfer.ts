@@ -1,4 +1,4 @@
-import { MetaConnection, MetaPayload, keyEncodingAt, VA, NS, EX, NF, HD, ERR, type MetaReply } from '../protocol/index.js'
+import { MetaConnection, MetaPayload, keyEncodingAt, VA, NS, EX, NF, HD, ERR, expiryToken, valueFits, type MetaReply } from '../protocol/index.js'
 import type { KeyBatch } from './key-batch.js'
 import type { Tally } from './tally.js'
 
@@ -54,7 +54,6 @@ export interface TransferOptions {
   writeAhead?: WriteAhead | undefined
 }
 
-export const THIRTY_DAYS = 2592000
 /** Longest CAS in decimal (2^64 - 1). */
 const CAS_DIGITS = 20
 // Per (key, destination) outcome.
@@ -77,10 +76,6 @@ const MG_FLAGS = Buffer.from(' v f t c u q', 'latin1')
 const Q_FLAG = Buffer.from(' q', 'latin1')
 const C_LETTER = 0x43
 
-/** The expiry to send for a remaining TTL `ttl` (-1 = none), the 30-day rule: relative up to 30 days, else absolute on the destination's clock. */
-export function expiryFor(ttl: number, clockOffset: number): number {
-  return ttl === -1 ? 0 : ttl <= THIRTY_DAYS ? ttl : Math.floor(Date.now() / 1000) + clockOffset + ttl
-}
 
 /**
  * Moves one batch of keys with pipelined meta commands: one write per phase and connection,
@@ -322,7 +317,7 @@ export class BatchTransfer {
     const n = this.destCount[i]!
     const base = i * opts.maxChain
     for (let j = 0; j < n; j++) {
-      if (valueLen + 512 > this.targetItemMax[this.dests[base + j]!]!) {
+      if (!valueFits(valueLen, this.targetItemMax[this.dests[base + j]!]!)) {
         opts.tally.skipped['too-large']++
         opts.tally.sample(batch.key(i), `value of ${valueLen} bytes exceeds item_size_max of ${opts.targets[this.dests[base + j]!]!.address}`)
         this.read[i] = SKIPPED
@@ -350,7 +345,7 @@ export class BatchTransfer {
       this.targetPayloads[t]!.commandAt('ms', batch.keys, ks, ke)
         .size(valueLen)
         .flag('F', f)
-        .flag('T', expiryFor(ttl, this.targetClock[t]!))
+        .flag('T', expiryToken(ttl, this.targetClock[t]!))
         .encodedFlags(this.storeFlags)
         .flag('O', base + j)
         .endWithValue(r.buf, valueStart, valueEnd)

@@ -1,9 +1,8 @@
-import { EX, HD, MetaConnection, MetaPayload, NF, VA, ERR, keyEncoding, type MetaReply } from '../protocol/index.js'
+import { EX, HD, MetaConnection, MetaPayload, NF, VA, ERR, keyEncoding, expiryToken, valueFits, type MetaReply } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
 import { TokenBucket } from '../engine/throttle.js'
 import { UNKNOWN_SOURCE_CAS } from './adopt-copies.js'
-import { expiryFor } from '../engine/transfer.js'
 
 /**
  * The copy hand-off's catch-up, after the switch: for every copy in the journal, compare the
@@ -345,7 +344,7 @@ class CatchUpBatch {
     const value = r.value!
     const ttl = r.flagInt(0x74)
     const t = batch.target[i]!
-    if ((ttl !== -1 && ttl < 1) || value.length + 512 > this.limits[t]!.itemSizeMax) {
+    if ((ttl !== -1 && ttl < 1) || !valueFits(value.length, this.limits[t]!.itemSizeMax)) {
       // About to expire, or too large for the destination now: drop the stale copy instead.
       this.state[i] = INVALIDATE
       this.queueDelete(i, false)
@@ -357,7 +356,7 @@ class CatchUpBatch {
     this.targetPayloads[t]!.command('ms', batch.key(i))
       .size(value.length)
       .flag('F', Number.isNaN(flags) ? 0 : flags)
-      .flag('T', expiryFor(ttl, this.limits[t]!.clockOffset))
+      .flag('T', expiryToken(ttl, this.limits[t]!.clockOffset))
       .flags('C')
       .raw(batch.destCas(i))
       .flags(cas === undefined ? 'q' : 'c')

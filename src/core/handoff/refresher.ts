@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { EX, HD, MetaConnection, MetaPayload, VA, keyEncoding, type MetaReply } from '../protocol/index.js'
+import { EX, HD, MetaConnection, MetaPayload, VA, expiryToken, keyEncoding, valueFits, type MetaReply } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import type { SourceFollower } from '../engine/follower.js'
 import { TokenBucket } from '../engine/throttle.js'
-import { expiryFor, type RouteFn } from '../engine/transfer.js'
+import type { RouteFn } from '../engine/transfer.js'
 import type { CopyJournal } from './copy-journal.js'
 
 /**
@@ -228,7 +228,7 @@ export class Refresher {
         const ttl = r.flagInt(0x74)
         const c = r.flagBytes(0x63)
         for (const p of pairs[i]!) {
-          const tooLate = (ttl !== -1 && ttl < 1) || r.value!.length + 512 > this.itemSizeMax[p.t]! || c === undefined
+          const tooLate = (ttl !== -1 && ttl < 1) || !valueFits(r.value!.length, this.itemSizeMax[p.t]!) || c === undefined
           const seq = index.latest(work[i]!.key, p.t)
           if (tooLate) ops.push({ i, t: p.t, seq, kind: MD_OURS, cas: p.cas, srcCas: undefined })
           else ops.push({ i, t: p.t, seq, kind: MS, cas: p.cas, srcCas: Buffer.from(c), value: Buffer.from(r.value!), flags: r.flagInt(0x66), ttl })
@@ -287,7 +287,7 @@ export class Refresher {
       if (op.kind === MS) {
         p.size(op.value!.length)
           .flag('F', Number.isNaN(op.flags!) ? 0 : op.flags!)
-          .flag('T', expiryFor(op.ttl!, this.clockOffset[op.t]!))
+          .flag('T', expiryToken(op.ttl!, this.clockOffset[op.t]!))
           .flags('C')
           .raw(op.cas!)
           .flags('c')

@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MetaPayload, VA, keyEncoding, type MetaConnection } from '../protocol/index.js'
+import { MetaPayload, VA, expiryToken, keyEncoding, valueFits, type MetaConnection } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import { SourceFollower } from '../engine/follower.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
 import type { FingerprintCasMap } from '../engine/fingerprint-cas-map.js'
 import { TokenBucket } from '../engine/throttle.js'
-import { expiryFor } from '../engine/transfer.js'
+
 
 /**
  * mirror between passes: the active's writes (SourceFollower) reach the passive within
@@ -131,9 +131,9 @@ export class MirrorFollow {
       const value = r.value!
       const ttl = r.flagInt(0x74)
       const cas = r.flagBytes(0x63)
-      if (value.length + 512 > this.itemSizeMax || (ttl !== -1 && ttl < 1)) return
+      if (!valueFits(value.length, this.itemSizeMax) || (ttl !== -1 && ttl < 1)) return
       const flags = r.flagInt(0x66)
-      dst.command('ms', keys[i]!).size(value.length).flag('F', Number.isNaN(flags) ? 0 : flags).flag('T', expiryFor(ttl, this.clockOffset)).flags('MS q').end(value)
+      dst.command('ms', keys[i]!).size(value.length).flag('F', Number.isNaN(flags) ? 0 : flags).flag('T', expiryToken(ttl, this.clockOffset)).flags('MS q').end(value)
       if (cas !== undefined) this.opts.map.copied(keys[i]!, cas)
       this.touched.add(keys[i]!)
       writes++

@@ -31,3 +31,4 @@ export {
 } from './keys.js'
 export { metadump, METADUMP_DEFAULTS, type DumpEntry, type MetadumpOptions, type MetadumpResult } from './metadump.js'
 export { MetaPayload, writeInt, type MetaVerb } from './payload.js'
+export { expiryToken, ITEM_HEADROOM, RELATIVE_TTL_LIMIT, valueFits } from './ttl.js'
