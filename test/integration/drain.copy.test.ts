@@ -53,7 +53,8 @@ describe('drain (copy hand-off)', () => {
     assert.equal(switchCalls, 1)
     assert.equal(r.status, 0, JSON.stringify(r.samples))
     assert.equal(r.handoff, 'copy')
-    assert.equal(r.caughtUp, 100)
+    // The follower and the catch-up may each re-write a changed key once (the same value).
+    assert.ok(r.caughtUp >= 100 && r.caughtUp <= 200, `caught up ${r.caughtUp}`)
     assert.equal(r.invalidated, 100)
     assert.equal(r.state, 'removed')
     assert.equal(r.purged, true)
