@@ -120,6 +120,7 @@ export function handoffFlags(what: string) {
     purge: Flags.boolean({ description: `Flush ${what} once the threshold is reached (--no-purge keeps the items).`, default: true, allowNo: true }),
     'client-grace': Flags.integer({ description: 'Move hand-off: seconds between changing the pool file and moving the first key, so pool-aware clients (which re-read the pool every 2 s) see it first.', default: JOB_DEFAULTS.clientGraceSeconds, min: 0 }),
     'dry-run': Flags.boolean({ description: 'Only plan: keys and bytes per destination, room check, estimated duration. Writes nothing.' }),
+    force: Flags.boolean({ description: 'Allow --handoff move on a pool whose clients are static: they keep reading the old owner, and serve stale or deleted values after the move.' }),
     yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
   }
 }
@@ -130,6 +131,7 @@ interface HandoffFlagValues {
   purge: boolean
   'client-grace': number
   'dry-run': boolean
+  force?: boolean | undefined
   rate: string
   bandwidth: string
   'min-free': string
@@ -151,5 +153,6 @@ export function handoffJobOptions(flags: HandoffFlagValues) {
     spoolDir: flags['spool-dir'],
     dryRun: flags['dry-run'],
     clientGraceSeconds: flags['client-grace'],
+    force: flags.force === true,
   }
 }

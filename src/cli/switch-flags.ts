@@ -17,7 +17,7 @@ export const switchFlags = {
   }),
   'wait-for-switch': Flags.boolean({ description: 'Copy hand-off: wait until the servers leaving are no longer read (see --switch-floor).', helpGroup: 'COPY HAND-OFF' }),
   'switch-floor': Flags.integer({ description: 'Gets/s under which a server counts as no longer read.', default: 1, min: 0, helpGroup: 'COPY HAND-OFF' }),
-  'switch-timeout': Flags.integer({ description: 'Seconds to wait for the switch.', default: 3600, min: 1, helpGroup: 'COPY HAND-OFF' }),
+  'switch-timeout': Flags.integer({ description: 'Seconds to wait for the switch (the switch command is stopped with SIGTERM past it).', default: 3600, min: 1, helpGroup: 'COPY HAND-OFF' }),
 }
 
 export interface SwitchFlagValues {
@@ -45,7 +45,7 @@ export async function switchWaiter(
       // The pool as the job left it before the switch: its active servers are the new pool.
       const { env, cleanup } = await switchEnvironment({ sources: ctx.sources, removed: ctx.watched, destinations: ctx.destinations }, await loadPool())
       try {
-        await runSwitchCommand(command, env)
+        await runSwitchCommand(command, env, { signal, timeoutSeconds: flags['switch-timeout'] })
       } finally {
         await cleanup()
       }

@@ -18,9 +18,14 @@ export default class Mirror extends JobCommand<MirrorResult> {
 --delete, deletes on PASSIVE what ACTIVE no longer has. Values, client flags and remaining TTLs
 are kept. Runs until Ctrl-C or SIGTERM (exit 0); --once does one pass.
 
+Between passes the mirror follows ACTIVE's own stream of writes (memcached's \`watch mutations\`):
+a key stored on ACTIVE reaches PASSIVE within milliseconds. The passes are the safety net for what
+that stream does not carry (incr/decr, touch, deletions before memcached 1.6.20, events memcached
+dropped under load); a reported loss starts the next pass at once.
+
 Each pass that changes something reports the keys copied and the lag: from the start of the
-previous pass's dump to the end of this pass, the longest a change on ACTIVE can have waited to
-reach PASSIVE. An idle mirror logs a heartbeat a minute (every pass with --verbose).
+previous pass's dump to the end of this pass, the longest a change on ACTIVE that the stream
+missed can have waited. An idle mirror logs a heartbeat a minute (every pass with --verbose).
 
 PASSIVE must not be a server the pool lists as active or deactivating (applications would read
 it); ACTIVE need not be in the pool. The pool is checked when one is given or ./memdrain.json
@@ -63,6 +68,7 @@ ${EXIT_CODES_HELP}`
     const json = this.jsonEnabled()
     let firstDone = false
     let lastLine = Date.now()
+    let lastLossNote = 0
     let idleSince = Date.now()
     return this.runJob({
       label: `mirror ${args.active} → ${args.passive}`,
@@ -88,6 +94,12 @@ ${EXIT_CODES_HELP}`
             }
             if (e.type === 'mirror-passive-back') {
               this.note(`the passive ${e.passive} answers again: copying everything`)
+              return
+            }
+            if (e.type === 'mirror-follow') {
+              // A loss is routine under a write storm (the next pass starts at once): say it only once a minute.
+              if (e.state !== 'lost' || Date.now() - lastLossNote > 60_000) this.note(e.message)
+              if (e.state === 'lost') lastLossNote = Date.now()
               return
             }
             if (e.type === 'mirror-pass') {

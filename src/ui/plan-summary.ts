@@ -53,6 +53,17 @@ export function renderPlan(p: ChangePlan, rate: number): string[] {
       new Set([1, 2, 3, 4, 5]),
     ),
   )
+  const tooLarge = p.destinations.filter((d) => !d.itemsFit)
+  if (tooLarge.length > 0) {
+    // Said before the job: such items count as not handed over, and once the rest reaches the
+    // threshold the purge drops them with the server.
+    lines.push(
+      paint.bad(
+        `Warning: items up to ${formatBytes(Math.max(...tooLarge.map((d) => d.largestItem ?? 0)))} exceed the item_size_max of ${tooLarge.map((d) => `${d.address} (${formatBytes(d.itemSizeMax)})`).join(', ')}: ` +
+          'they cannot be handed over, count against --threshold (skipped.too-large), and are lost when the source is purged. Raise -I on the destinations, or pass --threshold 1 to keep the source until they are dealt with.',
+      ),
+    )
+  }
   lines.push(
     p.estimatedSeconds !== null
       ? `Estimated duration at ${formatCount(rate)} keys/s: ${formatDuration(p.estimatedSeconds)}`

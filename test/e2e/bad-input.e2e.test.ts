@@ -219,7 +219,7 @@ const CASES: Case[] = [
   ),
   {
     name: 'a port where no server listens',
-    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--pool', c.pool('closed.json', { hash: 'memjs', servers: [...servers(...c.servers), { address: '127.0.0.1:1' }] })],
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--force', '--pool', c.pool('closed.json', { hash: 'memjs', servers: [...servers(...c.servers), { address: '127.0.0.1:1' }] })],
     code: 3,
     errorCode: 'SERVER_UNREACHABLE',
     message: /Cannot connect to memcached at 127\.0\.0\.1:1: connection refused/,
@@ -229,7 +229,7 @@ const CASES: Case[] = [
     args: async (c) => {
       const http = await fakeServer(() => 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n', { closeAfterReply: true })
       c.fakes.push(http)
-      return ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--pool', c.pool('http.json', { hash: 'memjs', servers: [...servers(...c.servers), { address: http.address }] })]
+      return ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--force', '--pool', c.pool('http.json', { hash: 'memjs', servers: [...servers(...c.servers), { address: http.address }] })]
     },
     code: 3,
     errorCode: 'NOT_MEMCACHED',
@@ -240,7 +240,7 @@ const CASES: Case[] = [
     args: async (c) => {
       const old = await fakeServer((line) => (line === 'version' ? 'VERSION 1.4.5' : 'ERROR'))
       c.fakes.push(old)
-      return ['drain', old.address, '--yes', '--handoff', 'move', '--pool', c.pool('old.json', { hash: 'memjs', servers: [{ address: old.address }, ...servers(...c.servers)] })]
+      return ['drain', old.address, '--yes', '--handoff', 'move', '--force', '--pool', c.pool('old.json', { hash: 'memjs', servers: [{ address: old.address }, ...servers(...c.servers)] })]
     },
     code: 3,
     errorCode: 'VERSION_TOO_OLD',
@@ -251,7 +251,7 @@ const CASES: Case[] = [
     args: async (c) => {
       const s = await extraServer(c, { disableDumps: true })
       await load(s.address, 'x:', KEYS_PER_SERVER)
-      return ['drain', s.address, '--yes', '--handoff', 'move', '--pool', c.pool('nodump.json', { hash: 'memjs', servers: [{ address: s.address }, ...servers(...c.servers)] })]
+      return ['drain', s.address, '--yes', '--handoff', 'move', '--force', '--pool', c.pool('nodump.json', { hash: 'memjs', servers: [{ address: s.address }, ...servers(...c.servers)] })]
     },
     code: 3,
     errorCode: 'DUMPS_DISABLED',
@@ -262,7 +262,7 @@ const CASES: Case[] = [
     args: async (c) => {
       const s = await extraServer(c, { noLruCrawler: true })
       await load(s.address, 'c:', KEYS_PER_SERVER)
-      return ['drain', s.address, '--yes', '--handoff', 'move', '--pool', c.pool('nocrawl.json', { hash: 'memjs', servers: [{ address: s.address }, ...servers(...c.servers)] })]
+      return ['drain', s.address, '--yes', '--handoff', 'move', '--force', '--pool', c.pool('nocrawl.json', { hash: 'memjs', servers: [{ address: s.address }, ...servers(...c.servers)] })]
     },
     code: 3,
     errorCode: 'CRAWLER_DISABLED',
@@ -274,7 +274,7 @@ const CASES: Case[] = [
       const src = await extraServer(c, { memoryMb: 64 })
       const small = await extraServer(c, { memoryMb: 2 })
       await load(src.address, 'big:', 6000, 1000)
-      return ['drain', src.address, '--yes', '--handoff', 'move', '--pool', c.pool('room.json', { hash: 'memjs', servers: [{ address: src.address }, { address: small.address }] })]
+      return ['drain', src.address, '--yes', '--handoff', 'move', '--force', '--pool', c.pool('room.json', { hash: 'memjs', servers: [{ address: src.address }, { address: small.address }] })]
     },
     code: 3,
     errorCode: 'NO_ROOM',
@@ -287,7 +287,7 @@ const CASES: Case[] = [
       const dest = await extraServer(c, {})
       await load(src.address, 'small:', 50)
       await load(src.address, 'huge', 1, 2 * 1024 * 1024)
-      return ['drain', src.address, '--yes', '--handoff', 'move', '--client-grace', '0', '--threshold', '1', '--pool', c.pool('toolarge.json', { hash: 'memjs', servers: [{ address: src.address }, { address: dest.address }] })]
+      return ['drain', src.address, '--yes', '--handoff', 'move', '--force', '--client-grace', '0', '--threshold', '1', '--pool', c.pool('toolarge.json', { hash: 'memjs', servers: [{ address: src.address }, { address: dest.address }] })]
     },
     code: 68,
     message: /./,
@@ -305,7 +305,7 @@ const CASES: Case[] = [
       mkdirSync(d, { recursive: true })
       const file = c.pool(path.join('ro', 'pool.json'), { hash: 'memjs', servers: servers(...c.servers) })
       makeReadOnly(d)
-      return ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--pool', file]
+      return ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--force', '--pool', file]
     },
     code: 3,
     errorCode: 'LOCK_FAILED',
@@ -314,7 +314,7 @@ const CASES: Case[] = [
   },
   {
     name: 'spool directory that cannot be created',
-    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--spool-dir', path.join(writeRaw(c, 'a-file', 'x'), 'spool'), '--pool', c.pool('spool.json', { hash: 'memjs', servers: servers(...c.servers) })],
+    args: (c) => ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--force', '--spool-dir', path.join(writeRaw(c, 'a-file', 'x'), 'spool'), '--pool', c.pool('spool.json', { hash: 'memjs', servers: servers(...c.servers) })],
     code: 3,
     errorCode: 'SPOOL_FAILED',
     message: /cannot write the key spool in .*a-file\/spool/,
@@ -328,7 +328,7 @@ const CASES: Case[] = [
       mkdirSync(mnt, { recursive: true })
       // mode=0700: a spool root must be writable by this user only (a tmpfs root is 1777 by default).
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', mnt])
-      return ['drain', src.address, '--yes', '--handoff', 'move', '--spool-dir', mnt, '--pool', c.pool('full.json', { hash: 'memjs', servers: [{ address: src.address }, ...servers(...c.servers)] })]
+      return ['drain', src.address, '--yes', '--handoff', 'move', '--force', '--spool-dir', mnt, '--pool', c.pool('full.json', { hash: 'memjs', servers: [{ address: src.address }, ...servers(...c.servers)] })]
     },
     code: 3,
     errorCode: 'SPOOL_FAILED',
@@ -641,7 +641,7 @@ describe('bad input: every case answers with its exit code and message and chang
     await conn.close()
     assert.deepEqual(errors, [])
     const file = ctx.pool('bytes.json', { hash: 'php-memcached-libketama', servers: servers(a, b, c) })
-    const r = await runCli(['drain', a.address, '--pool', file, '--yes', '--json', '--handoff', 'move', '--client-grace', '0'])
+    const r = await runCli(['drain', a.address, '--pool', file, '--yes', '--json', '--handoff', 'move', '--force', '--client-grace', '0'])
     assert.equal(r.code, 0, r.stdout)
     assert.equal(r.json.result.moved, keys.length)
     const pool = parsePoolText(readFileSync(file, 'utf8'), file)

@@ -101,7 +101,7 @@ describe('memdrain drain (CLI, --json)', () => {
     assert.equal(notIn.json.status, 2)
     assert.equal(notIn.json.error?.code, 'SERVER_NOT_IN_POOL')
     assert.ok(notIn.json.error.suggestions.length > 0)
-    const last = await cli(['drain', pool.servers[0]!.address, '--pool', pool.file, '--json', '--yes', '--handoff', 'move'])
+    const last = await cli(['drain', pool.servers[0]!.address, '--pool', pool.file, '--json', '--yes', '--handoff', 'move', '--force'])
     assert.equal(last.code, 3)
     assert.equal(last.json.error?.code, 'LAST_ACTIVE_SERVER')
     assert.match(last.json.error.message, /last active server/)
@@ -112,7 +112,7 @@ describe('memdrain drain (CLI, --json)', () => {
     pools.push(pool)
     const holder = { pid: process.pid, host: hostname(), command: 'memdrain rebalance --add 10.0.0.9:11211', startedAt: new Date().toISOString(), token: 'test' }
     writeFileSync(`${pool.file}.lock`, JSON.stringify(holder))
-    const r = await cli(['drain', pool.servers[0]!.address, '--pool', pool.file, '--json', '--yes', '--handoff', 'move'])
+    const r = await cli(['drain', pool.servers[0]!.address, '--pool', pool.file, '--json', '--yes', '--handoff', 'move', '--force'])
     assert.equal(r.code, 3)
     assert.equal(r.json.error?.code, 'POOL_LOCKED')
     assert.match(r.json.error.message, /memdrain rebalance --add 10\.0\.0\.9:11211/)

@@ -56,7 +56,7 @@ describe('memdrain on an etcd pool (CLI)', () => {
   }
 
   function drainArgs(url: string, source: string, pool: TestPool, rate: number): string[] {
-    return ['drain', source, '--pool', url, '--handoff', 'move', '--client-grace', '0', '--rate', String(rate), '--yes', '--json', '--spool-dir', path.join(pool.dir, 'spool')]
+    return ['drain', source, '--pool', url, '--handoff', 'move', '--force', '--client-grace', '0', '--rate', String(rate), '--yes', '--json', '--spool-dir', path.join(pool.dir, 'spool')]
   }
 
   /** Runs the drain until it is not refused for the lock (a lock left behind expires with its lease, TTL 10 s). */

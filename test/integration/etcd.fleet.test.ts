@@ -133,7 +133,7 @@ describe('a fleet on an etcd pool', () => {
     // 3. Drain from "another host" (the CLI): the hosts' moves are summed from etcd into its figures.
     const before = hosts.map((h) => h.events.length)
     const t0 = Date.now()
-    const drain = await runCli(['drain', drained, '--pool', url, '--handoff', 'move', '--client-grace', '0', '--rate', '0', '--yes', '--json', '--spool-dir', dir])
+    const drain = await runCli(['drain', drained, '--pool', url, '--handoff', 'move', '--force', '--client-grace', '0', '--rate', '0', '--yes', '--json', '--spool-dir', dir])
     const t1 = Date.now()
     assert.equal(drain.code, 0, drain.stdout + drain.stderr)
     assert.equal(drain.json.result.state, 'removed')

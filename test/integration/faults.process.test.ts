@@ -96,7 +96,7 @@ describe('faults: the memdrain process', () => {
     for (let i = 0; i < 100 && !existsSync(`${pool.file}.lock`); i++) await sleep(50)
     assert.ok(existsSync(`${pool.file}.lock`), 'the first drain took the lock')
     const before = readFileSync(pool.file)
-    const second = await runCli(['drain', pool.servers[1]!.address, '--pool', pool.file, '--yes', '--json', '--handoff', 'move'])
+    const second = await runCli(['drain', pool.servers[1]!.address, '--pool', pool.file, '--yes', '--json', '--handoff', 'move', '--force'])
     assert.equal(second.code, 3, second.stdout)
     assert.equal(second.json.error.code, 'POOL_LOCKED')
     assert.match(second.json.error.message, new RegExp(`pid ${first.pid}`))

@@ -79,6 +79,63 @@ describe('CopyJournal', () => {
   })
 })
 
+describe('CopyJournal: write-ahead, binding, latest records', () => {
+  it('an intent is "possibly copied" until its answer is journaled; the index keeps the latest record and its destination CAS', () => {
+    const file = copyJournalFile(root, 'pool-wa', 's:1')
+    const j = CopyJournal.open(file, 'd1\nd2', undefined, { id: 'job-1', resume: false })
+    const k = Buffer.from('key')
+    j.intent(k, 1, Buffer.from('10'))
+    assert.equal(j.index.latest(k, 1), 0)
+    assert.equal(j.index.destCas(k, 1), undefined, 'unknown until the destination answered')
+    j.append(k, 1, Buffer.from('10'), Buffer.from('18446744073709551615'))
+    assert.equal(j.index.latest(k, 1), 1)
+    assert.equal(j.index.destCas(k, 1), '18446744073709551615', 'a CAS past 2^53 survives')
+    assert.equal(j.index.has(k, 0), false, 'per destination')
+    j.intent(Buffer.from('lost'), 0, Buffer.from('11')) // killed before its answer
+    j.close()
+    const handled: string[] = []
+    const again = CopyJournal.open(file, 'd1\nd2', (key) => handled.push(key.toString()), { id: 'job-1', resume: true })
+    assert.equal(again.lost, undefined)
+    assert.deepEqual(handled, ['key'], 'a key with only an intent is copied again (its add finds whether it landed)')
+    assert.equal(again.index.latest(k, 1), 1)
+    assert.equal(again.index.destCas(Buffer.from('lost'), 0), undefined)
+    const batch = new JournalBatch(10)
+    const reader = again.reader(3, 1)
+    assert.equal(reader.next(batch), 2, 'records 1 and 2 of 0..2')
+    assert.deepEqual([batch.seq[0], batch.intent[0], batch.seq[1], batch.intent[1]], [1, 0, 2, 1])
+    again.close()
+  })
+
+  it('a resumed job whose journal is missing, another job\'s, or for other destinations gets a fresh one with `lost` said', () => {
+    const file = copyJournalFile(root, 'pool-lost', 's:1')
+    const missing = CopyJournal.open(file, 'a', undefined, { id: 'job-1', resume: true })
+    assert.match(missing.lost ?? '', /no copy journal at/)
+    missing.append(Buffer.from('k'), 0, Buffer.from('1'), Buffer.from('2'))
+    missing.close()
+    const other = CopyJournal.open(file, 'a', undefined, { id: 'job-2', resume: true })
+    assert.match(other.lost ?? '', /belongs to another job \(job-1, this job is job-2\)/)
+    assert.equal(other.count, 0)
+    other.append(Buffer.from('k'), 0, Buffer.from('1'), Buffer.from('2'))
+    other.close()
+    const moved = CopyJournal.open(file, 'b', undefined, { id: 'job-2', resume: true })
+    assert.match(moved.lost ?? '', /written for other destinations/)
+    moved.close()
+    removeCopyJournal(file)
+  })
+
+  it('a write error breaks the journal for good: every later append and flush throws exit 3', () => {
+    const file = copyJournalFile(root, 'pool-broken', 's:1')
+    const j = CopyJournal.open(file, 'a')
+    j.intent(Buffer.from('k'), 0, Buffer.from('1'))
+    // Simulate the disk going away under it: close the descriptor behind its back.
+    ;(j as unknown as { fd: number }).fd = 999_999
+    assert.throws(() => j.flush(), (err: Error & { exitCode?: number }) => err.exitCode === 3)
+    assert.throws(() => j.intent(Buffer.from('x'), 0, Buffer.from('2')), (err: Error & { exitCode?: number }) => err.exitCode === 3)
+    assert.notEqual(j.error, undefined)
+    removeCopyJournal(file)
+  })
+})
+
 describe('transitionedRatio', () => {
   const base = { startedAt: '', updatedAt: '', movedByClients: 0, failed: 0, conflicts: 0, threshold: 0.95, handoff: 'move' as const, passes: 1 }
   it('counts keys gone or expiring at the source as nothing left to move', () => {

@@ -9,7 +9,7 @@ import { KeySpool, SPOOL_RECORD_MAX, type SpoolOrder } from './spool.js'
 import { Tally } from './tally.js'
 import { TargetGuard, type DestinationHealth } from './target-guard.js'
 import { TokenBucket } from './throttle.js'
-import { BatchTransfer, type CopiedFn, type RouteFn, type TransferTarget } from './transfer.js'
+import { BatchTransfer, type CopiedFn, type RouteFn, type TransferTarget, type WriteAhead } from './transfer.js'
 
 /**
  * The engine every job uses, for one source server: dump (to a disk spool, deduplicated,
@@ -72,6 +72,8 @@ export interface SourceJobOptions {
   onEvent?: ((e: EngineEvent) => void) | undefined
   /** Copy mode: every copy made (see CopiedFn); with it the destinations answer each write with its CAS. */
   onCopied?: CopiedFn | undefined
+  /** Copy mode: journal each copy before it is sent (see WriteAhead). */
+  writeAhead?: WriteAhead | undefined
   /** Called after the first dump with what moving would need; throw to refuse (preflight). */
   onPreflight?: ((dests: PreflightDestination[], keys: number, bytes: number) => void | Promise<void>) | undefined
   /** After a pass in which keys failed because a destination was down: wait this long (ms) for it before the next pass. Default 10 s. */
@@ -583,6 +585,7 @@ async function movePass(
         minTtl: opts.minTtl,
         tally,
         onCopied: opts.onCopied,
+        writeAhead: opts.writeAhead,
       },
       batchSize,
     )

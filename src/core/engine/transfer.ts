@@ -26,6 +26,17 @@ export interface TransferTarget {
  */
 export type CopiedFn = (key: Buffer, target: number, sourceCas: Uint8Array, destCas: Uint8Array | undefined) => void
 
+/**
+ * Copy mode: the journal's write-ahead. `intent` is called for every (key, destination) about to
+ * be written, with the source CAS the value was read with (digits, a view valid during the call);
+ * `flush` before the writes are sent: once it returns the intents are on file, and if it throws
+ * (a full disk) nothing is sent and the job stops.
+ */
+export interface WriteAhead {
+  intent(key: Buffer, target: number, sourceCas: Uint8Array): void
+  flush(): void
+}
+
 export interface TransferOptions {
   source: MetaConnection
   targets: readonly TransferTarget[]
@@ -40,6 +51,7 @@ export interface TransferOptions {
   minTtl: number
   tally: Tally
   onCopied?: CopiedFn | undefined
+  writeAhead?: WriteAhead | undefined
 }
 
 /** Longest CAS in decimal (2^64 - 1). */
@@ -225,7 +237,8 @@ export class BatchTransfer {
       if (this.read[i] === NOT_READ && this.destCount[i]! > 0) tally.skipped.gone++
     }
 
-    // Phase 2: write to the destinations, all in parallel.
+    // Phase 2: write to the destinations, all in parallel (journaled first: see WriteAhead).
+    opts.writeAhead?.flush()
     const writes: Promise<void>[] = []
     for (let t = 0; t < targets.length; t++) {
       if (this.targetUsed[t] === 0) continue
@@ -341,8 +354,10 @@ export class BatchTransfer {
     const ke = batch.keyEnd[i]!
     const f = Number.isNaN(flags) ? 0 : flags
     this.flagsOf[i] = f
+    const wa = opts.writeAhead
     for (let j = 0; j < n; j++) {
       const t = this.dests[base + j]!
+      if (wa !== undefined) wa.intent(batch.key(i), t, this.cas.subarray(i * CAS_DIGITS, i * CAS_DIGITS + casLen))
       const payload = this.targetPayloads[t]!
       payload
         .commandAt('ms', batch.keys, ks, ke)

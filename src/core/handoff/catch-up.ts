@@ -2,6 +2,7 @@ import { EX, HD, MetaConnection, MetaPayload, NF, VA, ERR, keyEncoding, expiryTo
 import { connectChecked } from '../engine/engine.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
 import { TokenBucket } from '../engine/throttle.js'
+import { UNKNOWN_SOURCE_CAS } from './adopt-copies.js'
 
 /**
  * The copy hand-off's catch-up, after the switch: for every copy in the journal, compare the
@@ -18,6 +19,11 @@ import { TokenBucket } from '../engine/throttle.js'
  * holds exactly the source's value and flags and the source has not changed since it was read,
  * and invalidated otherwise (`md <key> C<the cas read> q`, so a write made since is kept).
  * Pipelined like the transfer: batches of records, one write per phase and connection, `mn`.
+ *
+ * Only the latest record of a (key, destination) is acted on (the journal's CopyIndex says
+ * which): a key refreshed since its copy has a newer record with the CAS the refresh got. A
+ * re-copy journals its new CAS the same way, so the same pass can run before the switch (the
+ * delta pass, over the records present when it starts) and again after it.
  */
 
 export interface CatchUpOptions {
@@ -31,6 +37,10 @@ export interface CatchUpOptions {
   inFlight?: number | undefined
   signal?: AbortSignal | undefined
   onProgress?: ((r: CatchUpResult) => void) | undefined
+  /** Read only the first `upTo` records (a pass over what was journaled when it started). */
+  upTo?: number | undefined
+  /** Start at this record (a pass over what was journaled since an earlier pass started). */
+  from?: number | undefined
 }
 
 export interface CatchUpResult {
@@ -60,6 +70,8 @@ const SUPERSEDED = 5
 const FAILED = 6
 /** Unknown copy found identical to the source's current value: it is current. */
 const KEEP = 7
+/** A newer record of the same key and destination exists (or memdrain's copy is gone): nothing to do here. */
+const NOT_LATEST = 8
 
 export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const result: CatchUpResult = { checked: 0, unchanged: 0, caughtUp: 0, invalidated: 0, superseded: 0, failed: 0, interrupted: false, samples: [] }
@@ -73,16 +85,19 @@ export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
         return { itemSizeMax: Number(settings.get('item_size_max') ?? 1048576), clockOffset: Number(stats.get('time') ?? 0) - Math.round(Date.now() / 1000) }
       }),
     )
-    const reader = opts.journal.reader()
+    const reader = opts.journal.reader(opts.upTo, opts.from)
     const bucket = new TokenBucket(opts.rate)
     const batchSize = opts.batchSize ?? 500
     let lastProgress = 0
     const worker = async (): Promise<void> => {
-      const w = new CatchUpBatch(source, conns, limits, batchSize, result)
+      const w = new CatchUpBatch(source, conns, limits, batchSize, result, opts.journal)
       while (!opts.signal?.aborted) {
         const n = reader.next(w.batch)
         if (n === 0) return
-        await bucket.take(n, opts.signal)
+        // Only the latest record of a key is acted on (and read): the throttle counts those.
+        let live = 0
+        for (let i = 0; i < n; i++) if (opts.journal.index.latest(w.batch.key(i), w.batch.target[i]!) === w.batch.seq[i]) live++
+        await bucket.take(live, opts.signal)
         await w.run()
         if (opts.onProgress !== undefined && performance.now() - lastProgress > 250) {
           lastProgress = performance.now()
@@ -109,6 +124,8 @@ class CatchUpBatch {
   private readonly targetUsed: Uint8Array
   /** A target answered an error line (no opaque): which of its re-copies failed is unknown. */
   private readonly targetError: Uint8Array
+  /** The source CAS each re-copy was read with (journaled with the destination's new CAS). */
+  private readonly readCas: (Buffer | undefined)[]
 
   constructor(
     private readonly source: MetaConnection,
@@ -116,7 +133,9 @@ class CatchUpBatch {
     private readonly limits: readonly { itemSizeMax: number; clockOffset: number }[],
     capacity: number,
     private readonly result: CatchUpResult,
+    private readonly journal: CopyJournal,
   ) {
+    this.readCas = new Array<Buffer | undefined>(capacity)
     this.batch = new JournalBatch(capacity)
     this.state = new Uint8Array(capacity)
     this.answered = new Uint8Array(capacity)
@@ -131,13 +150,21 @@ class CatchUpBatch {
     this.targetUsed.fill(0)
     let toRead = 0
     const unknown: number[] = []
+    let latest = 0
     for (let i = 0; i < batch.count; i++) {
       this.answered[i] = 0
+      if (this.journal.index.latest(batch.key(i), batch.target[i]!) !== batch.seq[i]) {
+        this.state[i] = NOT_LATEST
+        continue
+      }
+      this.state[i] = UNCHANGED
+      latest++
       if (batch.target[i]! < this.conns.length && keyEncoding(batch.key(i)) !== 'unaddressable' && !batch.destCasKnown(i)) unknown.push(i)
     }
     if (unknown.length > 0) await this.resolveUnknown(unknown)
     for (let i = 0; i < batch.count; i++) {
       const key = batch.key(i)
+      if (this.state[i] === NOT_LATEST) continue
       if (batch.target[i]! >= this.conns.length || keyEncoding(key) === 'unaddressable') {
         this.state[i] = FAILED
         this.sample(key, 'journal record does not match this drain (destination or key)')
@@ -148,13 +175,13 @@ class CatchUpBatch {
       src.command('mg', key).flags('v f t c q').flag('O', i).end()
       toRead++
     }
-    result.checked += batch.count
+    result.checked += latest
 
     // Phase 1: read the source.
     if (toRead > 0) {
       await this.source.batch(src.noop().take(), this.onSource)
       for (let i = 0; i < batch.count; i++) {
-        if (this.state[i] !== UNCHANGED || this.answered[i] === 1) continue
+        if (this.state[i] !== UNCHANGED || this.answered[i] === 1 || !batch.destCasKnown(i)) continue
         // No value: the key was deleted (or expired) at the source after it was copied.
         this.state[i] = DROP_IF_OURS
         this.queueDelete(i, true)
@@ -184,7 +211,12 @@ class CatchUpBatch {
     if (next > 0) await this.sendToTargets(this.onTarget)
 
     for (let i = 0; i < batch.count; i++) {
-      switch (this.state[i]) {
+      const s = this.state[i]
+      // memdrain's copy is gone (deleted, or found replaced): later passes leave the key alone.
+      if (s === DROP_IF_OURS || s === INVALIDATE || s === SUPERSEDED) this.journal.index.forget(batch.key(i), batch.target[i]!)
+      switch (s) {
+        case NOT_LATEST:
+          break
         case UNCHANGED:
         case KEEP:
           result.unchanged++
@@ -245,7 +277,13 @@ class CatchUpBatch {
       if (r.status !== VA || i < 0 || i >= batch.count) return
       const d = dest.get(i)
       const cas = r.flagBytes(0x63)
-      if (d !== undefined && cas !== undefined && cas.equals(batch.sourceCas(i)) && r.flagInt(0x66) === d.flags && r.value!.equals(d.value)) this.state[i] = KEEP
+      // An adopted record (lost journal) knows no source CAS: the value and flags alone decide.
+      const sameSource = cas !== undefined && (cas.equals(batch.sourceCas(i)) || batch.sourceCas(i).equals(UNKNOWN_SOURCE_CAS))
+      if (d !== undefined && sameSource && r.flagInt(0x66) === d.flags && r.value!.equals(d.value)) {
+        this.state[i] = KEEP
+        // Now known: later refreshes and passes can write it with its CAS.
+        this.journal.append(batch.key(i), batch.target[i]!, cas!, d.cas)
+      }
     })
     for (const i of unknown) {
       if (this.state[i] !== INVALIDATE) continue
@@ -313,13 +351,15 @@ class CatchUpBatch {
       return
     }
     const flags = r.flagInt(0x66)
+    this.readCas[i] = cas === undefined ? undefined : Buffer.from(cas)
+    // `c`: the answer carries the new CAS, journaled (HD c<cas>) so the next pass knows the copy.
     this.targetPayloads[t]!.command('ms', batch.key(i))
       .size(value.length)
       .flag('F', Number.isNaN(flags) ? 0 : flags)
       .flag('T', expiryToken(ttl, this.limits[t]!.clockOffset))
       .flags('C')
       .raw(batch.destCas(i))
-      .flags('q')
+      .flags(cas === undefined ? 'q' : 'c')
       .flag('O', i)
       .end(value)
     this.targetUsed[t] = 1
@@ -337,15 +377,23 @@ class CatchUpBatch {
       }
       return
     }
-    if (r.status === HD) return
     const s = this.state[i]
+    if (r.status === HD) {
+      const c = r.flagBytes(0x63)
+      const read = this.readCas[i]
+      if (s === RECOPY && c !== undefined && read !== undefined) this.journal.append(batch.key(i), t, read, c)
+      return
+    }
     if (s === RECOPY) {
-      // EX: written at the destination since the copy, and changed at the source too → invalidate.
-      if (r.status === NF) this.state[i] = SUPERSEDED
+      // EX: written at the destination since the copy, and changed at the source too → invalidate;
+      // unless the writer was memdrain's own refresher (a newer record of the key): then it is current.
+      if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== batch.seq[i]) this.state[i] = NOT_LATEST
+      else if (r.status === NF) this.state[i] = SUPERSEDED
       else this.state[i] = INVALIDATE_NEXT
       if (r.status !== EX && r.status !== NF) this.sample(batch.key(i), `${this.conns[t]!.server}: ${r.line()}`)
     } else if (s === DROP_IF_OURS || s === INVALIDATE) {
-      if (r.status === EX || r.status === NF) this.state[i] = SUPERSEDED
+      if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== batch.seq[i]) this.state[i] = NOT_LATEST
+      else if (r.status === EX || r.status === NF) this.state[i] = SUPERSEDED
       else {
         this.state[i] = FAILED
         this.sample(batch.key(i), `${this.conns[t]!.server}: ${r.line()}`)

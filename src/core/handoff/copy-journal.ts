@@ -1,22 +1,35 @@
-import { closeSync, existsSync, fstatSync, ftruncateSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import path from 'node:path'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { defaultStateRoot, openPrivate, privateDir } from '../local/state-dir.js'
+import { CopyIndex } from './copy-index.js'
 
 /**
  * The copy hand-off's journal: one record per copy made before the switch, so that the catch-up
  * after it can tell which copies went stale. Appended through a buffer, read back in batches:
- * memory stays flat however many keys are copied. It lives in a directory derived from the pool
- * and the server (not a fresh temporary one), so a drain interrupted before its switch resumes
- * with the copies of the earlier run still known.
+ * memory stays flat however many keys are copied (plus the CopyIndex: which record is the
+ * latest per key and destination). It lives under the spool root, in a directory derived from
+ * the pool and the server (not a fresh temporary one), so a job interrupted before its switch
+ * resumes with the copies of the earlier run still known.
  *
- * Record: u8 key length, key bytes, u16 LE destination index, u8 source-CAS length, its digits,
- * u8 destination-CAS length, its digits (length 0: the destination already held the key, the
- * add was not stored, so what it holds is unknown).
+ * Record: u8 key length, key bytes, u16 LE destination index (bit 15: an intent), u8 source-CAS
+ * length, its digits, u8 destination-CAS length, its digits (length 0: unknown).
  *
- * A crash can lose the buffered tail (those copies then look unknown on the rerun: the add finds
- * them and the catch-up invalidates them) or tear the last record (cut off at open).
+ * Write-ahead: every copy is first journaled as an intent (key, destination, source CAS, the
+ * destination CAS unknown) and the intents reach the file (write(2)) before the write is sent;
+ * the destination's answer then appends the record with its CAS. So a process killed at any
+ * moment, a write that timed out (a stalled memcached applies it later), or an answer lost with
+ * its connection all leave a record saying "possibly copied": the catch-up compares such a copy
+ * with the source and deletes it unless it is provably identical. A torn tail can only be an
+ * intent whose write never went out (the write(2) of intents failed, e.g. ENOSPC, and the job
+ * stopped) or an answer whose intent is whole: cutting it loses nothing.
+ *
+ * Binding: the directory holds the id of the job (stored in the pool record) and the destination
+ * list the indexes refer to. A resumed job whose journal is missing (another --spool-dir, a
+ * cleared disk, another host), belongs to another job, or was written for other destinations
+ * gets a fresh journal with `lost` set: the caller must then treat every copy it may have made
+ * as unknown (see adopt-copies.ts), never drop them silently.
  */
 
 const WRITE_BUFFER = 64 * 1024
@@ -81,12 +94,31 @@ function readNoFollow(file: string): string | undefined {
   }
 }
 
+/** Bit 15 of the destination index: the record is an intent (written before the copy was sent). */
+const INTENT = 0x8000
+
+export interface JournalOpenOptions {
+  /** The job's journal id (from the pool record); written into a new journal, checked on resume. */
+  id?: string | undefined
+  /** The job resumes: a journal should already be there. Without it, any journal there is replaced. */
+  resume?: boolean | undefined
+}
+
 export class CopyJournal {
   /** Records in the file, including those of earlier runs. */
   count = 0
+  /** The latest record per (key, destination), and the destination CAS of memdrain's copy. */
+  readonly index = new CopyIndex()
+  /**
+   * Set when a resumed job's journal could not be used as it was (missing, another job's, other
+   * destinations): it was started afresh and the copies an earlier run made are unknown.
+   */
+  lost: string | undefined
   private readonly buf = Buffer.allocUnsafe(WRITE_BUFFER)
   private fill = 0
   private fd: number | undefined
+  /** A write failed: nothing more is written (the job stops before its switch). */
+  private broken: MemdrainError | undefined
 
   private constructor(
     readonly file: string,
@@ -97,29 +129,44 @@ export class CopyJournal {
 
   /**
    * Opens (creating it if needed) the journal for appending. Calls `onRecord` with the key and
-   * destination of every record already there (the key is a view, valid during the call).
-   * `context` names what the destination indexes mean (the destination list): a journal written
-   * for another one is discarded, its indexes would point at the wrong servers.
+   * destination of every record already there whose copy is known to have landed (the key is a
+   * view, valid during the call). `context` names what the destination indexes mean (the
+   * destination list).
    */
-  static open(file: string, context: string, onRecord?: (key: Buffer, target: number) => void): CopyJournal {
+  static open(file: string, context: string, onRecord?: (key: Buffer, target: number) => void, opts: JournalOpenOptions = {}): CopyJournal {
     let fd: number
+    let lost: string | undefined
     try {
+      const dir = path.dirname(file)
       // The root and the journal's own directory: private to this user (a journal is written by root's drains too).
-      privateDir(path.dirname(path.dirname(file)))
-      privateDir(path.dirname(file))
-      const contextFile = path.join(path.dirname(file), 'context')
+      privateDir(path.dirname(dir))
+      privateDir(dir)
+      const contextFile = path.join(dir, 'context')
+      const idFile = path.join(dir, 'id')
       const previous = readNoFollow(contextFile)
-      if (previous !== context) {
+      const previousId = readNoFollow(idFile)?.trim()
+      const present = existsSync(file) && previous !== undefined
+      if (opts.resume === true) {
+        if (!present) lost = `no copy journal at ${file} (another --spool-dir, a cleared disk, or another host)`
+        else if (opts.id !== undefined && previousId !== opts.id) lost = `the copy journal at ${file} belongs to another job (${previousId ?? 'no id'}, this job is ${opts.id})`
+      }
+      if (lost === undefined && present && opts.resume !== false && previous !== context) {
+        lost = `the copy journal at ${file} was written for other destinations (the pool's server list changed)`
+      }
+      if (opts.resume === false || lost !== undefined || !present) {
         rmSync(file, { force: true })
         writeNoFollow(contextFile, context)
+        if (opts.id !== undefined) writeNoFollow(idFile, `${opts.id}\n`)
+        else rmSync(idFile, { force: true })
       }
       fd = openPrivate(file, 'append')
     } catch (err) {
       throw journalError(file, err)
     }
     const journal = new CopyJournal(file, fd)
+    journal.lost = lost
     try {
-      const { records, validBytes, size } = scan(fd, onRecord)
+      const { records, validBytes, size } = scan(fd, journal.index, onRecord)
       if (validBytes < size) ftruncateSync(fd, validBytes)
       journal.count = records
     } catch (err) {
@@ -129,8 +176,19 @@ export class CopyJournal {
     return journal
   }
 
+  /**
+   * Journals that `key` is about to be written at `target` (read from the source with
+   * `sourceCas`): a possible copy. It reaches the file at the next flush(), which the transfer
+   * calls before sending.
+   */
+  intent(key: Uint8Array, target: number, sourceCas: Uint8Array): void {
+    this.append(key, target | INTENT, sourceCas, undefined)
+  }
+
   /** Appends a record (`destCas` undefined: the destination already held the key). */
   append(key: Uint8Array, target: number, sourceCas: Uint8Array, destCas: Uint8Array | undefined): void {
+    if (this.broken !== undefined) throw this.broken
+    this.index.set(key, target & ~INTENT, this.count, destCas)
     const need = 5 + key.length + sourceCas.length + (destCas?.length ?? 0)
     if (this.fill + need > WRITE_BUFFER) this.flush()
     const b = this.buf
@@ -156,28 +214,50 @@ export class CopyJournal {
 
   /** Writes what is buffered to the file. */
   flush(): void {
+    if (this.broken !== undefined) throw this.broken
     if (this.fill === 0 || this.fd === undefined) return
     try {
       let off = 0
       while (off < this.fill) off += writeSync(this.fd, this.buf, off, this.fill - off)
     } catch (err) {
-      throw journalError(this.file, err)
+      this.broken = journalError(this.file, err)
+      throw this.broken
     }
     this.fill = 0
   }
 
+  /** Flushes and fsyncs: before the switch, the journal must survive a crash of the machine too. */
+  sync(): void {
+    this.flush()
+    if (this.fd === undefined) return
+    try {
+      fsyncSync(this.fd)
+    } catch (err) {
+      this.broken = journalError(this.file, err)
+      throw this.broken
+    }
+  }
+
+  /** Why the journal cannot be written any more (a write failed), if so. */
+  get error(): MemdrainError | undefined {
+    return this.broken
+  }
+
   /** Reads every record from the start (flushes first). */
-  reader(): JournalReader {
+  /** Records `from` (default 0) up to `limit` (default: to the end). */
+  reader(limit?: number, from?: number): JournalReader {
     this.flush()
     if (this.fd === undefined) throw new Error('the copy journal is closed')
-    return new JournalReader(this.fd)
+    return new JournalReader(this.fd, limit, from)
   }
 
   /** Flushes and closes; the file stays for the next run. */
   close(): void {
     if (this.fd === undefined) return
     try {
-      this.flush()
+      if (this.broken === undefined) this.flush()
+    } catch {
+      // Already recorded in `error`; the job reports it.
     } finally {
       closeSync(this.fd)
       this.fd = undefined
@@ -186,7 +266,7 @@ export class CopyJournal {
 }
 
 /** Walks the file: counts whole records, calls onRecord, returns where the last whole record ends. */
-function scan(fd: number, onRecord: ((key: Buffer, target: number) => void) | undefined): { records: number; validBytes: number; size: number } {
+function scan(fd: number, index: CopyIndex, onRecord: ((key: Buffer, target: number) => void) | undefined): { records: number; validBytes: number; size: number } {
   const size = fstatSync(fd).size
   const reader = new JournalReader(fd)
   const batch = new JournalBatch(1024)
@@ -195,7 +275,12 @@ function scan(fd: number, onRecord: ((key: Buffer, target: number) => void) | un
     const n = reader.next(batch)
     if (n === 0) break
     records += n
-    if (onRecord !== undefined) for (let i = 0; i < n; i++) onRecord(batch.key(i), batch.target[i]!)
+    for (let i = 0; i < n; i++) {
+      const key = batch.key(i)
+      index.set(key, batch.target[i]!, batch.seq[i]!, batch.destCasKnown(i) ? batch.destCas(i) : undefined)
+      // An intent alone says "maybe": the rerun copies the key again (the add answers NS if it landed).
+      if (onRecord !== undefined && !batch.intent[i]) onRecord(key, batch.target[i]!)
+    }
   }
   return { records, validBytes: reader.position, size }
 }
@@ -207,6 +292,10 @@ export class JournalBatch {
   readonly keyStart: Int32Array
   readonly keyEnd: Int32Array
   readonly target: Uint16Array
+  /** Record number in the journal (0 = the first record ever appended). */
+  readonly seq: Uint32Array
+  /** 1: an intent (the copy was about to be sent; whether it landed is unknown). */
+  readonly intent: Uint8Array
   readonly srcStart: Int32Array
   readonly srcEnd: Int32Array
   readonly dstStart: Int32Array
@@ -218,6 +307,8 @@ export class JournalBatch {
     this.keyStart = new Int32Array(capacity)
     this.keyEnd = new Int32Array(capacity)
     this.target = new Uint16Array(capacity)
+    this.seq = new Uint32Array(capacity)
+    this.intent = new Uint8Array(capacity)
     this.srcStart = new Int32Array(capacity)
     this.srcEnd = new Int32Array(capacity)
     this.dstStart = new Int32Array(capacity)
@@ -234,7 +325,7 @@ export class JournalBatch {
   }
 
   /** Copies one record (`src[start, end)`, already checked whole) in. */
-  push(src: Buffer, start: number, end: number): void {
+  push(src: Buffer, start: number, end: number, seq: number): void {
     const i = this.count++
     const base = this.used
     src.copy(this.buf, base, start, end)
@@ -244,7 +335,10 @@ export class JournalBatch {
     this.keyStart[i] = p
     p += keyLen
     this.keyEnd[i] = p
-    this.target[i] = this.buf.readUInt16LE(p)
+    const t = this.buf.readUInt16LE(p)
+    this.target[i] = t & ~INTENT
+    this.intent[i] = (t & INTENT) !== 0 ? 1 : 0
+    this.seq[i] = seq
     p += 2
     const srcLen = this.buf[p++]!
     this.srcStart[i] = p
@@ -278,20 +372,34 @@ export class JournalBatch {
 export class JournalReader {
   /** File offset just after the last whole record returned. */
   position = 0
+  /** Records returned so far. */
+  records = 0
   private readonly buf = Buffer.allocUnsafe(READ_BUFFER)
   private start = 0
   private end = 0
   private filePos = 0
   private eof = false
 
-  constructor(private readonly fd: number) {}
+  /** `limit`: read at most this many records (those present when a pass starts; what it appends is for the next). */
+  constructor(
+    private readonly fd: number,
+    private readonly limit = Number.POSITIVE_INFINITY,
+    private readonly from = 0,
+  ) {}
 
   next(batch: JournalBatch): number {
     batch.clear()
-    while (!batch.full) {
+    while (!batch.full && this.records < this.limit) {
       const len = this.wholeRecord()
       if (len === 0) break
-      batch.push(this.buf, this.start, this.start + len)
+      if (this.records < this.from) {
+        // Before the range asked for: skipped (its record number still counts).
+        this.records++
+        this.start += len
+        this.position += len
+        continue
+      }
+      batch.push(this.buf, this.start, this.start + len, this.records++)
       this.start += len
       this.position += len
     }

@@ -15,6 +15,8 @@ export interface HandoffJobOptions extends JobKnobs {
    * move would leave the moved (older) copy at the new owner. Default 3.
    */
   clientGraceSeconds?: number | undefined
+  /** Allow the move hand-off on a pool whose clients are static (they would read stale or deleted values). */
+  force?: boolean | undefined
 }
 
 /** The part of a job's options every source job (runSourceJob) takes as given. */

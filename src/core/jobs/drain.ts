@@ -5,7 +5,7 @@ import { activeServers, findServer, withServer, type Pool, type PoolServer, type
 import { sumStoreMigrations } from '../pool/client-reports.js'
 import type { PoolStore } from '../pool/store.js'
 import { sumSources, transitionedRatio } from '../pool/transition.js'
-import { runPoolChange, sourcesOf, type ChangePlan, type HandoffEvent, type HandoffRecord, type PoolChange, type ResolvedChange, type RunnerOptions, type SourceOutcome } from '../handoff/index.js'
+import { runPoolChange, sourcesOf, type ChangePlan, type HandoffEvent, type HandoffOutcome, type HandoffRecord, type PoolChange, type ResolvedChange, type RunnerOptions, type SourceOutcome } from '../handoff/index.js'
 import type { EngineEvent, PreflightDestination } from '../engine/index.js'
 
 export { transitionedCounts, transitionedRatio, type TransitionCounts } from '../pool/transition.js'
@@ -46,10 +46,12 @@ export interface DrainResult {
   inPlace: number
   movedByClients: number
   conflicts: number
-  /** Copy hand-off: copies re-copied after the switch because the source changed in between. */
+  /** Copy hand-off: copies re-written because the source changed after they were made (follower, delta pass before the switch, catch-up after it). */
   caughtUp: number
-  /** Copy hand-off: copies deleted after the switch (the source deleted the key, or both sides changed). */
+  /** Copy hand-off: copies deleted (the source deleted the key, both sides changed, or the copy's origin was unknown). */
   invalidated: number
+  /** Copy hand-off: what following the source's writes did (part of caughtUp and invalidated), events it lost, sources it could not follow. */
+  followed?: HandoffOutcome['followed']
   /** Copy hand-off of a modulo pool: copies and unowned keys deleted from the servers that stay. */
   staleCopiesDeleted: number
   skipped: Record<string, number>
@@ -127,6 +129,7 @@ function toTransition(rec: HandoffRecord, server: string): TransitionRecord {
   if (rec.phase !== undefined) t.phase = rec.phase
   if (rec.switchedAt !== undefined) t.switchedAt = rec.switchedAt
   if (rec.countedAt !== undefined) t.countedAt = rec.countedAt
+  if (rec.journalId !== undefined) t.journalId = rec.journalId
   if (sources.length > 1 || (sources.length === 1 && sources[0] !== server)) t.sources = rec.sources
   return t
 }
@@ -135,7 +138,9 @@ function fromTransition(t: TransitionRecord, server: string): HandoffRecord {
   const { startedAt, updatedAt, handoff, threshold, phase, switchedAt, countedAt } = t
   const own: SourceRecord = { keysAtStart: t.keysAtStart, moved: t.moved, inPlace: t.inPlace, skipped: t.skipped, failed: t.failed, conflicts: t.conflicts, passes: t.passes, movedByClients: t.movedByClients }
   if (phase === 'caught-up') own.caughtUp = true
-  return { startedAt, updatedAt, handoff, threshold, phase, switchedAt, countedAt, sources: t.sources ?? { [server]: own } }
+  const rec: HandoffRecord = { startedAt, updatedAt, handoff, threshold, phase, switchedAt, countedAt, sources: t.sources ?? { [server]: own } }
+  if (t.journalId !== undefined) rec.journalId = t.journalId
+  return rec
 }
 
 /** The pool change "remove `server`" from the pool in `store`, for the runner. */
@@ -204,6 +209,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
     movedByClients: t.movedByClients,
     conflicts: t.conflicts,
     caughtUp: o.caughtUp,
+    ...(o.followed !== undefined ? { followed: o.followed } : {}),
     invalidated: o.invalidated,
     staleCopiesDeleted: o.staleCopiesDeleted,
     skipped: t.skipped,

@@ -8,6 +8,7 @@ import { KeyBatch } from '../engine/key-batch.js'
 import { KeySpool } from '../engine/spool.js'
 import type { RouteFn } from '../engine/transfer.js'
 import { refuseSameServers } from '../inspect/server-identity.js'
+import { MirrorFollow } from './mirror-follow.js'
 
 /**
  * mirror: keep a passive server a hot copy of an active one, for active/passive failover.
@@ -19,6 +20,11 @@ import { refuseSameServers } from '../inspect/server-identity.js'
  * being copied is copied again next pass. With `delete`, each pass then dumps the passive and
  * deletes there every key the active's dump did not list and the active confirms it lacks
  * (`mg`: a dump is a live walk and can miss a key being touched).
+ *
+ * Between passes the active's own write stream (`watch mutations`, see mirror-follow.ts) copies
+ * each changed key within milliseconds; the passes are the safety net for what that stream does
+ * not carry (incr/decr, touch, deletions before memcached 1.6.20, events memcached dropped), and
+ * a reported loss starts the next pass at once. `follow: false` keeps the passes alone.
  *
  * Lag, per pass: the longest a change on the active can have waited before this pass copied it
  * — from the start of the previous pass's dump (a change made just after that start may not be
@@ -37,6 +43,8 @@ export interface MirrorOptions extends JobKnobs {
   onEvent?: ((e: EngineEvent | MirrorEvent) => void) | undefined
   /** Stop after this many passes (tests, benchmarks); default: until the signal (or 1 with `once`). */
   maxPasses?: number | undefined
+  /** Follow the active's writes between passes (default true; not with `once`). */
+  follow?: boolean | undefined
 }
 
 export interface PassiveHealth {
@@ -70,6 +78,7 @@ export type MirrorEvent =
   | { type: 'mirror-evictions'; passive: string; evictions: number }
   | { type: 'mirror-passive-down'; passive: string; message: string }
   | { type: 'mirror-passive-back'; passive: string }
+  | { type: 'mirror-follow'; state: 'on' | 'unavailable' | 'lost'; message: string }
 
 export interface MirrorResult {
   active: string
@@ -84,6 +93,8 @@ export interface MirrorResult {
   failed: number
   bytes: number
   lag: { lastMs: number; medianMs: number; maxMs: number }
+  /** Keys copied (or deleted) between passes by following the active's writes. */
+  followed: { copied: number; deleted: number; failed: number; losses: number } | undefined
   /** Memory held by the key → CAS map. */
   mapBytes: number
   keys: number
@@ -171,17 +182,46 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
     failed: 0,
     bytes: 0,
     lag: { lastMs: 0, medianMs: 0, maxMs: 0 },
+    followed: undefined,
     mapBytes: 0,
     keys: 0,
     interrupted: false,
     status: ExitCode.ok,
   }
   let previousStart = 0
+  // A loss of followed events ends the wait for the next pass.
+  let passNow: AbortController | undefined
+  let losses = 0
+  let follow: MirrorFollow | undefined
+  const startFollow = async (): Promise<void> => {
+    if (opts.once || opts.follow === false || opts.signal?.aborted) return
+    try {
+      follow = await MirrorFollow.start({
+        active: opts.active,
+        passive: opts.passive,
+        map,
+        delete: opts.delete,
+        rate: opts.rate,
+        batchSize: opts.batchSize,
+        onLoss: (message) => {
+          losses++
+          emit({ type: 'mirror-follow', state: 'lost', message })
+          passNow?.abort()
+        },
+      })
+      emit({ type: 'mirror-follow', state: 'on', message: `following the writes of ${opts.active}` })
+    } catch (err) {
+      emit({ type: 'mirror-follow', state: 'unavailable', message: `cannot follow the writes of ${opts.active} (${(err as Error).message}): full passes only` })
+    }
+  }
+  // Before the first dump: a write made while it runs is then either in the dump or followed.
+  await startFollow()
   try {
     for (let pass = 1; pass <= maxPasses; pass++) {
       if (opts.signal?.aborted) break
       const start = Date.now()
       map.clearSeen()
+      follow?.passStarted()
       let listed = 0
       const job = await runSourceJob({
         source: opts.active,
@@ -196,7 +236,10 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
           listed++
           return map.seeChanged(e.key, e.cas)
         },
-        onCopied: (key, _t, sourceCas) => map.copied(key, sourceCas),
+        onCopied: (key, _t, sourceCas) => {
+          map.copied(key, sourceCas)
+          follow?.passCopied(key)
+        },
         onEvent: emit,
         ...(pass === 1 ? { onPreflight: (dests) => refuseWithoutRoom(dests, opts.allowEvictions) } : {}),
       })
@@ -218,6 +261,10 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
         }
         passiveConn = back
         map = new FingerprintCasMap()
+        // The follower writes into the map it was given: start it again over the new one.
+        await follow?.stop()
+        follow = undefined
+        await startFollow()
         baseEvictions = Number((await passiveConn.stats()).get('evictions') ?? 0)
         lastEvictions = 0
         emit({ type: 'mirror-passive-back', passive: opts.passive })
@@ -269,9 +316,16 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
       emit({ type: 'mirror-pass', result: p })
       if (pass >= maxPasses) break
       const wait = start + opts.intervalSeconds * 1000 - Date.now()
-      if (wait > 0) await sleep(wait, undefined, opts.signal !== undefined ? { signal: opts.signal } : undefined).catch(() => undefined)
+      if (wait > 0) {
+        passNow = new AbortController()
+        const signal = opts.signal !== undefined ? AbortSignal.any([opts.signal, passNow.signal]) : passNow.signal
+        await sleep(wait, undefined, { signal }).catch(() => undefined)
+        passNow = undefined
+      }
     }
   } finally {
+    if (follow !== undefined) result.followed = { ...follow.stats, losses }
+    await follow?.stop()
     await Promise.all([activeConn.close().catch(() => undefined), passiveConn.close().catch(() => undefined)])
   }
   const sorted = [...lags].sort((a, b) => a - b)

@@ -4,7 +4,7 @@ import { poolPlacement } from '../pool/placement.js'
 import { hasEdits, placesLike, targetPool, type PoolEdits } from '../pool/rebalance-target.js'
 import type { PoolStore } from '../pool/store.js'
 import { transitionedRatio } from '../pool/transition.js'
-import { CopyJournal, copyJournalFile, deleteCopies, removeCopyJournal, runPoolChange, type ChangePlan, type HandoffJobOptions, type PlanDestination, type PlanPair, type PoolChange, type ResolvedChange, type SourceOutcome } from '../handoff/index.js'
+import { CopyJournal, copyJournalFile, deleteCopies, removeCopyJournal, runPoolChange, type ChangePlan, type HandoffJobOptions, type PlanDestination, type PlanPair, type PoolChange, type ResolvedChange, type SourceOutcome, type HandoffEvent, type HandoffOutcome } from '../handoff/index.js'
 import type { EngineEvent } from '../engine/index.js'
 
 /**
@@ -35,6 +35,7 @@ export type RebalanceEvent =
   | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
   | { type: 'purged'; server: string }
   | { type: 'marked'; server: string; state: 'deactivating' | 'removed' | 'active'; resumed: boolean }
+  | Extract<HandoffEvent, { type: 'delta' | 'journal-lost' | 'record-unsaved' | 'follow' }>
 
 /** The plan of a rebalance: the one plan shape of every pool change (`memdrain plan`, `drain --dry-run`). */
 export type RebalancePlan = ChangePlan
@@ -60,6 +61,8 @@ export interface RebalanceResult {
   conflicts: number
   caughtUp: number
   invalidated: number
+  /** Copy hand-off: what following the sources' writes did (part of caughtUp and invalidated), events it lost, sources it could not follow. */
+  followed?: HandoffOutcome['followed']
   /** Copy hand-off: copies deleted from servers that stay in the pool but no longer own the key. */
   staleCopiesDeleted: number
   failed: number
@@ -187,6 +190,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
     inPlace: sum('inPlace'),
     conflicts: sum('conflicts'),
     caughtUp: o.caughtUp,
+    ...(o.followed !== undefined ? { followed: o.followed } : {}),
     invalidated: o.invalidated,
     staleCopiesDeleted: o.staleCopiesDeleted,
     failed: o.failed,

@@ -44,6 +44,8 @@ export interface TransitionRecord {
    */
   sources?: Record<string, SourceRecord>
   finishedAt?: string
+  /** Copy hand-off: the id written into its copy journal, so a rerun knows the journal it finds is this job's. */
+  journalId?: string | undefined
 }
 
 /**
@@ -96,6 +98,8 @@ export interface RebalanceRecord {
   switchedAt?: string | undefined
   /** Set once the first dump of every source counted its keys. */
   countedAt?: string | undefined
+  /** Copy hand-off: the id written into each source's copy journal (see TransitionRecord.journalId). */
+  journalId?: string | undefined
 }
 
 export interface PoolServer extends PlacementServer {

@@ -190,10 +190,12 @@ function validateSources(rawSources: unknown, source: string, field: string, hin
 }
 
 /** The hand-off's phase, switch and count times; a record written before phases existed says only switchedAt. */
-function addHandoffState(record: { phase?: HandoffPhase | undefined; switchedAt?: string | undefined; countedAt?: string | undefined }, raw: Record<string, unknown>, source: string, field: string, hint: string[] = []): void {
+function addHandoffState(record: { phase?: HandoffPhase | undefined; switchedAt?: string | undefined; countedAt?: string | undefined; journalId?: string | undefined }, raw: Record<string, unknown>, source: string, field: string, hint: string[] = []): void {
   const str = (k: string): string | undefined => (typeof raw[k] === 'string' ? (raw[k] as string) : undefined)
   const switchedAt = str('switchedAt')
   if (switchedAt !== undefined) record.switchedAt = switchedAt
+  const journalId = str('journalId')
+  if (journalId !== undefined) record.journalId = journalId
   const countedAt = str('countedAt')
   if (countedAt !== undefined) record.countedAt = countedAt
   if (raw.phase !== undefined) {

@@ -1,0 +1,129 @@
+import { murmur3_32 } from '../placement/hashes.js'
+
+/**
+ * The copy hand-off's memory of its latest copy of each (key, destination): which journal record
+ * is the latest for it, and the CAS the destination gave that copy (0 = unknown: the add found
+ * the key there, or the write was sent and never answered). The journal is append-only, so a key
+ * refreshed after its copy has several records: only the latest describes what the destination
+ * holds, and the catch-up acts on that one alone.
+ *
+ * Open addressing over typed arrays: 20 bytes a slot, grown at 3/4 full (27–53 bytes a copy),
+ * no object per key. A (key, destination) is a 64-bit fingerprint (two murmur3 hashes seeded
+ * with the destination index): a false match needs a 64-bit collision.
+ */
+export class CopyIndex {
+  private hi: Uint32Array
+  private lo: Uint32Array
+  private seqs: Uint32Array
+  private casHi: Uint32Array
+  private casLo: Uint32Array
+  private used = 0
+  private mask: number
+
+  constructor(expected = 1024) {
+    let cap = 1024
+    while (cap * 3 < expected * 4) cap *= 2
+    this.mask = cap - 1
+    this.hi = new Uint32Array(cap)
+    this.lo = new Uint32Array(cap)
+    this.seqs = new Uint32Array(cap)
+    this.casHi = new Uint32Array(cap)
+    this.casLo = new Uint32Array(cap)
+  }
+
+  get size(): number {
+    return this.used
+  }
+
+  /** Records that journal record `seq` is now the latest for (key, target), with the destination CAS (digits; undefined or empty = unknown). */
+  set(key: Uint8Array, target: number, seq: number, destCas: Uint8Array | undefined): void {
+    const i = this.slot(key, target, true)
+    this.seqs[i] = seq
+    let h = 0
+    let l = 0
+    if (destCas !== undefined) {
+      for (let j = 0; j < destCas.length; j++) {
+        l = l * 10 + (destCas[j]! - 48)
+        const carry = Math.floor(l / 4294967296)
+        l -= carry * 4294967296
+        h = (h * 10 + carry) % 4294967296
+      }
+    }
+    this.casHi[i] = h
+    this.casLo[i] = l
+  }
+
+  /** The latest record's number for (key, target), -1 when none. */
+  latest(key: Uint8Array, target: number): number {
+    const i = this.slot(key, target, false)
+    return i < 0 ? -1 : this.seqs[i]!
+  }
+
+  /** The CAS of memdrain's copy at the destination, as digits; undefined when unknown or no copy is known. */
+  destCas(key: Uint8Array, target: number): string | undefined {
+    const i = this.slot(key, target, false)
+    if (i < 0) return undefined
+    const h = this.casHi[i]!
+    const l = this.casLo[i]!
+    if (h === 0 && l === 0) return undefined
+    return ((BigInt(h) << 32n) | BigInt(l)).toString()
+  }
+
+  /** Whether memdrain has (or may have) a copy of key at target. */
+  has(key: Uint8Array, target: number): boolean {
+    return this.slot(key, target, false) >= 0
+  }
+
+  /**
+   * The copy is gone (deleted by memdrain, or replaced by someone else): the slot stays as a
+   * tombstone whose record number matches no record, so the catch-up leaves the key alone.
+   */
+  forget(key: Uint8Array, target: number): void {
+    const i = this.slot(key, target, false)
+    if (i < 0) return
+    this.seqs[i] = 0xffffffff
+    this.casHi[i] = 0
+    this.casLo[i] = 0
+  }
+
+  private slot(key: Uint8Array, target: number, create: boolean): number {
+    const seed = Math.imul(target + 1, 0x01000193)
+    const h = (murmur3_32(key, 0, key.length, 0x9747b28c ^ seed) | 1) >>> 0 // 0 marks an empty slot
+    const l = murmur3_32(key, 0, key.length, 0x5bd1e995 ^ seed) >>> 0
+    let i = (h ^ Math.imul(l, 0x9e3779b1)) & this.mask
+    while (this.hi[i] !== 0) {
+      if (this.hi[i] === h && this.lo[i] === l) return i
+      i = (i + 1) & this.mask
+    }
+    if (!create) return -1
+    if ((this.used + 1) * 4 > this.hi.length * 3) {
+      this.grow()
+      return this.slot(key, target, true)
+    }
+    this.hi[i] = h
+    this.lo[i] = l
+    this.used++
+    return i
+  }
+
+  private grow(): void {
+    const { hi, lo, seqs, casHi, casLo } = this
+    const cap = hi.length * 2
+    this.mask = cap - 1
+    this.hi = new Uint32Array(cap)
+    this.lo = new Uint32Array(cap)
+    this.seqs = new Uint32Array(cap)
+    this.casHi = new Uint32Array(cap)
+    this.casLo = new Uint32Array(cap)
+    for (let j = 0; j < hi.length; j++) {
+      if (hi[j] === 0) continue
+      let i = (hi[j]! ^ Math.imul(lo[j]!, 0x9e3779b1)) & this.mask
+      while (this.hi[i] !== 0) i = (i + 1) & this.mask
+      this.hi[i] = hi[j]!
+      this.lo[i] = lo[j]!
+      this.seqs[i] = seqs[j]!
+      this.casHi[i] = casHi[j]!
+      this.casLo[i] = casLo[j]!
+    }
+  }
+}

@@ -1,0 +1,450 @@
+import { describe, it, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, execFileSync } from 'node:child_process'
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { runDrain } from '../../src/core/jobs/drain.js'
+import { runRebalance } from '../../src/core/jobs/rebalance.js'
+import { MemdrainError } from '../../src/core/errors.js'
+import { poolPlacement } from '../../src/core/pool/placement.js'
+import { MetaPayload, VA, type MetaConnection } from '../../src/core/protocol/index.js'
+import { startMemcached, type MemcachedServer } from '../helpers/memcached.js'
+import { REPO_ROOT } from '../helpers/cli.js'
+import { Conns, drainOptions, keysOf, setAll, startPool, type TestPool } from './drain.fixtures.js'
+import { readPool, rebalanceOptions } from './rebalance.fixtures.js'
+
+/**
+ * The copy hand-off under the faults of issue 12, each with a real application writing and
+ * deleting keys: through the source (its static server list) until the switch, through the new
+ * owners after it. Afterwards every key at its new owner must hold the application's last
+ * acknowledged value, or nothing: 0 stale, 0 deleted keys back.
+ */
+
+/** A static-list application: sets and deletes random keys, on the old owner until switchNow(), then on the new one. */
+class App {
+  readonly last = new Map<string, string | null>()
+  switched = false
+  writes = 0
+  deletes = 0
+  private stopped = false
+  private current: Promise<void> = Promise.resolve()
+  private loop: Promise<void> | undefined
+  private n = 0
+  private readonly conns = new Conns()
+
+  constructor(
+    private readonly keys: Buffer[],
+    private readonly before: (key: Buffer) => string,
+    private readonly afterSwitch: (key: Buffer) => string,
+    private readonly deleteShare = 0.3,
+  ) {
+    for (const k of keys) this.last.set(k.toString(), 'v0')
+  }
+
+  start(opsPerBatch = 5): void {
+    this.loop = (async () => {
+      while (!this.stopped) {
+        const p = this.batch(opsPerBatch)
+        this.current = p
+        await p.catch(() => undefined)
+        await sleep(2)
+      }
+    })()
+  }
+
+  private async batch(n: number): Promise<void> {
+    const byServer = new Map<string, { key: Buffer; value: string | null }[]>()
+    const picked = new Set<string>()
+    for (let i = 0; i < n; i++) {
+      const key = this.keys[Math.floor(Math.random() * this.keys.length)]!
+      if (picked.has(key.toString())) continue
+      picked.add(key.toString())
+      const value = Math.random() < this.deleteShare ? null : `v${++this.n}`
+      const to = this.switched ? this.afterSwitch(key) : this.before(key)
+      byServer.set(to, [...(byServer.get(to) ?? []), { key, value }])
+    }
+    await Promise.all(
+      [...byServer].map(async ([address, ops]) => {
+        const c = await this.conns.get(address)
+        const p = new MetaPayload()
+        for (const op of ops) {
+          if (op.value === null) p.command('md', op.key).flags('q').end()
+          else p.command('ms', op.key).size(op.value.length).flags('q').end(Buffer.from(op.value))
+        }
+        await c.batch(p.noop().take(), () => undefined)
+        // Acknowledged: this is what the application expects to read from now on.
+        for (const op of ops) {
+          this.last.set(op.key.toString(), op.value)
+          if (op.value === null) this.deletes++
+          else this.writes++
+        }
+      }),
+    )
+  }
+
+  /** The applications switch: from now on they use the new owners (after the write in flight landed). */
+  async switchNow(): Promise<void> {
+    this.switched = true
+    await this.current.catch(() => undefined)
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    await this.loop
+    await this.conns.close()
+  }
+
+  /** Stale values and deleted keys back at each key's new owner; misses are fine. */
+  async check(owner: (key: Buffer) => string): Promise<{ stale: number; resurrected: number; hits: number; samples: string[] }> {
+    const out = { stale: 0, resurrected: 0, hits: 0, samples: [] as string[] }
+    const conns = new Conns()
+    try {
+      const byOwner = new Map<string, Buffer[]>()
+      for (const k of this.keys) byOwner.set(owner(k), [...(byOwner.get(owner(k)) ?? []), k])
+      for (const [address, keys] of byOwner) {
+        const held = await getValues(await conns.get(address), keys)
+        for (const k of keys) {
+          const want = this.last.get(k.toString())
+          const got = held.get(k.toString())
+          if (got === undefined) continue
+          out.hits++
+          if (want === null) {
+            out.resurrected++
+            if (out.samples.length < 5) out.samples.push(`${k}: deleted by the application, back as ${got}`)
+          } else if (got !== want) {
+            out.stale++
+            if (out.samples.length < 5) out.samples.push(`${k}: ${got}, the application last wrote ${want}`)
+          }
+        }
+      }
+    } finally {
+      await conns.close()
+    }
+    return out
+  }
+}
+
+async function getValues(conn: MetaConnection, keys: Buffer[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (let i = 0; i < keys.length; i += 500) {
+    const chunk = keys.slice(i, i + 500)
+    const p = new MetaPayload()
+    chunk.forEach((k, j) => p.command('mg', k).flags('v q').flag('O', j).end())
+    await conn.batch(p.noop().take(), (r) => {
+      if (r.status === VA && r.opaque >= 0 && r.opaque < chunk.length) out.set(chunk[r.opaque]!.toString(), r.value!.toString())
+    })
+  }
+  return out
+}
+
+function assertClean(r: { stale: number; resurrected: number; samples: string[] }, app: App, what: string): void {
+  assert.ok(app.writes > 50 && app.deletes > 20, `${what}: the application wrote (${app.writes}) and deleted (${app.deletes})`)
+  assert.equal(r.stale, 0, `${what}: ${r.samples.join('\n')}`)
+  assert.equal(r.resurrected, 0, `${what}: ${r.samples.join('\n')}`)
+}
+
+interface CliRun {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+function spawnDrain(args: string[], opts: { killAfterMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<CliRun & { killed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), ...args], { cwd: REPO_ROOT, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    let killed = false
+    opts.onSpawn?.(child.pid!)
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const killer =
+      opts.killAfterMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            killed = child.exitCode === null
+            if (killed) process.kill(child.pid!, 'SIGKILL')
+          }, opts.killAfterMs)
+    const guard = setTimeout(() => child.kill('SIGKILL'), 120_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      if (killer !== undefined) clearTimeout(killer)
+      clearTimeout(guard)
+      resolve({ code, stdout, stderr, killed })
+    })
+  })
+}
+
+/**
+ * A switch command the test's application answers: it asks (file `req`), the application
+ * switches, and says so (file `ack`); then the command exits 0 — or `sleep`s after asking.
+ */
+function switchCommand(dir: string, thenSleep = 0): string {
+  const req = path.join(dir, 'switch-req')
+  const ack = path.join(dir, 'switch-ack')
+  return `touch ${req}; while [ ! -f ${ack} ]; do sleep 0.02; done${thenSleep > 0 ? `; sleep ${thenSleep}` : ''}`
+}
+
+/** Switches the application when the switch command asks. */
+function answerSwitch(dir: string, app: App): { stop: () => void } {
+  let stopped = false
+  void (async () => {
+    while (!stopped) {
+      if (existsSync(path.join(dir, 'switch-req')) && !app.switched) {
+        await app.switchNow()
+        writeFileSync(path.join(dir, 'switch-ack'), '')
+      }
+      await sleep(10)
+    }
+  })()
+  return { stop: () => (stopped = true) }
+}
+
+describe('faults of the copy hand-off with an application writing and deleting: 0 stale, 0 deleted keys back', () => {
+  const pools: TestPool[] = []
+  const spares: MemcachedServer[] = []
+  after(async () => {
+    await Promise.all([...pools.map((p) => p.stop()), ...spares.map((s) => s.kill())])
+  })
+
+  async function drainSetup(n = 3000): Promise<{ pool: TestPool; src: string; keys: Buffer[]; owner: (k: Buffer) => string; app: App }> {
+    const pool = await startPool(3, { hash: 'php-memcached-libketama' })
+    pools.push(pool)
+    const src = pool.servers[0]!.address
+    // The keys the applications keep on the source: those it owns (a static client writes each key to its owner).
+    const old = poolPlacement(pool.pool())
+    const keys = keysOf('app:', n * 3).filter((k) => old.placement.owner(k) === 0).slice(0, n)
+    const conns = new Conns()
+    await setAll(await conns.get(src), keys.map((key) => ({ key, value: Buffer.from('v0') })))
+    await conns.close()
+    const owner = (k: Buffer): string => pool.chainWithout(src, k)[0]!
+    const app = new App(keys, () => src, owner)
+    return { pool, src, keys, owner, app }
+  }
+
+  it('kill -9 of `memdrain drain` mid-copy, twice, then a rerun: the application deleting meanwhile gets no key back', async () => {
+    const { pool, src, owner, app } = await drainSetup(4000)
+    const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-kill12-'))
+    const args = ['drain', src, '--pool', pool.file, '--yes', '--json', '--rate', '1500', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir)]
+    app.start()
+    const answer = answerSwitch(dir, app)
+    try {
+      let kills = 0
+      for (const delay of [900, 1500]) {
+        const r = await spawnDrain(args, { killAfterMs: delay })
+        if (r.killed) kills++
+        await sleep(300) // the application keeps writing and deleting while no memdrain runs
+      }
+      const last = await spawnDrain(args)
+      assert.equal(last.code, 0, last.stderr.slice(-2000))
+      assert.ok(kills >= 1, 'killed mid-copy at least once')
+      await sleep(200)
+    } finally {
+      answer.stop()
+      await app.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+    assertClean(await app.check(owner), app, 'kill -9')
+  })
+
+  it('a destination stalled 7 s (SIGSTOP) mid-copy: its late-applied writes are journaled as possible copies', async () => {
+    const { pool, src, owner, app } = await drainSetup()
+    const stalled = pool.servers[1]!
+    app.start()
+    let paused = false
+    try {
+      const r = await runDrain(
+        drainOptions(pool, src, {
+          handoff: 'copy',
+          rate: 1500,
+          batchSize: 100,
+          threshold: 0.9,
+          downWaitMs: 15_000,
+          onEvent: (e) => {
+            if (!paused && e.type === 'progress' && e.tally.moved > 600) {
+              paused = true
+              stalled.pause()
+              setTimeout(() => stalled.resume(), 7000)
+            }
+          },
+          waitForSwitch: async () => app.switchNow(),
+        }),
+      )
+      assert.ok(paused, 'the destination was stalled mid-copy')
+      assert.equal(r.status, 0, JSON.stringify(r.samples))
+      await sleep(200)
+    } finally {
+      stalled.resume()
+      await app.stop()
+    }
+    assertClean(await app.check(owner), app, 'stalled destination')
+  })
+
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`${job}: a rerun with another --spool-dir (the journal lost) adopts the destinations' possible copies instead of dropping them`, async () => {
+      const pool = await startPool(3, { hash: 'php-memcached-libketama' })
+      pools.push(pool)
+      let keys = keysOf(`lost-${job}:`, 6000)
+      const conns = new Conns()
+      let owner: (k: Buffer) => string
+      let before: (k: Buffer) => string
+      let options: (spool: string, extra: object) => Promise<{ status: number }>
+      if (job === 'drain') {
+        const src = pool.servers[0]!.address
+        const old = poolPlacement(pool.pool())
+        keys = keys.filter((k) => old.placement.owner(k) === 0)
+        await setAll(await conns.get(src), keys.map((key) => ({ key, value: Buffer.from('v0') })))
+        before = () => src
+        owner = (k) => pool.chainWithout(src, k)[0]!
+        options = (spool, extra) => runDrain(drainOptions(pool, src, { handoff: 'copy', spoolDir: spool, threshold: 0.9, ...extra }))
+      } else {
+        const spare = await startMemcached()
+        spares.push(spare)
+        const old = poolPlacement(pool.pool())
+        before = (k) => old.servers[old.placement.owner(k)]!.address
+        keys = keys.slice(0, 3000)
+        for (const k of keys) await setAll(await conns.get(before(k)), [{ key: k, value: Buffer.from('v0') }])
+        owner = (k) => {
+          const pp = poolPlacement(readPool(pool.file))
+          return pp.servers[pp.placement.owner(k)]!.address
+        }
+        options = (spool, extra) => runRebalance(rebalanceOptions(pool, { add: [spare.address], remove: [pool.servers[0]!.address] }, { handoff: 'copy', spoolDir: spool, threshold: 0.9, ...extra }))
+      }
+      await conns.close()
+      const app = new App(keys, before, (k) => owner(k))
+      app.start()
+      try {
+        const ac = new AbortController()
+        let aborted = false
+        const first = await options(path.join(pool.dir, 'spool-a'), {
+          rate: 1000,
+          batchSize: 100,
+          signal: ac.signal,
+          onEvent: (e: { type: string; tally?: { moved: number } }) => {
+            if (!aborted && e.type === 'progress' && (e.tally?.moved ?? 0) > 300) {
+              aborted = true
+              ac.abort()
+            }
+          },
+          waitForSwitch: async () => assert.fail('no switch before the copy is done'),
+        })
+        assert.equal(first.status, 69)
+        await sleep(500) // deletes and writes at the source while nothing runs
+        const events: string[] = []
+        let adopted = 0
+        const second = await options(path.join(pool.dir, 'spool-b'), {
+          onEvent: (e: { type: string; message?: string; adopted?: number }) => {
+            if (e.type !== 'journal-lost') return
+            events.push(e.message ?? '')
+            adopted += e.adopted ?? 0
+          },
+          waitForSwitch: async () => app.switchNow(),
+        })
+        assert.equal(second.status, 0, JSON.stringify(second).slice(0, 2000))
+        assert.equal(events.length >= 1, true, 'the lost journal is reported, not dropped silently')
+        assert.match(events[0]!, /no copy journal/)
+        assert.ok(adopted > 100, `the first run's copies are found on the destinations (${adopted})`)
+        await sleep(200)
+      } finally {
+        await app.stop()
+      }
+      assertClean(await app.check(owner), app, `${job}, journal lost`)
+    })
+  }
+
+  it('the spool disk fills up mid-copy (ENOSPC on a 256 KiB tmpfs): exit 3 before the switch; after room is made the rerun finishes clean', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('mounting a tmpfs needs root')
+    const { pool, src, owner, app } = await drainSetup(6000)
+    const mnt = mkdtempSync(path.join(tmpdir(), 'memdrain-enospc12-'))
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt])
+    app.start()
+    let switches = 0
+    try {
+      const options = drainOptions(pool, src, { handoff: 'copy', spoolDir: mnt, threshold: 0.9, rate: 3000, batchSize: 200, waitForSwitch: async () => void switches++ })
+      await assert.rejects(runDrain(options), (err: MemdrainError) => {
+        assert.equal(err.exitCode, 3, err.message)
+        assert.match(err.message, /disk is full|ENOSPC/)
+        return true
+      })
+      assert.equal(switches, 0, 'nothing switched')
+      execFileSync('mount', ['-o', 'remount,size=16m', mnt])
+      const r = await runDrain({ ...options, waitForSwitch: async () => app.switchNow() })
+      assert.equal(r.status, 0, JSON.stringify(r.samples))
+      await sleep(200)
+    } finally {
+      await app.stop()
+      execFileSync('umount', [mnt])
+      rmSync(mnt, { recursive: true, force: true })
+    }
+    assertClean(await app.check(owner), app, 'ENOSPC')
+  })
+
+  it('the pool file is edited while the switch command runs: the catch-up runs anyway, the missing record is said (RECORD_UNSAVED)', async () => {
+    const { pool, src, owner, app } = await drainSetup()
+    app.start()
+    try {
+      await assert.rejects(
+        runDrain(
+          drainOptions(pool, src, {
+            handoff: 'copy',
+            threshold: 0.9,
+            waitForSwitch: async () => {
+              await app.switchNow()
+              appendFileSync(pool.file, '\n') // someone edits the pool file meanwhile
+            },
+          }),
+        ),
+        (err: MemdrainError) => {
+          assert.equal(err.code, 'RECORD_UNSAVED', err.message)
+          assert.match(err.message, /switched and caught up/)
+          return true
+        },
+      )
+      await sleep(200)
+    } finally {
+      await app.stop()
+    }
+    assertClean(await app.check(owner), app, 'pool store failing after the switch')
+  })
+
+  it('SIGINT during the switch command: the command gets SIGTERM, the copies are caught up, exit 69 at once', async () => {
+    const { pool, src, owner, app } = await drainSetup()
+    const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-sigint12-'))
+    mkdirSync(dir, { recursive: true })
+    app.start()
+    const answer = answerSwitch(dir, app)
+    try {
+      let pid = 0
+      const run = spawnDrain(['drain', src, '--pool', pool.file, '--yes', '--json', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir, 60)], {
+        onSpawn: (p) => (pid = p),
+      })
+      while (!existsSync(path.join(dir, 'switch-ack'))) await sleep(20)
+      await sleep(300)
+      const t0 = Date.now()
+      process.kill(pid, 'SIGINT')
+      const r = await run
+      assert.equal(r.code, 69, r.stderr.slice(-2000))
+      assert.ok(Date.now() - t0 < 15_000, `exited ${Date.now() - t0} ms after SIGINT, not after the command's 60 s`)
+      assert.match(r.stdout + r.stderr, /interrupted during the switch command/)
+      await sleep(200)
+    } finally {
+      answer.stop()
+      await app.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+    assertClean(await app.check(owner), app, 'SIGINT during the switch command')
+  })
+
+  it('--handoff move on a pool whose clients are static is refused (exit 2) unless --force', async () => {
+    const pool = await startPool(2)
+    pools.push(pool)
+    await assert.rejects(runDrain(drainOptions(pool, pool.servers[0]!.address, { handoff: 'move', force: false })), (err: MemdrainError) => {
+      assert.equal(err.code, 'MOVE_ON_STATIC')
+      assert.equal(err.exitCode, 2)
+      return true
+    })
+    assert.equal(pool.server(pool.servers[0]!.address).state, 'active', 'nothing marked')
+  })
+})
