@@ -62,7 +62,7 @@ function switchFailed(command: string, why: string, maybeSwitched: boolean, code
     {
       code,
       exitCode: ExitCode.partial,
-      suggestions: ['Fix the command and run the same job again soon: it resumes, refreshes what changed and then switches.'],
+      suggestions: ['Fix the command and run the same memdrain command again soon: it resumes, refreshes what changed and then switches.'],
       data: { maybeSwitched },
     },
   )
@@ -74,7 +74,7 @@ function switchInterrupted(command: string): MemdrainError {
     {
       code: 'INTERRUPTED',
       exitCode: ExitCode.interrupted,
-      suggestions: ['Run the same job again soon: it resumes, refreshes what changed and runs the switch command again.'],
+      suggestions: ['Run the same memdrain command again soon: it resumes, refreshes what changed and runs the switch command again.'],
       data: { maybeSwitched: true },
     },
   )

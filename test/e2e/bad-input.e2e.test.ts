@@ -340,7 +340,7 @@ const CASES: Case[] = [
     name: 'one server as 127.0.0.1 and localhost',
     args: async (c) => {
       const d = await dupServer(c)
-      return ['drain', d.address, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-localhost.json', [{ address: d.address }, { address: `localhost:${d.port}` }])]
+      return ['drain', d.address, '--yes', '--handoff', 'move', '--force', '--pool', poolWith(c, 'spell-localhost.json', [{ address: d.address }, { address: `localhost:${d.port}` }])]
     },
     code: 3,
     errorCode: 'SAME_SERVER',
@@ -351,7 +351,7 @@ const CASES: Case[] = [
     skip: NO_IPV6,
     args: async (c) => {
       const d = await dupServer(c, { listen: '127.0.0.1,::1' })
-      return ['drain', `[::1]:${d.port}`, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-v6.json', [{ address: `[::1]:${d.port}` }, { address: `[0:0:0:0:0:0:0:1]:${d.port}` }])]
+      return ['drain', `[::1]:${d.port}`, '--yes', '--handoff', 'move', '--force', '--pool', poolWith(c, 'spell-v6.json', [{ address: `[::1]:${d.port}` }, { address: `[0:0:0:0:0:0:0:1]:${d.port}` }])]
     },
     code: 3,
     errorCode: 'SAME_SERVER',
@@ -362,7 +362,7 @@ const CASES: Case[] = [
     skip: NO_IPV6,
     args: async (c) => {
       const d = await dupServer(c)
-      return ['drain', d.address, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-mapped.json', [{ address: d.address }, { address: `[::ffff:127.0.0.1]:${d.port}` }])]
+      return ['drain', d.address, '--yes', '--handoff', 'move', '--force', '--pool', poolWith(c, 'spell-mapped.json', [{ address: d.address }, { address: `[::ffff:127.0.0.1]:${d.port}` }])]
     },
     code: 3,
     errorCode: 'SAME_SERVER',
@@ -372,7 +372,7 @@ const CASES: Case[] = [
     name: 'rebalance --add of a pool server under another spelling',
     args: async (c) => {
       const d = await dupServer(c)
-      return ['rebalance', '--add', `localhost:${d.port}`, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-add.json', [{ address: d.address }])]
+      return ['rebalance', '--add', `localhost:${d.port}`, '--yes', '--handoff', 'move', '--force', '--pool', poolWith(c, 'spell-add.json', [{ address: d.address }])]
     },
     code: 3,
     errorCode: 'SAME_SERVER',
@@ -383,7 +383,7 @@ const CASES: Case[] = [
     args: async (c) => {
       const d = await dupServer(c)
       const to = c.pool('spell-to-new.json', { hash: 'php-memcached-libketama', servers: [{ address: `localhost:${d.port}` }, { address: c.servers[1]!.address }] })
-      return ['rebalance', '--to', to, '--yes', '--handoff', 'move', '--pool', poolWith(c, 'spell-to.json', [{ address: d.address }])]
+      return ['rebalance', '--to', to, '--yes', '--handoff', 'move', '--force', '--pool', poolWith(c, 'spell-to.json', [{ address: d.address }])]
     },
     code: 3,
     errorCode: 'SAME_SERVER',
@@ -465,7 +465,7 @@ const CASES: Case[] = [
       const shared = path.join(c.dir, 'shared-spool')
       mkdirSync(shared)
       chmodSync(shared, 0o1777)
-      return ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--spool-dir', shared, '--pool', poolWith(c, 'shared-spool.json', [])]
+      return ['drain', c.servers[0]!.address, '--yes', '--handoff', 'move', '--force', '--spool-dir', shared, '--pool', poolWith(c, 'shared-spool.json', [])]
     },
     code: 3,
     errorCode: 'STATE_DIR_UNSAFE',
@@ -526,7 +526,7 @@ const CASES: Case[] = [
   },
   {
     name: 'a command argument with a trailing space',
-    args: (c) => ['mark', `${c.servers[2]!.address} `, 'removed', '--pool', poolWith(c, 'arg-space.json', [])],
+    args: (c) => ['mark', `${c.servers[2]!.address} `, 'removed', '--yes', '--pool', poolWith(c, 'arg-space.json', [])],
     code: 0,
     message: /./,
     result: (r) => {

@@ -27,8 +27,9 @@ export class Terminal {
   }
 
   start(): this {
+    // A person's terminal: CI (set when the suite runs under CI) would make chalk draw no colors.
     const env = Object.entries(this.opts.env ?? {}).map(([k, v]) => `${k}=${quote(v)}`)
-    const line = `cd ${quote(this.opts.cwd ?? process.cwd())} && env ${env.join(' ')} ${this.command.map(quote).join(' ')}; echo "EXIT=$?"; sleep 600`
+    const line = `cd ${quote(this.opts.cwd ?? process.cwd())} && env -u CI ${env.join(' ')} ${this.command.map(quote).join(' ')}; echo "EXIT=$?"; sleep 600`
     this.tmux('new-session', '-d', '-s', 'test', '-x', String(this.opts.cols ?? 80), '-y', String(this.opts.rows ?? 30), line)
     // The raw bytes the program writes (escape codes included), when asked for.
     if (this.opts.rawOutput !== undefined) {

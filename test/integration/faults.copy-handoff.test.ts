@@ -358,7 +358,7 @@ describe('faults of the copy hand-off with an application writing and deleting: 
     if (process.getuid?.() !== 0) return t.skip('mounting a tmpfs needs root')
     const { pool, src, owner, app } = await drainSetup(6000)
     const mnt = mkdtempSync(path.join(tmpdir(), 'memdrain-enospc12-'))
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt])
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', mnt])
     app.start()
     let switches = 0
     try {

@@ -21,6 +21,8 @@ export const MAX_WEIGHT = 2 ** 31 - 1
 const MAX_TOTAL_WEIGHT: Partial<Record<HashName, number>> = {
   'php-memcache-standard-crc32': 1_000_000,
   'php-memcache-standard-fnv': 1_000_000,
+  // python-memcached's bucket list is pecl memcache standard's.
+  'python-memcached': 1_000_000,
   'php-memcache-consistent-crc32': 1_000,
   'php-memcache-consistent-fnv': 1_000,
 }
