@@ -1,4 +1,4 @@
-import type { HashName } from './registry.js'
+import { fractionalWeights, type HashName } from './registry.js'
 
 /**
  * How large server weights may be, per strategy: every strategy must place a pool in
@@ -35,6 +35,8 @@ export interface WeightLimit {
 }
 
 export function weightLimit(hash: HashName): WeightLimit {
+  // mcrouter's WeightedCh3 takes mcrouter's own weights: fractions from 0 to 1.
+  if (fractionalWeights(hash)) return { perServer: 1 }
   // twemproxy modula, whatever its key hash: one bucket per unit of weight.
   const total = MAX_TOTAL_WEIGHT[hash] ?? (hash.startsWith('twemproxy-modula-') ? 1_000_000 : undefined)
   return total === undefined ? { perServer: MAX_WEIGHT } : { perServer: Math.min(MAX_WEIGHT, total), total }
