@@ -11,6 +11,7 @@ import { sourceJobSettings, type HandoffJobOptions } from '../handoff/job-option
 import type { RouteFn } from '../engine/transfer.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { sumStoreMigrations } from '../client/migration.js'
+import type { HandoffEvent } from '../engine/events.js'
 
 export interface DrainOptions extends HandoffJobOptions {
   /** Address (or twemproxy name) of the server to drain. */
@@ -20,12 +21,8 @@ export interface DrainOptions extends HandoffJobOptions {
   waitForSwitch?: ((ctx: { source: string; destinations: string[] }) => Promise<void>) | undefined
 }
 
-export type DrainEvent =
-  | { type: 'marked'; server: string; state: 'deactivating' | 'removed' | 'active'; resumed: boolean }
-  | { type: 'switch'; phase: 'waiting' | 'done' }
-  | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
-  | { type: 'purged'; server: string }
-  | { type: 'source-restarted'; server: string; uptimeSeconds: number; lost: number; message: string }
+/** What a drain emits besides the engine's events (see engine/events.ts). */
+export type DrainEvent = HandoffEvent
 
 export interface DrainResult {
   server: string
@@ -243,6 +240,7 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
       if (opts.dryRun) return
       const pool = withServer(snap.pool, server.address, (s) => ({ ...s, state, transition: rec }))
       snap = { pool, revision: await opts.store.save(pool, snap.revision) }
+      emit({ type: 'transition', server: server.address, ratio: transitionedRatio(rec) })
     }
 
     // The copy journal, and the keys it already covers (a rerun does not copy them again).
@@ -352,7 +350,10 @@ export async function runDrain(opts: DrainOptions): Promise<DrainResult> {
         onPreflight: async (dests, keys) => {
           if (!opts.dryRun) refuseWithoutRoom(dests, opts.allowEvictions)
           const wait = graceUntil - Date.now()
-          if (wait > 0 && keys > 0) await sleep(wait, undefined, signal !== undefined ? { signal } : undefined).catch(() => undefined)
+          if (wait > 0 && keys > 0) {
+            emit({ type: 'grace', seconds: wait / 1000 })
+            await sleep(wait, undefined, signal !== undefined ? { signal } : undefined).catch(() => undefined)
+          }
         },
       })
       interrupted = main.interrupted

@@ -16,6 +16,7 @@ import { deleteCopies } from '../handoff/stale-copies.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
 import type { RouteFn } from '../engine/transfer.js'
+import type { HandoffEvent } from '../engine/events.js'
 
 /**
  * rebalance: every server of the previous pool is a source; each key whose owner (chain) under
@@ -38,12 +39,8 @@ export interface RebalanceOptions extends HandoffJobOptions {
   waitForSwitch?: ((ctx: { removed: string[]; destinations: string[] }) => Promise<void>) | undefined
 }
 
-export type RebalanceEvent =
-  | { type: 'rebalance'; phase: 'started' | 'resumed' | 'finished'; added: string[]; removed: string[] }
-  | { type: 'switch'; phase: 'waiting' | 'done' }
-  | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
-  | { type: 'purged'; server: string }
-  | { type: 'marked'; server: string; state: 'deactivating' | 'removed' | 'active'; resumed: boolean }
+/** What a rebalance emits besides the engine's events (see engine/events.ts). */
+export type RebalanceEvent = HandoffEvent
 
 export interface PlanPair {
   from: string
@@ -261,31 +258,11 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       record = snapshot()
       if (opts.dryRun) return
       await writePool({ ...snap.pool, rebalance: record })
+      for (const s of sources) emit({ type: 'transition', server: s, ratio: transitionedRatio(record.sources[s]!) })
     }
 
     // One global throttle over every source.
     const throttle = { keys: new TokenBucket(opts.rate), bytes: new TokenBucket(opts.bandwidth) }
-
-    // Progress over all sources at once: one overall figure and one per destination.
-    const progressOf = new Map<string, { toMove: number; keysPerSecond: number; tally: Tally; pass: number; rateFactor: number }>()
-    let lastProgress = 0
-    const emitProgress = (force: boolean): void => {
-      if (!force && Date.now() - lastProgress < 250) return
-      lastProgress = Date.now()
-      const sum = new Tally(targets)
-      let toMove = 0
-      let kps = 0
-      let factor = 1
-      let pass = 0
-      for (const p of progressOf.values()) {
-        addTally(sum, p.tally)
-        toMove += p.toMove
-        kps += p.keysPerSecond
-        factor = Math.min(factor, p.rateFactor)
-        pass = Math.max(pass, p.pass)
-      }
-      emit({ type: 'progress', pass, toMove, tally: sum, keysPerSecond: kps, rateFactor: factor })
-    }
 
     const routeFor = (source: string): RouteFn => {
       const self = targets.indexOf(source)
@@ -357,6 +334,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       }
     }
     const jobsAtStart = new Map<string, { keys: number; bytes: number }>()
+    let graceAnnounced = false
     const onPreflight = async (source: string, dests: PreflightDestination[], keys: number, bytes: number): Promise<void> => {
       preflights.set(source, { dests, listed: listed.get(source) ?? 0 })
       jobsAtStart.set(source, { keys, bytes })
@@ -378,7 +356,11 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       }
       await allArrived
       const wait = graceUntil - Date.now()
-      if (wait > 0 && keys > 0) await sleep(wait, undefined, opts.signal !== undefined ? { signal: opts.signal } : undefined).catch(() => undefined)
+      if (wait > 0 && keys > 0) {
+        if (!graceAnnounced) emit({ type: 'grace', seconds: wait / 1000 })
+        graceAnnounced = true
+        await sleep(wait, undefined, opts.signal !== undefined ? { signal: opts.signal } : undefined).catch(() => undefined)
+      }
     }
 
     // The copy journals (and the keys they cover, which a rerun does not copy again).
@@ -395,7 +377,6 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
     }
 
     const runJob = async (source: string, extra: Partial<SourceJobOptions>): Promise<SourceJobResult> => {
-      let currentPass = 0
       const job = await runSourceJob({
         source,
         targets,
@@ -418,21 +399,15 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
               delete b.skipped.expiring
             }
           }
-          if (e.type === 'phase') {
-            currentPass = e.pass
-            if (e.phase === 'move') moving = true
-          }
+          if (e.type === 'phase' && e.phase === 'move') moving = true
           if (e.type === 'progress') {
             live.set(source, e.tally)
-            progressOf.set(source, { toMove: e.toMove, keysPerSecond: e.keysPerSecond, tally: e.tally, pass: currentPass, rateFactor: e.rateFactor })
-            emitProgress(false)
             if (Date.now() - lastSave > 5000) {
               lastSave = Date.now()
               saving = saving.then(() => persist()).catch(() => undefined)
             }
-            return
           }
-          if (e.type === 'dumped' || e.type === 'pass-done') return
+          // Each source's events as they are: the progress display and the metrics add them up.
           emit(e)
         },
       }).catch((err: unknown) => {
@@ -441,7 +416,6 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       })
       await saving
       live.delete(source)
-      progressOf.delete(source)
       addTally(tallies.get(source)!, job.tally)
       passes.set(source, passes.get(source)! + job.passes)
       return job
@@ -466,7 +440,6 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
         }),
       )
       interrupted = mainJobs.some((j) => j.interrupted)
-      emitProgress(true)
     }
     await persist()
     plan ??= buildPlan()
@@ -489,11 +462,19 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       const catchUpRate = opts.rate > 0 ? Math.max(1, Math.ceil(opts.rate / sources.length)) : 0
       const totalRecords = [...journals.values()].reduce((n, j) => n + j.count, 0)
       emit({ type: 'catch-up', phase: 'start', checked: 0, total: totalRecords, caughtUp: 0, invalidated: 0 })
+      // Every source's catch-up at once: progress is their sum.
+      const catchUpProgress = new Map<string, CatchUpResult>()
+      const onCatchUp = (s: string, c: CatchUpResult): void => {
+        catchUpProgress.set(s, c)
+        const all = [...catchUpProgress.values()]
+        const sumOf = (k: 'checked' | 'caughtUp' | 'invalidated'): number => all.reduce((n, x) => n + x[k], 0)
+        emit({ type: 'catch-up', phase: 'progress', checked: sumOf('checked'), total: totalRecords, caughtUp: sumOf('caughtUp'), invalidated: sumOf('invalidated') })
+      }
       catchUps = await Promise.all(
         sources.map(async (s) => {
           const journal = journals.get(s)!
           if (isCaughtUp(journal.file)) return { checked: 0, unchanged: 0, caughtUp: 0, invalidated: 0, superseded: 0, failed: 0, interrupted: false, samples: [] }
-          const c = await runCatchUp({ source: s, targets, journal, rate: catchUpRate, batchSize: opts.batchSize, inFlight: opts.inFlight, signal: opts.signal })
+          const c = await runCatchUp({ source: s, targets, journal, rate: catchUpRate, batchSize: opts.batchSize, inFlight: opts.inFlight, signal: opts.signal, onProgress: (r) => onCatchUp(s, r) })
           if (!c.interrupted) markCaughtUp(journal.file)
           return c
         }),
@@ -501,6 +482,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
       const sum = (k: 'checked' | 'caughtUp' | 'invalidated'): number => catchUps.reduce((n, c) => n + c[k], 0)
       emit({ type: 'catch-up', phase: 'done', checked: sum('checked'), total: totalRecords, caughtUp: sum('caughtUp'), invalidated: sum('invalidated') })
       interrupted = catchUps.some((c) => c.interrupted)
+      if (!interrupted) emit({ type: 'cleanup', phase: 'start', deleted: 0 })
       if (!interrupted) {
         // Keys that appeared on a server that stays since its last copy pass, and that it no
         // longer owns: deleted, not copied (see unowned-keys.ts: a late copy could resurrect a
@@ -528,6 +510,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
           staleFailed += c.failed
         }
         interrupted = opts.signal?.aborted === true
+        emit({ type: 'cleanup', phase: 'done', deleted: staleCopiesDeleted })
       }
       await persist()
     }
