@@ -88,14 +88,14 @@ export interface BarRow {
   name: string
   done: number
   total: number
-  /** Rate, ETA, bytes…: dropped first when the line would not fit. */
-  extra: string
+  /** ETA, rate, bytes…, most important first: the last ones go first when the line would not fit. */
+  extra: readonly string[]
 }
 
 /**
  * Bar rows as aligned columns, `name [████░░░░]  45%  done/total  extra`, each fitted to
- * `width`: the bars (all the same length) shrink first, down to 10 cells, then the extras go,
- * then the bars; a line still too long is cut.
+ * `width`: the bars (all the same length) shrink first, down to 10 cells, then the least
+ * important extras go, then the bars; a line still too long is cut.
  */
 export function barRows(width: number, rows: readonly BarRow[]): string[] {
   const avail = Math.max(1, width - 1)
@@ -103,21 +103,27 @@ export function barRows(width: number, rows: readonly BarRow[]): string[] {
   const nameWidth = Math.max(0, ...rows.map((r) => len(r.name)))
   const counts = rows.map((r) => `${percent(r.done, r.total)}  ${formatCount(r.done)}/${formatCount(r.total)}`)
   const countsWidth = Math.max(0, ...counts.map(len))
-  const extraWidth = Math.max(0, ...rows.map((r) => (r.extra === '' ? 0 : 2 + len(r.extra))))
   const bar = (ratio: number, cells: number): string => {
     const full = Math.round(Math.min(1, Math.max(0, ratio)) * cells)
     return `[${'█'.repeat(full)}${'░'.repeat(cells - full)}] `
   }
-  for (const withExtra of extraWidth > 0 ? [true, false] : [false]) {
-    const cells = Math.min(40, avail - nameWidth - 1 - 3 - countsWidth - (withExtra ? extraWidth : 0))
-    if (cells < 10 && withExtra) continue
-    return rows.map((r, i) => {
-      const ratio = r.total > 0 ? r.done / r.total : 0
-      const line = `${r.name.padEnd(nameWidth)} ${cells >= 10 ? bar(ratio, cells) : ''}${counts[i]!.padStart(countsWidth)}${withExtra && r.extra !== '' ? `  ${r.extra}` : ''}`
-      return clip(line, width)
-    })
+  const extrasOf = (r: BarRow, k: number): string => {
+    const kept = r.extra.filter((x) => x !== '').slice(0, k)
+    return kept.length === 0 ? '' : `  ${kept.join('  ')}`
   }
-  return []
+  const render = (k: number, cells: number): string[] =>
+    rows.map((r, i) => clip(`${r.name.padEnd(nameWidth)} ${cells >= 10 ? bar(r.total > 0 ? r.done / r.total : 0, cells) : ''}${counts[i]!.padStart(countsWidth)}${extrasOf(r, k)}`, width))
+  const most = Math.max(0, ...rows.map((r) => r.extra.length))
+  const fixed = nameWidth + 1 + 3 + countsWidth
+  for (let k = most; k >= 0; k--) {
+    const cells = Math.min(40, avail - fixed - Math.max(0, ...rows.map((r) => len(extrasOf(r, k)))))
+    if (cells >= 10) return render(k, cells)
+  }
+  // No room for a bar: the figures alone, with what extras fit.
+  for (let k = most; k > 0; k--) {
+    if (fixed - 3 + Math.max(0, ...rows.map((r) => len(extrasOf(r, k)))) <= avail) return render(k, 0)
+  }
+  return render(0, 0)
 }
 
 /**
@@ -135,21 +141,21 @@ export function progressLines(s: JobSnapshot, label: string, width: number, rows
   const paused = s.rateFactor === 0
   if (s.phase === 'catch-up' && s.catchUp !== undefined) {
     const c = s.catchUp
-    const extra = [rateText(c.keysPerSecond), etaText(c.etaSeconds, false), `re-copied ${formatCount(c.caughtUp)}`, `invalidated ${formatCount(c.invalidated)}`].filter((x) => x !== '').join('  ')
+    const extra = [etaText(c.etaSeconds, false), rateText(c.keysPerSecond), `re-copied ${formatCount(c.caughtUp)}`, `invalidated ${formatCount(c.invalidated)}`]
     return [...lines, ...barRows(width, [{ name: '  catch-up', done: c.checked, total: c.total, extra }])]
   }
   if (s.total === 0 && s.destinations.length === 0) return lines
   const clipName = (n: string): string => ([...n].length > 24 ? [...n].slice(0, 23).join('') + '…' : n)
-  const bars: BarRow[] = [{ name: '  all', done: s.done, total: s.total, extra: [rateText(s.keysPerSecond), etaText(s.etaSeconds, paused)].filter((x) => x !== '').join('  ') }]
+  const bars: BarRow[] = [{ name: '  all', done: s.done, total: s.total, extra: [etaText(s.etaSeconds, paused), rateText(s.keysPerSecond)] }]
   const room = Math.max(0, rows - lines.length - 1)
   const shown = s.destinations.length <= room ? s.destinations : s.destinations.slice(0, Math.max(0, room - 1))
   for (const d of shown) {
-    const extra = [formatBytes(d.bytes), d.failed > 0 ? `failed ${formatCount(d.failed)}` : ''].filter((x) => x !== '').join('  ')
+    const extra = [d.failed > 0 ? `failed ${formatCount(d.failed)}` : '', formatBytes(d.bytes)]
     bars.push({ name: clipName(`  → ${d.address}`), done: d.done, total: d.total, extra })
   }
   const rest = s.destinations.slice(shown.length)
   if (rest.length > 0) {
-    bars.push({ name: `  +${rest.length} more`, done: rest.reduce((n, d) => n + d.done, 0), total: rest.reduce((n, d) => n + d.total, 0), extra: '' })
+    bars.push({ name: `  +${rest.length} more`, done: rest.reduce((n, d) => n + d.done, 0), total: rest.reduce((n, d) => n + d.total, 0), extra: [] })
   }
   return [...lines, ...barRows(width, bars)]
 }
