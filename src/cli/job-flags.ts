@@ -51,6 +51,7 @@ export const metricsFlags = {
     description: 'Write Prometheus metrics (text format) to this file every 5 s and at the end, atomically: point it into node_exporter\'s textfile directory (a name ending .prom).',
     helpGroup: 'OUTPUT',
   }),
+  'metrics-interval': Flags.integer({ description: 'Seconds between two writes of --metrics-file.', default: 5, min: 1, helpGroup: 'OUTPUT' }),
 }
 
 export interface ThrottleValues {

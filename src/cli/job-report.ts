@@ -21,16 +21,26 @@ export interface JobReport {
   abandon(): void
 }
 
-export async function startJobReport(opts: { job: JobKind; label: string; json: boolean; metricsFile?: string | undefined; onWarning: (message: string) => void }): Promise<JobReport> {
+export interface JobReportOptions {
+  job: JobKind
+  label: string
+  json: boolean
+  /** From --metrics-file and --metrics-interval. */
+  flags: { 'metrics-file'?: string | undefined; 'metrics-interval': number }
+  onWarning: (message: string) => void
+}
+
+export async function startJobReport(opts: JobReportOptions): Promise<JobReport> {
+  const file = opts.flags['metrics-file']
   const monitor = new JobMonitor(opts.job)
   let metrics: MetricsFile | undefined
-  if (opts.metricsFile !== undefined) {
+  if (file !== undefined) {
     const { jobMetricsRegistry, MetricsFile } = await import('../core/monitor/metrics.js')
-    metrics = new MetricsFile(opts.metricsFile, jobMetricsRegistry(monitor), 5000, (err) => opts.onWarning(`could not write the metrics file ${opts.metricsFile}: ${err.message}`))
+    metrics = new MetricsFile(file, jobMetricsRegistry(monitor), opts.flags['metrics-interval'] * 1000, (err) => opts.onWarning(`could not write the metrics file ${file}: ${err.message}`))
     try {
       await metrics.start()
     } catch (err) {
-      throw usageError(`cannot write the metrics file ${opts.metricsFile}: ${(err as Error).message}`, ['Give a path in a directory that exists and is writable, e.g. the textfile directory of node_exporter.'])
+      throw usageError(`cannot write the metrics file ${file}: ${(err as Error).message}`, ['Give a path in a directory that exists and is writable, e.g. the textfile directory of node_exporter.'])
     }
   }
   const view: ProgressView = createProgress(monitor, { json: opts.json, label: opts.label })

@@ -49,7 +49,7 @@ ${EXIT_CODES_HELP}`
       throw usageError('not confirmed; nothing was changed')
     }
     const { runDrain } = await import('../core/jobs/drain.js')
-    const report = await startJobReport({ job: 'drain', label: `drain ${args.server}`, json: this.jsonEnabled(), metricsFile: flags['metrics-file'], onWarning: (m) => this.note(m) })
+    const report = await startJobReport({ job: 'drain', label: `drain ${args.server}`, json: this.jsonEnabled(), flags, onWarning: (m) => this.note(m) })
     this.stderrLine = (line) => report.log(line)
     const interrupt = interruptOnSignals(report)
     const waiter = await switchWaiter(flags, interrupt.signal, (ctx) => `All keys are copied. Switch the applications to the server list without ${ctx.watched.join(', ')}, then press Enter to catch up and purge.`)

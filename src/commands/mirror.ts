@@ -56,7 +56,7 @@ ${EXIT_CODES_HELP}`
     const what = `Mirror ${args.active} to ${args.passive}: overwrite keys on ${args.passive}${flags.delete ? ' and delete those the active lacks' : ''}?`
     if (!(await confirm(what, flags.yes))) throw usageError('not confirmed; nothing was changed')
     const json = this.jsonEnabled()
-    const report = await startJobReport({ job: 'mirror', label: `mirror ${args.active} → ${args.passive}`, json, metricsFile: flags['metrics-file'], onWarning: (m) => this.note(m) })
+    const report = await startJobReport({ job: 'mirror', label: `mirror ${args.active} → ${args.passive}`, json, flags, onWarning: (m) => this.note(m) })
     this.stderrLine = (line) => report.log(line)
     const interrupt = interruptOnSignals(report)
     let firstDone = false

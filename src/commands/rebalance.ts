@@ -51,7 +51,7 @@ ${EXIT_CODES_HELP}`
   async run(): Promise<RebalanceResult | AbortResult> {
     const { flags } = await this.parse(Rebalance)
     const store = poolStoreFromFlags(flags)
-    const report = await startJobReport({ job: 'rebalance', label: 'rebalance', json: this.jsonEnabled(), metricsFile: flags['metrics-file'], onWarning: (m) => this.note(m) })
+    const report = await startJobReport({ job: 'rebalance', label: 'rebalance', json: this.jsonEnabled(), flags, onWarning: (m) => this.note(m) })
     this.stderrLine = (line) => report.log(line)
     const interrupt = interruptOnSignals(report)
     try {

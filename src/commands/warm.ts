@@ -40,7 +40,7 @@ ${EXIT_CODES_HELP}`
     const { resolvePoolStore } = await import('../core/pool/resolve.js')
     const from = flags.from === undefined ? undefined : resolvePoolStore({ pool: flags.from })
     const { runWarm } = await import('../core/jobs/warm.js')
-    const report = await startJobReport({ job: 'warm', label: `warm ${args.server}`, json: this.jsonEnabled(), metricsFile: flags['metrics-file'], onWarning: (m) => this.note(m) })
+    const report = await startJobReport({ job: 'warm', label: `warm ${args.server}`, json: this.jsonEnabled(), flags, onWarning: (m) => this.note(m) })
     this.stderrLine = (line) => report.log(line)
     const interrupt = interruptOnSignals(report)
     try {

@@ -60,7 +60,7 @@ describe('progress display', () => {
     assert.doesNotMatch(barRows(40, rows)[0]!, /extra/)
     assert.match(barRows(40, rows)[0]!, /\[.*ETA 5s/)
     assert.doesNotMatch(barRows(20, rows)[0]!, /\[/)
-    assert.match(barRows(26, rows)[0]!, /^  all  50%  5\/10  ETA 5s$/)
+    assert.match(barRows(26, rows)[0]!, /^ {2}all {2}50% {2}5\/10 {2}ETA 5s$/)
     for (const w of [20, 30, 40]) for (const l of barRows(w, rows)) assert.ok(cols(l) <= w - 1, l)
   })
 
