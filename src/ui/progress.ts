@@ -331,6 +331,9 @@ class BarView implements ProgressView {
         stopOnComplete: true,
         hideCursor: true,
         linewrap: false,
+        // Log lines printed above the bars move them down a line: every bar must be written
+        // again then, not only those whose text changed (cli-progress skips unchanged ones).
+        forceRedraw: true,
         fps: 5,
         format: (_options, _params, payload: { line?: string }) => payload.line ?? '',
       })
