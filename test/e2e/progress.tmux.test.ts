@@ -12,6 +12,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { REPO_ROOT } from '../helpers/cli.js'
 import { connect, keysOf, setAll, startPool, type TestPool } from '../integration/drain.fixtures.js'
+import { startMemcached, type MemcachedServer } from '../helpers/memcached.js'
 
 const hasTmux = spawnSync('tmux', ['-V']).status === 0
 const SOCKET = `memdrain-test-${process.pid}`
@@ -64,13 +65,14 @@ function drainCommand(pool: TestPool, extra: string): string {
 
 describe('progress on a terminal (tmux)', { skip: hasTmux ? false : 'tmux is not installed (scripts/setup.sh installs it)' }, () => {
   const pools: TestPool[] = []
+  const spares: MemcachedServer[] = []
   before(() => {
     // A server of our own, on our own socket: the sessions below are ours alone.
     tmux('-f', '/dev/null', 'start-server', ';', 'set-option', '-g', 'exit-empty', 'off')
   })
   after(async () => {
     spawnSync('tmux', ['-L', SOCKET, 'kill-server'])
-    await Promise.all(pools.map((p) => p.stop()))
+    await Promise.all([...pools.map((p) => p.stop()), ...spares.map((s) => s.stop())])
   })
 
   for (const [width, height] of [
@@ -133,6 +135,26 @@ describe('progress on a terminal (tmux)', { skip: hasTmux ? false : 'tmux is not
     assert.ok(end.includes('EXIT=0'), end.join('\n'))
     assert.ok(end.some((l) => /^catch-up: checking 20,000 copies/.test(l)), end.join('\n'))
     assert.ok(end.some((l) => /^catch-up done: 20,000\/20,000 checked/.test(l)), end.join('\n'))
+    assert.deepEqual(remnants(end), [], end.join('\n'))
+  })
+
+  it('rebalance, copy hand-off: the sources\' bars, then the prompt alone on screen, then the catch-up; nothing left', async () => {
+    const pool = await loadedPool(20_000)
+    pools.push(pool)
+    const spare = await startMemcached()
+    spares.push(spare)
+    startPane('rebal', 80, 30, `cd ${pool.dir} && ${process.execPath} ${BIN} rebalance --add ${spare.address} --pool ${pool.file} --spool-dir ${path.join(pool.dir, 'spool')} --yes --handoff copy --rate 10000`)
+    const during = await waitForScreen('rebal', 'the bars', (l) => l.some((x) => /^ {2}all .*\[[█░]+\]/.test(x)))
+    for (const l of during) assert.ok([...l.trimEnd()].length <= 79, l)
+    assert.ok(during.some((l) => l.startsWith(`  → ${spare.address} `)), during.join('\n'))
+    const waiting = await waitForScreen('rebal', 'the prompt', (l) => l.some((x) => x.includes('press Enter')))
+    await sleep(1500)
+    assert.deepEqual(screen('rebal'), waiting, 'the screen changed while waiting for Enter')
+    assert.deepEqual(remnants(waiting), [], waiting.join('\n'))
+    tmux('send-keys', '-t', 'rebal', 'Enter')
+    const end = await waitForScreen('rebal', 'the end', (l) => l.some((x) => x.startsWith('EXIT=')))
+    assert.ok(end.includes('EXIT=0'), end.join('\n'))
+    assert.ok(end.some((l) => /^catch-up done: [\d,]+\/[\d,]+ checked/.test(l)), end.join('\n'))
     assert.deepEqual(remnants(end), [], end.join('\n'))
   })
 })
