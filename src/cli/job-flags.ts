@@ -48,7 +48,7 @@ export const throttleFlags = {
 /** --metrics-file: every job (drain, rebalance, warm, mirror) exports its figures for Prometheus. */
 export const metricsFlags = {
   'metrics-file': Flags.string({
-    description: 'Write Prometheus metrics (text format) to this file every 5 s and at the end, atomically: point it into node_exporter\'s textfile directory (a name ending .prom).',
+    description: 'Write Prometheus metrics (text format) to this file every --metrics-interval seconds and at the end, atomically: point it into node_exporter\'s textfile directory (a name ending .prom).',
     helpGroup: 'OUTPUT',
   }),
   'metrics-interval': Flags.integer({ description: 'Seconds between two writes of --metrics-file.', default: 5, min: 1, helpGroup: 'OUTPUT' }),
