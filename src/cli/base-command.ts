@@ -33,15 +33,18 @@ export abstract class BaseCommand<T> extends Command {
 
   abstract override run(): Promise<T>
 
+  /** Where note() and info() lines go: stderr, or through a job's progress display (above its bars) while it draws. */
+  protected stderrLine: (line: string) => void = (line) => process.stderr.write(line + '\n')
+
   /** A warning for people (stderr) and for scripts (the envelope's warnings). */
   protected note(message: string): void {
     this.warnings.push(message)
-    if (!this.jsonEnabled()) process.stderr.write(paintErr.warn(`Warning: ${message}`) + '\n')
+    if (!this.jsonEnabled()) this.stderrLine(paintErr.warn(`Warning: ${message}`))
   }
 
   /** Progress and logs: stderr only, so stdout stays one JSON document. */
   protected info(message: string): void {
-    process.stderr.write(message + '\n')
+    this.stderrLine(message)
   }
 
   protected override toSuccessJson(result: unknown): unknown {

@@ -2,10 +2,10 @@ import { Args } from '@oclif/core'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
 import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
-import { handoffFlags, handoffJobOptions, interruptOnSignals, throttleFlags } from '../cli/job-flags.js'
+import { handoffFlags, handoffJobOptions, interruptOnSignals, metricsFlags, throttleFlags } from '../cli/job-flags.js'
+import { startJobReport } from '../cli/job-report.js'
 import type { DrainResult } from '../core/jobs/drain.js'
 import { renderDrainSummary } from '../ui/drain-summary.js'
-import { createProgress } from '../ui/progress.js'
 
 export default class Drain extends BaseCommand<DrainResult> {
   static override summary = 'Move every live key off a server to its new owners, then purge it and mark it removed.'
@@ -42,6 +42,7 @@ ${EXIT_CODES_HELP}`
     ...throttleFlags,
     ...handoffFlags('the drained server is'),
     ...switchFlags,
+    ...metricsFlags,
   }
 
   async run(): Promise<DrainResult> {
@@ -54,8 +55,9 @@ ${EXIT_CODES_HELP}`
       throw usageError('not confirmed; nothing was changed')
     }
     const { runDrain } = await import('../core/jobs/drain.js')
-    const interrupt = interruptOnSignals()
-    const progress = createProgress({ json: this.jsonEnabled(), label: `drain ${args.server}` })
+    const report = await startJobReport({ job: 'drain', label: `drain ${args.server}`, json: this.jsonEnabled(), flags, onWarning: (m) => this.note(m) })
+    this.stderrLine = (line) => report.log(line)
+    const interrupt = interruptOnSignals(report)
     const waiter = await switchWaiter(
       flags,
       interrupt.signal,
@@ -69,15 +71,15 @@ ${EXIT_CODES_HELP}`
         server: args.server,
         ...job,
         signal: interrupt.signal,
-        onEvent: (e) => progress.event(e),
+        onEvent: (e) => report.event(e),
         waitForSwitch,
       })
-      progress.stop()
+      await report.finish(result.status)
       this.status = result.status
       if (!this.jsonEnabled()) this.log(renderDrainSummary(result, job.rate))
       return result
     } finally {
-      progress.stop()
+      await report.finish('failed')
       interrupt.dispose()
     }
   }

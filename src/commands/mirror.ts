@@ -2,11 +2,11 @@ import { Args, Flags } from '@oclif/core'
 import { existsSync } from 'node:fs'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
-import { interruptOnSignals, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
+import { interruptOnSignals, metricsFlags, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
+import { startJobReport } from '../cli/job-report.js'
 import type { MirrorResult } from '../core/jobs/mirror.js'
 import { DEFAULT_POOL_FILE } from '../core/pool/resolve.js'
 import { renderMirrorPass, renderMirrorSummary } from '../ui/job-summary.js'
-import { createProgress } from '../ui/progress.js'
 
 export default class Mirror extends BaseCommand<MirrorResult> {
   static override summary = 'Keep a passive server a hot copy of an active one (active/passive failover).'
@@ -40,6 +40,7 @@ ${EXIT_CODES_HELP}`
     once: Flags.boolean({ description: 'One pass (the full copy), then exit.' }),
     delete: Flags.boolean({ description: 'Delete on the passive the keys the active no longer has.' }),
     yes: Flags.boolean({ char: 'y', description: 'Do not ask for confirmation (required without a terminal).' }),
+    ...metricsFlags,
   }
 
   async run(): Promise<MirrorResult> {
@@ -54,9 +55,10 @@ ${EXIT_CODES_HELP}`
     checkMirrorPool(store === undefined ? undefined : (await store.load()).pool, store?.location ?? '', args.active, args.passive)
     const what = `Mirror ${args.active} to ${args.passive}: overwrite keys on ${args.passive}${flags.delete ? ' and delete those the active lacks' : ''}?`
     if (!(await confirm(what, flags.yes))) throw usageError('not confirmed; nothing was changed')
-    const interrupt = interruptOnSignals()
     const json = this.jsonEnabled()
-    const progress = createProgress({ json, label: `mirror ${args.active} → ${args.passive}` })
+    const report = await startJobReport({ job: 'mirror', label: `mirror ${args.active} → ${args.passive}`, json, flags, onWarning: (m) => this.note(m) })
+    this.stderrLine = (line) => report.log(line)
+    const interrupt = interruptOnSignals(report)
     let firstDone = false
     let quietSince = Date.now()
     try {
@@ -69,6 +71,7 @@ ${EXIT_CODES_HELP}`
         ...knobs,
         signal: interrupt.signal,
         onEvent: (e) => {
+          report.event(e)
           if (e.type === 'mirror-evictions') {
             this.note(`${e.passive} evicted ${e.evictions} item(s) since the mirror started: give it more memory (it must hold everything the active holds)`)
             return
@@ -82,7 +85,8 @@ ${EXIT_CODES_HELP}`
             return
           }
           if (e.type === 'mirror-pass') {
-            if (!firstDone) progress.stop()
+            // After the full copy, one line per pass rather than bars.
+            if (!firstDone) report.stopDrawing()
             firstDone = true
             // One line per pass that did something, and one a minute otherwise.
             const busy = e.result.copied + e.result.deleted + e.result.failed > 0
@@ -90,17 +94,15 @@ ${EXIT_CODES_HELP}`
               quietSince = Date.now()
               this.info(renderMirrorPass(e.result))
             }
-            return
           }
-          if (!firstDone) progress.event(e)
         },
       })
-      progress.stop()
+      await report.finish(result.status)
       this.status = result.status
       if (!json) this.log(renderMirrorSummary(result))
       return result
     } finally {
-      progress.stop()
+      await report.finish('failed')
       interrupt.dispose()
     }
   }

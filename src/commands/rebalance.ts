@@ -1,10 +1,10 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags, usageError } from '../cli/base-command.js'
 import { confirm } from '../cli/confirm.js'
-import { handoffFlags, handoffJobOptions, interruptOnSignals, throttleFlags } from '../cli/job-flags.js'
+import { handoffFlags, handoffJobOptions, interruptOnSignals, metricsFlags, throttleFlags } from '../cli/job-flags.js'
+import { startJobReport } from '../cli/job-report.js'
 import { switchFlags, switchWaiter } from '../cli/switch-flags.js'
 import type { AbortResult, RebalanceResult } from '../core/jobs/rebalance.js'
-import { createProgress } from '../ui/progress.js'
 import { renderAbortSummary, renderRebalanceSummary } from '../ui/rebalance-summary.js'
 
 export default class Rebalance extends BaseCommand<RebalanceResult | AbortResult> {
@@ -45,17 +45,21 @@ ${EXIT_CODES_HELP}`
     abort: Flags.boolean({ description: 'Go back to the previous pool (copy hand-off, before the switch): deletes the copies made.', exclusive: ['to', 'add', 'remove', 'weight', 'dry-run'] }),
     ...handoffFlags('the servers leaving the pool are'),
     ...switchFlags,
+    ...metricsFlags,
   }
 
   async run(): Promise<RebalanceResult | AbortResult> {
     const { flags } = await this.parse(Rebalance)
     const store = poolStoreFromFlags(flags)
-    const interrupt = interruptOnSignals()
+    const report = await startJobReport({ job: 'rebalance', label: 'rebalance', json: this.jsonEnabled(), flags, onWarning: (m) => this.note(m) })
+    this.stderrLine = (line) => report.log(line)
+    const interrupt = interruptOnSignals(report)
     try {
       if (flags.abort) {
         if (!(await confirm('Abort the rebalance: delete the copies it made and restore the previous pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
         const { abortRebalance } = await import('../core/jobs/rebalance.js')
         const result = await abortRebalance(store, flags['spool-dir'], interrupt.signal)
+        await report.finish(result.status)
         this.status = result.status
         if (!this.jsonEnabled()) this.log(renderAbortSummary(result))
         return result
@@ -76,38 +80,34 @@ ${EXIT_CODES_HELP}`
       const edits = { to, add: flags.add ?? [], remove: flags.remove ?? [], weight: flags.weight ?? [] }
       if (!dryRun && !(await confirm('Rebalance: move the keys whose owner changes to the new pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
       const { runRebalance } = await import('../core/jobs/rebalance.js')
-      const progress = createProgress({ json: this.jsonEnabled(), label: 'rebalance' })
       const waiter = await switchWaiter(
         flags,
         interrupt.signal,
         (ctx) => `All keys are copied. Switch the applications to the new server list (${ctx.destinations.join(', ')}), then press Enter to catch up and purge.`,
         async () => (await store.load()).pool,
       )
-      try {
-        const result = await runRebalance({
-          store,
-          edits,
-          ...job,
-          signal: interrupt.signal,
-          onEvent: (e) => progress.event(e),
-          waitForSwitch:
-            waiter === undefined
-              ? undefined
-              : (ctx) => {
-                  if (flags['wait-for-switch'] && ctx.removed.length === 0) {
-                    throw usageError('--wait-for-switch watches the get rate of the servers that leave, and none does', ['Run again with --switch-command CMD, or on a terminal to confirm by hand.'])
-                  }
-                  return waiter({ watched: ctx.removed, sources: ctx.sources, destinations: ctx.destinations })
-                },
-        })
-        progress.stop()
-        this.status = result.status
-        if (!this.jsonEnabled()) this.log(renderRebalanceSummary(result, job.rate))
-        return result
-      } finally {
-        progress.stop()
-      }
+      const result = await runRebalance({
+        store,
+        edits,
+        ...job,
+        signal: interrupt.signal,
+        onEvent: (e) => report.event(e),
+        waitForSwitch:
+          waiter === undefined
+            ? undefined
+            : (ctx) => {
+                if (flags['wait-for-switch'] && ctx.removed.length === 0) {
+                  throw usageError('--wait-for-switch watches the get rate of the servers that leave, and none does', ['Run again with --switch-command CMD, or on a terminal to confirm by hand.'])
+                }
+                return waiter({ watched: ctx.removed, sources: ctx.sources, destinations: ctx.destinations })
+              },
+      })
+      await report.finish(result.status)
+      this.status = result.status
+      if (!this.jsonEnabled()) this.log(renderRebalanceSummary(result, job.rate))
+      return result
     } finally {
+      await report.finish('failed')
       interrupt.dispose()
     }
   }

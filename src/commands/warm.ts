@@ -1,9 +1,9 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand, EXIT_CODES_HELP, poolFlags, poolStoreFromFlags } from '../cli/base-command.js'
-import { interruptOnSignals, parseRatio, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
+import { interruptOnSignals, metricsFlags, parseRatio, parseJobFlags, throttleFlags } from '../cli/job-flags.js'
+import { startJobReport } from '../cli/job-report.js'
 import type { WarmResult } from '../core/jobs/warm.js'
 import { renderWarmSummary } from '../ui/job-summary.js'
-import { createProgress } from '../ui/progress.js'
 
 export default class Warm extends BaseCommand<WarmResult> {
   static override summary = 'Restore a server that came back empty: copy its keys there from the peers that hold them.'
@@ -29,6 +29,7 @@ ${EXIT_CODES_HELP}`
     ...throttleFlags,
     from: Flags.string({ description: 'Previous pool file: warm the keys whose chain in it included SERVER (a replaced server).' }),
     threshold: Flags.string({ description: 'Restored ratio under which the command exits 68.', default: '0.95' }),
+    ...metricsFlags,
   }
 
   async run(): Promise<WarmResult> {
@@ -39,8 +40,9 @@ ${EXIT_CODES_HELP}`
     const { resolvePoolStore } = await import('../core/pool/resolve.js')
     const from = flags.from === undefined ? undefined : resolvePoolStore({ pool: flags.from })
     const { runWarm } = await import('../core/jobs/warm.js')
-    const interrupt = interruptOnSignals()
-    const progress = createProgress({ json: this.jsonEnabled(), label: `warm ${args.server}` })
+    const report = await startJobReport({ job: 'warm', label: `warm ${args.server}`, json: this.jsonEnabled(), flags, onWarning: (m) => this.note(m) })
+    this.stderrLine = (line) => report.log(line)
+    const interrupt = interruptOnSignals(report)
     try {
       const result = await runWarm({
         store,
@@ -51,15 +53,15 @@ ${EXIT_CODES_HELP}`
         signal: interrupt.signal,
         onEvent: (e) => {
           if (e.type === 'peer-unreachable') this.note(`peer ${e.peer} skipped: ${e.message}`)
-          else progress.event(e)
+          else report.event(e)
         },
       })
-      progress.stop()
+      await report.finish(result.status)
       this.status = result.status
       if (!this.jsonEnabled()) this.log(renderWarmSummary(result))
       return result
     } finally {
-      progress.stop()
+      await report.finish('failed')
       interrupt.dispose()
     }
   }

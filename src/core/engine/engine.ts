@@ -9,6 +9,9 @@ import { Tally } from './tally.js'
 import { TargetGuard, type DestinationHealth } from './target-guard.js'
 import { TokenBucket } from './throttle.js'
 import { BatchTransfer, type CopiedFn, type RouteFn, type TransferTarget } from './transfer.js'
+import type { EngineEvent } from './events.js'
+
+export type { EngineEvent } from './events.js'
 
 /**
  * The engine every job uses, for one source server: dump (to a disk spool, deduplicated,
@@ -27,13 +30,6 @@ export interface PreflightDestination {
   /** Size of the largest item (from the dump) routed here. */
   largestItem?: number | undefined
 }
-
-export type EngineEvent =
-  | { type: 'phase'; phase: 'connect' | 'dump' | 'preflight' | 'move'; pass: number }
-  | { type: 'dumped'; pass: number; entries: number; toMove: number; bytes: number }
-  | { type: 'progress'; pass: number; toMove: number; tally: Tally; keysPerSecond: number; rateFactor: number }
-  | { type: 'guard'; health: DestinationHealth }
-  | { type: 'pass-done'; pass: number; moved: number; inPlace: number; failed: number }
 
 export interface SourceJobOptions {
   source: string
@@ -236,9 +232,9 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
   const maxPasses = opts.maxPasses ?? JOB_DEFAULTS.maxPasses
   const tally = new Tally(opts.targets)
   const guard = new TargetGuard(opts.targets, { minFree: opts.minFree, ...(opts.signal ? { signal: opts.signal } : {}) })
-  guard.on('change', (health: DestinationHealth) => emit({ type: 'guard', health }))
+  guard.on('change', (health: DestinationHealth) => emit({ type: 'guard', source: opts.source, health }))
 
-  emit({ type: 'phase', phase: 'connect', pass: 0 })
+  emit({ type: 'phase', source: opts.source, phase: 'connect', pass: 0 })
   const source = await connectChecked(opts.source, 'source')
   const targetConns: MetaConnection[] = []
   // One connection per target per worker keeps each worker's replies in its own FIFO.
@@ -295,7 +291,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
     try {
       for (let pass = 1; pass <= maxPasses; pass++) {
         if (opts.signal?.aborted) break
-        emit({ type: 'phase', phase: 'dump', pass })
+        emit({ type: 'phase', source: opts.source, phase: 'dump', pass })
         const serverNow = Number((await source.stats()).get('time') ?? Math.floor(Date.now() / 1000))
         const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source })
         try {
@@ -340,12 +336,20 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
               }
             })
           }
-          emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
+          emit({
+            type: 'dumped',
+            source: opts.source,
+            pass,
+            entries,
+            toMove: spool.count,
+            bytes: spool.bytes,
+            perDestination: opts.targets.map((address, i) => ({ address, keys: perDest[i]!.keys, bytes: perDest[i]!.bytes })),
+          })
           if (pass > 1) tally.forgetFailures()
           if (pass === 1) {
             result.keysAtStart = spool.count
             result.bytesAtStart = spool.bytes
-            emit({ type: 'phase', phase: 'preflight', pass })
+            emit({ type: 'phase', source: opts.source, phase: 'preflight', pass })
             result.preflight = opts.targets.map((address, i) => {
               const h = guard.health.get(address)!
               const d = perDest[i]!
@@ -365,7 +369,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           }
           if (spool.count === 0) break
           result.passes = pass
-          emit({ type: 'phase', phase: 'move', pass })
+          emit({ type: 'phase', source: opts.source, phase: 'move', pass })
           const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
           await movePass(opts, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
           if (opts.signal?.aborted) {
@@ -373,7 +377,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             break
           }
           const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
-          emit({ type: 'pass-done', pass, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
+          emit({ type: 'pass-done', source: opts.source, pass, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
           // A destination that is down (stalled, restarting, link cut) failed keys this pass:
           // give it a bounded time to come back before the next pass tries them again.
           const wasDown = tally.failed > before.failed && pass < maxPasses && !allUp(opts, guard, targetConns)
@@ -430,12 +434,28 @@ async function movePass(
   const startedAt = performance.now()
   const processedAtStart = tally.processed
   let lastEmit = 0
+  // Keys of this pass handled, in all and per destination: what the progress display counts
+  // against the dump's totals (moved, in place, failed and skipped alike).
+  let done = 0
+  const doneByDestination = targets.map(() => 0)
   const report = (force: boolean): void => {
     const now = performance.now()
     if (!force && now - lastEmit < 250) return
     lastEmit = now
     const secs = (now - startedAt) / 1000
-    emit({ type: 'progress', pass, toMove, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
+    emit({
+      type: 'progress',
+      source: opts.source,
+      pass,
+      toMove,
+      done,
+      doneByDestination,
+      tally,
+      keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0,
+      rateFactor: guard.rateFactor(),
+      rate: keys.rate > 0 ? keys.effectiveRate : 0,
+      health: guard.health,
+    })
   }
   const worker = async (): Promise<void> => {
     const batch = new KeyBatch(batchSize, Math.max(1, opts.maxChain))
@@ -470,7 +490,10 @@ async function movePass(
       // Failed keys (destination full, down, erroring) stay unhandled: the next pass tries them again.
       for (let i = 0; i < batch.count; i++) {
         if (opts.mode === 'copy' ? transfer.settled(i) : transfer.skippedKey(i)) handled.add(batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
+        const base = i * batch.maxChain
+        for (let j = 0; j < batch.destCount[i]!; j++) doneByDestination[batch.dests[base + j]!]!++
       }
+      done += n
       report(false)
     }
   }
