@@ -28,7 +28,7 @@ describe('--metrics-file (Prometheus text exposition)', () => {
   })
 
   it('drain: readable while the drain moves keys (counters only grow), and equal to the result at the end', async () => {
-    const pool = await startPool(3)
+    const pool = await startPool(3, { clients: 'pool-aware' }) // the move hand-off is for pool-aware clients
     pools.push(pool)
     const src = pool.servers[0]!.address
     await load(src, 'm', 20_000)
@@ -88,7 +88,7 @@ describe('--metrics-file (Prometheus text exposition)', () => {
   })
 
   it('rebalance: every source in one file, keys per destination as planned', async () => {
-    const pool = await startPool(2)
+    const pool = await startPool(2, { clients: 'pool-aware' })
     pools.push(pool)
     const extra = await startMemcached()
     after(() => extra.stop())

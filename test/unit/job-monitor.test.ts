@@ -24,7 +24,12 @@ class Feed {
     this.send({ type: 'phase', source, phase: 'connect', pass: 0 })
     return t
   }
-  dumped(source: string, pass: number, perDestination: Record<string, number>): void {
+  /** The engine says a pass starts with its dump, before any key of it moves. */
+  dumping(source: string, pass: number): void {
+    this.send({ type: 'phase', source, phase: 'dump', pass })
+  }
+  dumped(source: string, pass: number, perDestination: Record<string, number>, opts: { streamed?: boolean } = {}): void {
+    if (opts.streamed !== true) this.dumping(source, pass)
     const toMove = Object.values(perDestination).reduce((a, b) => a + b, 0)
     this.send({ type: 'dumped', source, pass, entries: toMove, toMove, bytes: toMove * 100, perDestination: Object.entries(perDestination).map(([address, keys]) => ({ address, keys, bytes: keys * 100 })) })
     this.send({ type: 'phase', source, phase: 'move', pass })
@@ -67,6 +72,26 @@ describe('JobMonitor', () => {
         ['b', 40, 300],
       ],
     )
+  })
+
+  it('a pass whose keys move while its dump goes on (streaming) counts each key once', () => {
+    const f = new Feed()
+    const t = f.connect('s', ['a'])
+    f.dumping('s', 1)
+    // Keys move before the dump is over: the total so far is what the dump listed.
+    t.perDestination[0]!.keys = 300
+    f.progress('s', 1, 500, [300])
+    let s = f.monitor.snapshot()
+    assert.deepEqual([s.done, s.total], [300, 500])
+    // The dump ends: its count is the total; what moved already stays counted once.
+    f.dumped('s', 1, { a: 1000 }, { streamed: true })
+    s = f.monitor.snapshot()
+    assert.deepEqual([s.done, s.total], [300, 1000])
+    assert.deepEqual([s.destinations[0]!.done, s.destinations[0]!.total], [300, 1000])
+    t.perDestination[0]!.keys = 1000
+    f.progress('s', 1, 1000, [1000])
+    s = f.monitor.snapshot()
+    assert.deepEqual([s.done, s.total], [1000, 1000])
   })
 
   it('totals never go backwards between passes; a later pass adds what it finds', () => {

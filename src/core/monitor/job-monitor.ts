@@ -215,7 +215,10 @@ export class JobMonitor {
         // A pass starts with its dump, and its keys may move while the dump goes on (the engine
         // streams): the pass's counts start here, not at \`dumped\` (which comes after moves began).
         if (e.phase === 'dump') s.newPass(e.pass)
-        s.phase = e.phase
+        // Within a pass the steps only go forward: a source that moves while it dumps says
+        // 'preflight' once its dump ends, with keys moving all along.
+        const order: readonly EnginePhase[] = ['connect', 'dump', 'preflight', 'move']
+        if (e.phase === 'connect' || e.phase === 'dump' || order.indexOf(e.phase) > order.indexOf(s.phase)) s.phase = e.phase
         s.pass = Math.max(s.pass, e.pass)
         this.stage = undefined
         return
