@@ -835,7 +835,9 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       const catchUpAll = async (final: boolean): Promise<void> => {
         await settleFollows()
         const pending = sources.filter((s) => record.sources[s]!.caughtUp !== true && base[s]!.caughtUp !== true)
-        const totalRecords = pending.reduce((n, s) => n + journals.get(s)!.count, 0)
+        // What the catch-up checks: the latest record of each copy (an intent and its completion
+        // are two records of one copy), as its \`checked\` counts them.
+        const totalRecords = pending.reduce((n, s) => n + journals.get(s)!.index.size, 0)
         if (pending.length === 0) return
         emit({ type: 'catch-up', phase: 'start', checked: 0, total: totalRecords, caughtUp: 0, invalidated: 0 })
         await Promise.all(
