@@ -34,7 +34,7 @@ class Feed {
     this.send({ type: 'dumped', source, pass, entries: toMove, toMove, bytes: toMove * 100, perDestination: Object.entries(perDestination).map(([address, keys]) => ({ address, keys, bytes: keys * 100 })) })
     this.send({ type: 'phase', source, phase: 'move', pass })
   }
-  progress(source: string, pass: number, toMove: number, doneByDestination: number[], opts: { rate?: number; rateFactor?: number } = {}): void {
+  progress(source: string, pass: number, toMove: number, doneByDestination: number[], opts: { rate?: number; rateFactor?: number; listed?: number[] } = {}): void {
     const tally = this.tallies.get(source)!
     const e: Extract<EngineEvent, { type: 'progress' }> = {
       type: 'progress',
@@ -43,6 +43,7 @@ class Feed {
       toMove,
       done: doneByDestination.reduce((a, b) => a + b, 0),
       doneByDestination,
+      listedByDestination: opts.listed ?? doneByDestination.map(() => 0),
       tally,
       keysPerSecond: 0,
       rateFactor: opts.rateFactor ?? 1,
@@ -80,9 +81,10 @@ describe('JobMonitor', () => {
     f.dumping('s', 1)
     // Keys move before the dump is over: the total so far is what the dump listed.
     t.perDestination[0]!.keys = 300
-    f.progress('s', 1, 500, [300])
+    f.progress('s', 1, 500, [300], { listed: [500] })
     let s = f.monitor.snapshot()
     assert.deepEqual([s.done, s.total], [300, 500])
+    assert.deepEqual([s.destinations[0]!.done, s.destinations[0]!.total], [300, 500])
     // The dump ends: its count is the total; what moved already stays counted once.
     f.dumped('s', 1, { a: 1000 }, { streamed: true })
     s = f.monitor.snapshot()

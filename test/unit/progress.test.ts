@@ -107,7 +107,7 @@ describe('progress display', () => {
       { type: 'phase', source: 'a', phase: 'connect', pass: 0 },
       { type: 'dumped', source: 'a', pass: 1, entries: 2000, toMove: 2000, bytes: 1, perDestination: [{ address: 'b', keys: 2000, bytes: 1 }] },
       { type: 'phase', source: 'a', phase: 'move', pass: 1 },
-      { type: 'progress', source: 'a', pass: 1, toMove: 2000, done: 1500, doneByDestination: [1500], tally, keysPerSecond: 0, rateFactor: 1, rate: 1000, health: new Map() },
+      { type: 'progress', source: 'a', pass: 1, toMove: 2000, done: 1500, doneByDestination: [1500], listedByDestination: [2000], tally, keysPerSecond: 0, rateFactor: 1, rate: 1000, health: new Map() },
     ] as const
     for (const e of events) {
       monitor.event(e)

@@ -359,13 +359,15 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
         // Keys that failed last pass are tried again by this one (moving may start right away).
         if (pass > 1) tally.forgetFailures()
         const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
+        // Keys the dump lists per destination (moves may start before it ends: the progress says so far).
+        const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
         let moving: Promise<void> | undefined
         let moveError: unknown
         const startMove = (): Promise<void> => {
           moving ??= (async () => {
             if (pass === 1 && opts.beforeMove !== undefined) await opts.beforeMove(signal)
             if (signal.aborted) return
-            await movePass(opts, signal, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
+            await movePass(opts, signal, source, spool, perDest, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
           })().catch((err: unknown) => {
             // A worker failed (the source went away mid-move): stop the dump too.
             moveError = err
@@ -374,7 +376,6 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           return moving
         }
         try {
-          const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
           const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
           let entries = 0
           const onEntry = (e: DumpEntry): void => {
@@ -555,6 +556,7 @@ async function movePass(
   signal: AbortSignal,
   source: MetaConnection,
   spool: KeySpool,
+  listed: readonly { keys: number }[],
   targets: TransferTarget[],
   tally: Tally,
   guard: TargetGuard,
@@ -587,6 +589,7 @@ async function movePass(
       toMove: spool.count,
       done,
       doneByDestination,
+      listedByDestination: listed.map((d) => d.keys),
       tally,
       keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0,
       rateFactor: guard.rateFactor(),

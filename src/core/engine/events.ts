@@ -37,6 +37,8 @@ export type EngineEvent =
       done: number
       /** The same per destination, indexed like `tally.perDestination`. */
       doneByDestination: readonly number[]
+      /** Keys of this pass the dump listed for each destination so far (moves may start while it runs). */
+      listedByDestination: readonly number[]
       /** The job's figures over its passes so far (the engine's live tally: read, do not keep). */
       tally: Tally
       /** Average over this pass. */

@@ -241,7 +241,8 @@ export class JobMonitor {
         const t = e.tally
         t.perDestination.forEach((d, i) => {
           const p = s.destination(d.address)
-          p.update(p.passTotal, e.doneByDestination[i] ?? 0)
+          // While the dump still runs (moves stream behind it) its count so far is the total.
+          p.update(Math.max(p.passTotal, e.listedByDestination[i] ?? 0), e.doneByDestination[i] ?? 0)
           s.current.set(d.address, { moved: d.keys, inPlace: d.inPlace, failed: d.failed, bytes: d.bytes })
         })
         s.currentSkipped = t.skippedTotal
