@@ -40,15 +40,18 @@ export abstract class BaseCommand<T> extends Command {
     if (this.argv.includes('--no-color')) useColor(false)
   }
 
+  /** Where note() and info() lines go: stderr (log.ts), or through a job's progress display (above its bars) while it draws. */
+  protected stderrLine: (line: string) => void = logLine
+
   /** A warning for people (stderr) and for scripts (the envelope's warnings). */
   protected note(message: string): void {
     this.warnings.push(message)
-    if (!this.jsonEnabled()) logLine(paintErr.warn(`Warning: ${message}`))
+    if (!this.jsonEnabled()) this.stderrLine(paintErr.warn(`Warning: ${message}`))
   }
 
   /** Progress and logs: stderr only, so stdout stays one JSON document; none with --quiet. */
   protected info(message: string): void {
-    if (this.verbosity !== 'quiet') logLine(message)
+    if (this.verbosity !== 'quiet') this.stderrLine(message)
   }
 
   protected override toSuccessJson(result: unknown): unknown {

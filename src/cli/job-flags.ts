@@ -62,6 +62,15 @@ export const throttleFlags = {
   'spool-dir': Flags.string({ description: 'Directory for the key spool and the copy journal, owned by this user and writable by no one else (default: $XDG_STATE_HOME/memdrain, else ~/.local/state/memdrain).' }),
 }
 
+/** --metrics-file: every job (drain, rebalance, warm, mirror) exports its figures for Prometheus. */
+export const metricsFlags = {
+  'metrics-file': Flags.string({
+    description: 'Write Prometheus metrics (text format) to this file every --metrics-interval seconds and at the end, atomically: point it into node_exporter\'s textfile directory (a name ending .prom).',
+    helpGroup: 'OUTPUT',
+  }),
+  'metrics-interval': Flags.integer({ description: 'Seconds between two writes of --metrics-file.', default: 5, min: 1, helpGroup: 'OUTPUT' }),
+}
+
 export interface ThrottleValues {
   rate: number
   bandwidth: number
@@ -87,8 +96,12 @@ export function parseJobFlags(flags: Parameters<typeof parseThrottle>[0] & { 'al
   return { ...parseThrottle(flags), allowEvictions: flags['allow-evictions'], order: flags.order as 'hot-first' | 'dump', spoolDir: flags['spool-dir'] }
 }
 
-/** SIGINT/SIGTERM: stop reading, finish what is in flight, save, exit 69. A second signal exits at once. */
-export function interruptOnSignals(): { signal: AbortSignal; dispose: () => void } {
+/**
+ * SIGINT/SIGTERM: stop reading, finish what is in flight, save, exit 69. A second signal exits
+ * at once. `report` (the job's progress) prints the notice above its bars, and is torn down
+ * before a second signal exits, so no bar is left on screen.
+ */
+export function interruptOnSignals(report?: { log(line: string): void; abandon(): void }): { signal: AbortSignal; dispose: () => void } {
   const ac = new AbortController()
   // One signal stops the whole job: every source's dump and waits listen to it, so its listeners
   // grow with the sources (a rebalance of a 12-server pool has 12 dumps running). Node warns
@@ -97,8 +110,13 @@ export function interruptOnSignals(): { signal: AbortSignal; dispose: () => void
   let count = 0
   const handler = (sig: NodeJS.Signals): void => {
     count++
-    if (count > 1) process.exit(69)
-    process.stderr.write(`\n${sig}: finishing the batches in flight and saving state (send again to quit at once)…\n`)
+    if (count > 1) {
+      report?.abandon()
+      process.exit(69)
+    }
+    const notice = `${sig}: finishing the batches in flight and saving state (send again to quit at once)…`
+    if (report !== undefined) report.log(notice)
+    else process.stderr.write(`\n${notice}\n`)
     ac.abort()
   }
   process.on('SIGINT', handler)

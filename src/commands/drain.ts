@@ -55,6 +55,7 @@ ${EXIT_CODES_HELP}`
     }
     const { runDrain } = await import('../core/jobs/drain.js')
     return this.runJob({
+      job: 'drain',
       label: `drain ${args.server}`,
       flags,
       render: (r) => renderDrainSummary(r, job.rate),

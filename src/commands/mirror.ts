@@ -71,6 +71,7 @@ ${EXIT_CODES_HELP}`
     let lastLossNote = 0
     let idleSince = Date.now()
     return this.runJob({
+      job: 'mirror',
       label: `mirror ${args.active} → ${args.passive}`,
       flags,
       render: renderMirrorSummary,
@@ -84,6 +85,8 @@ ${EXIT_CODES_HELP}`
           ...knobs,
           signal,
           onEvent: (e) => {
+            // Every event feeds the job's figures (metrics); the bars stop after the first pass.
+            onEvent(e)
             if (e.type === 'mirror-evictions') {
               this.note(`${e.passive} evicted ${e.evictions} item(s) since the mirror started: give it more memory (it must hold everything the active holds)`)
               return
@@ -113,9 +116,7 @@ ${EXIT_CODES_HELP}`
               else if (this.verbosity === 'verbose' || Date.now() - lastLine >= HEARTBEAT_MS) this.info(renderMirrorHeartbeat(e.result, Date.now() - idleSince))
               else return
               lastLine = Date.now()
-              return
             }
-            if (!firstDone) onEvent(e)
           },
         }),
     })

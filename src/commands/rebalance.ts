@@ -53,7 +53,7 @@ ${EXIT_CODES_HELP}`
     if (flags.abort) {
       if (!(await confirm('Abort the rebalance: delete the copies it made and restore the previous pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
       const { abortRebalance } = await import('../core/jobs/rebalance.js')
-      return this.runJob<AbortResult>({ label: 'rebalance --abort', flags, progress: false, render: renderAbortSummary, start: ({ signal }) => abortRebalance(store, flags['spool-dir'], signal) })
+      return this.runJob<AbortResult>({ job: 'rebalance', label: 'rebalance --abort', flags, progress: false, render: renderAbortSummary, start: ({ signal }) => abortRebalance(store, flags['spool-dir'], signal) })
     }
     const job = handoffJobOptions(flags)
     const { dryRun } = job
@@ -72,6 +72,7 @@ ${EXIT_CODES_HELP}`
     if (!dryRun && !(await confirm('Rebalance: move the keys whose owner changes to the new pool?', flags.yes))) throw usageError('not confirmed; nothing was changed')
     const { runRebalance } = await import('../core/jobs/rebalance.js')
     return this.runJob<RebalanceResult>({
+      job: 'rebalance',
       label: 'rebalance',
       flags,
       render: (r) => renderRebalanceSummary(r, job.rate),

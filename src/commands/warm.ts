@@ -40,6 +40,7 @@ ${EXIT_CODES_HELP}`
     const from = flags.from === undefined ? undefined : resolvePoolStore({ pool: flags.from })
     const { runWarm } = await import('../core/jobs/warm.js')
     return this.runJob({
+      job: 'warm',
       label: `warm ${args.server}`,
       flags,
       render: renderWarmSummary,

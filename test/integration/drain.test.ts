@@ -2,7 +2,7 @@ import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { runDrain } from '../../src/core/jobs/drain.js'
+import { runDrain, type DrainOptions } from '../../src/core/jobs/drain.js'
 import { MemdrainError } from '../../src/core/errors.js'
 import { Conns, connect, deleteAll, drainOptions, getAll, keysOf, locateAll, setAll, startPool, stat, type Item, type TestPool } from './drain.fixtures.js'
 
@@ -218,14 +218,16 @@ describe('drain (move hand-off)', () => {
     const [src, a, b] = pool.servers as [(typeof pool.servers)[0], (typeof pool.servers)[0], (typeof pool.servers)[0]]
     const keys = keysOf('down:', 3000)
     await setAll(await conns.get(src.address), keys.map((key) => ({ key, value: Buffer.from('x'.repeat(100)) })))
-    // Killed once keys move (event-driven: a loaded machine may take longer than any fixed delay to get there).
+    // b is a source too (modulo pool): it stops once keys move, not after a fixed delay (a slow
+    // machine may still be dumping then, and a source down before the move is a refusal).
     let killed = false
-    const killOnMove = (e: { type: string }): void => {
-      if (killed || e.type !== 'progress') return
+    const onEvent: DrainOptions['onEvent'] = (e) => {
+      if (killed || e.type !== 'progress' || e.source !== src.address || e.done === 0) return
       killed = true
       void b.kill()
     }
-    const r = await runDrain(drainOptions(pool, src.address, { rate: 1000, batchSize: 100, onEvent: killOnMove }))
+    const r = await runDrain(drainOptions(pool, src.address, { rate: 1000, batchSize: 100, onEvent }))
+    assert.ok(killed, 'b was stopped during the move')
     assert.equal(r.status, 68)
     assert.ok(r.failed > 0)
     assert.equal(r.state, 'deactivating')

@@ -13,6 +13,7 @@ import { resolveOptions, type PoolClientOptions, type ResolvedOptions } from './
 import { PoolFileWatcher, Topology } from './topology.js'
 import { EtcdPoolWatcher, type PoolWatcher } from './etcd-watch.js'
 import { EtcdPoolStore, isEtcdLocation } from '../pool/etcd-store.js'
+import type { Registry } from 'prom-client'
 
 const MAX_KEY_BYTES = 250
 
@@ -103,6 +104,7 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
   private manualRevisions = 0
   private closing: Promise<void> | undefined
   private closed = false
+  private metricsRegistry: Promise<Registry> | undefined
 
   /** Reads and validates the pool file (errors name the field), then watches it unless `watch: false`. */
   static async fromPoolFile(file: string, options: PoolClientOptions = {}): Promise<PoolClient> {
@@ -350,6 +352,17 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
       servers[address] = entry
     }
     return { ...this.counters, revision: t.revision, hash: t.pool.hash, replicas: t.replicas, backgroundPending: this.background.size, servers }
+  }
+
+  /**
+   * The counters of stats() in the Prometheus text exposition format (version 0.0.4), for the
+   * application's own /metrics endpoint: `memdrain_client_*` (operations, hits, misses, fallback
+   * reads, migrations, errors, per-server requests, errors, state). A registry of its own, not
+   * prom-client's global one; prom-client is loaded on the first call only.
+   */
+  async metrics(): Promise<string> {
+    this.metricsRegistry ??= import('./metrics.js').then((m) => m.clientMetricsRegistry(() => this.stats()))
+    return (await this.metricsRegistry).metrics()
   }
 
   /**

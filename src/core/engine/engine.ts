@@ -10,6 +10,9 @@ import { Tally } from './tally.js'
 import { TargetGuard, type DestinationHealth } from './target-guard.js'
 import { TokenBucket } from './throttle.js'
 import { BatchTransfer, type CopiedFn, type RouteFn, type TransferTarget, type WriteAhead } from './transfer.js'
+import type { EngineEvent } from './events.js'
+
+export type { EngineEvent } from './events.js'
 
 /**
  * The engine every job uses, for one source server: dump (to a disk spool, deduplicated,
@@ -28,13 +31,6 @@ export interface PreflightDestination {
   /** Size of the largest item (from the dump) routed here. */
   largestItem?: number | undefined
 }
-
-export type EngineEvent =
-  | { type: 'phase'; phase: 'connect' | 'dump' | 'preflight' | 'move'; pass: number }
-  | { type: 'dumped'; pass: number; entries: number; toMove: number; bytes: number }
-  | { type: 'progress'; pass: number; toMove: number; tally: Tally; keysPerSecond: number; rateFactor: number }
-  | { type: 'guard'; health: DestinationHealth }
-  | { type: 'pass-done'; pass: number; moved: number; inPlace: number; failed: number }
 
 export interface SourceJobOptions {
   source: string
@@ -284,9 +280,9 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
   const maxPasses = opts.maxPasses ?? JOB_DEFAULTS.maxPasses
   const tally = new Tally(opts.targets)
   const guard = new TargetGuard(opts.targets, { minFree: opts.minFree, ...(opts.signal ? { signal: opts.signal } : {}) })
-  guard.on('change', (health: DestinationHealth) => emit({ type: 'guard', health }))
+  guard.on('change', (health: DestinationHealth) => emit({ type: 'guard', source: opts.source, health }))
 
-  emit({ type: 'phase', phase: 'connect', pass: 0 })
+  emit({ type: 'phase', source: opts.source, phase: 'connect', pass: 0 })
   const source = await connectChecked(opts.source, 'source')
   const targetConns: MetaConnection[] = []
   // One connection per target per worker keeps each worker's replies in its own FIFO.
@@ -343,7 +339,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
     try {
       for (let pass = 1; pass <= maxPasses; pass++) {
         if (opts.signal?.aborted) break
-        emit({ type: 'phase', phase: 'dump', pass })
+        emit({ type: 'phase', source: opts.source, phase: 'dump', pass })
         const sourceStats = await source.stats()
         const serverNow = Number(sourceStats.get('time') ?? Math.floor(Date.now() / 1000))
         // The walk, chosen per server and pass: a hash walk lists each key once (no dedupe, flat
@@ -363,13 +359,15 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
         // Keys that failed last pass are tried again by this one (moving may start right away).
         if (pass > 1) tally.forgetFailures()
         const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
+        // Keys the dump lists per destination (moves may start before it ends: the progress says so far).
+        const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
         let moving: Promise<void> | undefined
         let moveError: unknown
         const startMove = (): Promise<void> => {
           moving ??= (async () => {
             if (pass === 1 && opts.beforeMove !== undefined) await opts.beforeMove(signal)
             if (signal.aborted) return
-            await movePass(opts, signal, source, spool, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
+            await movePass(opts, signal, source, spool, perDest, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
           })().catch((err: unknown) => {
             // A worker failed (the source went away mid-move): stop the dump too.
             moveError = err
@@ -378,7 +376,6 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
           return moving
         }
         try {
-          const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
           const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
           let entries = 0
           const onEntry = (e: DumpEntry): void => {
@@ -419,7 +416,17 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             })
           if (entries === 0) opts.onListing?.(pass, stream)
           if (moveError !== undefined) throw moveError
-          if (dump !== undefined) emit({ type: 'dumped', pass, entries, toMove: spool.count, bytes: spool.bytes })
+          if (dump !== undefined) {
+            emit({
+              type: 'dumped',
+              source: opts.source,
+              pass,
+              entries,
+              toMove: spool.count,
+              bytes: spool.bytes,
+              perDestination: opts.targets.map((address, i) => ({ address, keys: perDest[i]!.keys, bytes: perDest[i]!.bytes })),
+            })
+          }
           if (dump !== undefined && pass === 1) {
             result.keysAtStart = spool.count
             result.bytesAtStart = spool.bytes
@@ -431,7 +438,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             break
           }
           if (pass === 1) {
-            emit({ type: 'phase', phase: 'preflight', pass })
+            emit({ type: 'phase', source: opts.source, phase: 'preflight', pass })
             result.preflight = opts.targets.map((address, i) => {
               const h = guard.health.get(address)!
               const d = perDest[i]!
@@ -462,7 +469,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             break
           }
           const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
-          emit({ type: 'pass-done', pass, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
+          emit({ type: 'pass-done', source: opts.source, pass, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
           // A destination that is down (stalled, restarting, link cut) failed keys this pass:
           // give it a bounded time to come back before the next pass tries them again.
           const wasDown = tally.failed > before.failed && pass < maxPasses && !allUp(opts, guard, targetConns)
@@ -549,6 +556,7 @@ async function movePass(
   signal: AbortSignal,
   source: MetaConnection,
   spool: KeySpool,
+  listed: readonly { keys: number }[],
   targets: TransferTarget[],
   tally: Tally,
   guard: TargetGuard,
@@ -564,12 +572,30 @@ async function movePass(
   const startedAt = performance.now()
   const processedAtStart = tally.processed
   let lastEmit = 0
+  // Keys of this pass handled, in all and per destination: what the progress display counts
+  // against the dump's totals (moved, in place, failed and skipped alike).
+  let done = 0
+  const doneByDestination = targets.map(() => 0)
   const report = (force: boolean): void => {
     const now = performance.now()
     if (!force && now - lastEmit < 250) return
     lastEmit = now
     const secs = (now - startedAt) / 1000
-    emit({ type: 'progress', pass, toMove: spool.count, tally, keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0, rateFactor: guard.rateFactor() })
+    emit({
+      type: 'progress',
+      source: opts.source,
+      pass,
+      // While the dump still runs (the move streams behind it) this is what it listed so far.
+      toMove: spool.count,
+      done,
+      doneByDestination,
+      listedByDestination: listed.map((d) => d.keys),
+      tally,
+      keysPerSecond: secs > 0 ? (tally.processed - processedAtStart) / secs : 0,
+      rateFactor: guard.rateFactor(),
+      rate: keys.rate > 0 ? keys.effectiveRate : 0,
+      health: guard.health,
+    })
   }
   let started = false
   const worker = async (): Promise<void> => {
@@ -601,7 +627,7 @@ async function movePass(
       // The move phase starts with its first key (a dump that fails at once moved nothing).
       if (!started) {
         started = true
-        emit({ type: 'phase', phase: 'move', pass })
+        emit({ type: 'phase', source: opts.source, phase: 'move', pass })
       }
       const f = guard.rateFactor()
       keys.factor = f
@@ -612,7 +638,10 @@ async function movePass(
       // Failed keys (destination full, down, erroring) stay unhandled: the next pass tries them again.
       for (let i = 0; i < batch.count; i++) {
         if (opts.mode === 'copy' ? transfer.settled(i) : transfer.skippedKey(i)) handled.add(batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
+        const base = i * batch.maxChain
+        for (let j = 0; j < batch.destCount[i]!; j++) doneByDestination[batch.dests[base + j]!]!++
       }
+      done += n
       report(false)
     }
   }

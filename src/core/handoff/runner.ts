@@ -16,9 +16,10 @@ import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
 import type { RouteFn } from '../engine/transfer.js'
+import type { HandoffEvent } from '../engine/events.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, removeCopyJournal } from './copy-journal.js'
-import { CopyFollow, type CopyFollowEvent } from './copy-follow.js'
+import { CopyFollow } from './copy-follow.js'
 import { adoptPossibleCopies } from './adopt-copies.js'
 import { deleteUnownedKeys } from './unowned-keys.js'
 import { deleteCopies } from './stale-copies.js'
@@ -83,23 +84,15 @@ export interface PoolChange {
   movedByClients?: ((pool: Pool, change: ResolvedChange) => Promise<Map<string, number> | undefined>) | undefined
 }
 
-export type HandoffEvent =
-  | { type: 'change'; phase: 'started' | 'resumed' | 'finished'; added: string[]; removed: string[] }
-  /** After every source's first dump: what the change moves, from where to where (drawn before the move starts). */
-  | { type: 'plan'; plan: ChangePlan }
-  | { type: 'marked'; server: string; state: 'deactivating' | 'removed' | 'active'; resumed: boolean }
-  | { type: 'switch'; phase: 'waiting' | 'done' }
-  | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
-  /** Right before the switch: one pass over the journals for what following the sources' writes could not see. */
-  | { type: 'delta'; phase: 'start' | 'done'; checked: number; caughtUp: number; invalidated: number }
-  | { type: 'journal-lost'; source: string; message: string; adopted: number }
-  | { type: 'record-unsaved'; message: string }
-  | { type: 'purged'; server: string }
-  | { type: 'source-restarted'; server: string; uptimeSeconds: number; lost: number; message: string }
-  | CopyFollowEvent
+/**
+ * What the runner emits: the hand-off's events (engine/events.ts) and the engine's, each
+ * source's as they are (with their `source`: the monitor adds them up), and `change` for the
+ * job to present as its own (rebalance: its `rebalance` event; drain: its marks say it).
+ */
+export type RunnerEvent = EngineEvent | Exclude<HandoffEvent, { type: 'rebalance' }> | { type: 'change'; phase: 'started' | 'resumed' | 'finished'; added: string[]; removed: string[] }
 
 export interface RunnerOptions extends HandoffJobOptions {
-  onEvent?: ((e: EngineEvent | HandoffEvent) => void) | undefined
+  onEvent?: ((e: RunnerEvent) => void) | undefined
   /** Copy hand-off: resolves once the applications use the new owners. */
   waitForSwitch?: ((ctx: { sources: string[]; removed: string[]; destinations: string[] }) => Promise<void>) | undefined
   /** Milliseconds between progress saves (JOB_DEFAULTS.checkpointIntervalMs). */
@@ -392,10 +385,15 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       const sums = await change.movedByClients?.(snap.pool, resolved).catch(() => undefined)
       if (sums !== undefined) for (const [s, n] of sums) if (sources.includes(s)) byClients.set(s, n)
     }
+    /** After each save of the record: every source's transitioned ratio (the `transition` events). */
+    const saved = (): void => {
+      for (const s of sources) emit({ type: 'transition', server: s, ratio: transitionedRatio(record.sources[s]!) })
+    }
     const persist = async (): Promise<void> => {
       record = snapshot()
       if (opts.dryRun) return
       await write(() => change.inProgress(snap.pool, resolved, record))
+      saved()
     }
     let lastSave = Date.now()
     let saving: Promise<void> = Promise.resolve()
@@ -414,27 +412,6 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
 
     // One global throttle over every source.
     const throttle = { keys: new TokenBucket(opts.rate), bytes: new TokenBucket(opts.bandwidth) }
-
-    // Progress over all sources at once: one overall figure (one source: the engine's own events).
-    const progressOf = new Map<string, { toMove: number; keysPerSecond: number; tally: Tally; pass: number; rateFactor: number }>()
-    let lastProgress = 0
-    const emitProgress = (force: boolean): void => {
-      if (!force && Date.now() - lastProgress < 250) return
-      lastProgress = Date.now()
-      const sum = new Tally(targets)
-      let toMove = 0
-      let kps = 0
-      let factor = 1
-      let pass = 0
-      for (const p of progressOf.values()) {
-        addTally(sum, p.tally)
-        toMove += p.toMove
-        kps += p.keysPerSecond
-        factor = Math.min(factor, p.rateFactor)
-        pass = Math.max(pass, p.pass)
-      }
-      emit({ type: 'progress', pass, toMove, tally: sum, keysPerSecond: kps, rateFactor: factor })
-    }
 
     const routeFor = (source: string): RouteFn => {
       const self = targets.indexOf(source)
@@ -570,7 +547,6 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
 
     /** One source job: its options, and `end()` once it returned (what its straggling workers send after that is ignored). */
     const sourceJob = (source: string, phase: 'main' | 'sweep', extra: Partial<SourceJobOptions>): { options: SourceJobOptions; end: () => void } => {
-      let currentPass = 0
       let over = false
       const options: SourceJobOptions = {
         source,
@@ -601,19 +577,12 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
               }
             }
           }
-          if (e.type === 'phase') {
-            currentPass = e.pass
-            if (e.phase === 'move') moving = true
-          }
+          if (e.type === 'phase' && e.phase === 'move') moving = true
           if (e.type === 'progress') {
             live.set(source, e.tally)
-            progressOf.set(source, { toMove: e.toMove, keysPerSecond: e.keysPerSecond, tally: e.tally, pass: currentPass, rateFactor: e.rateFactor })
-            if (sources.length === 1) emit(e)
-            else emitProgress(false)
             checkpoint()
-            return
           }
-          if (sources.length > 1 && (e.type === 'dumped' || e.type === 'pass-done')) return
+          // Each source's events as they are: the progress display and the metrics add them up.
           emit(e)
         },
       }
@@ -623,7 +592,6 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       end()
       await saving
       live.delete(source)
-      progressOf.delete(source)
       addTally(tallies.get(source)!, job.tally)
       passes.set(source, passes.get(source)! + job.passes)
       if (job.sourceError !== undefined) await onSourceLost(source, job.sourceError)
@@ -694,9 +662,14 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
     // static clients never read the pool, so nobody needs it.
     const graceUntil =
       handoff === 'move' && next.clients === 'pool-aware' && (!resumed || neverRan) && !opts.dryRun ? graceFrom + (opts.clientGraceSeconds ?? JOB_DEFAULTS.clientGraceSeconds) * 1000 : 0
+    // Every source that moves while it dumps waits here: the grace is told once.
+    let graceTold = false
     const graceOver = async (moveSignal: AbortSignal): Promise<void> => {
       const wait = graceUntil - Date.now()
-      if (wait > 0) await sleep(wait, undefined, { signal: moveSignal }).catch(() => undefined)
+      if (wait <= 0) return
+      if (!graceTold) emit({ type: 'grace', seconds: wait / 1000 })
+      graceTold = true
+      await sleep(wait, undefined, { signal: moveSignal }).catch(() => undefined)
     }
     // A source moving while it dumps starts only once every source's dump lists keys and every
     // source moves while it dumps: a source that refuses its dump (-X, crawler off), or one
@@ -806,7 +779,6 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         )
         interrupted = sweeps.some((j) => j.interrupted)
       }
-      if (sources.length > 1) emitProgress(true)
     }
     if (saveError !== undefined) throw saveFailed(saveError)
     await refreshMovedByClients()
@@ -863,7 +835,9 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       const catchUpAll = async (final: boolean): Promise<void> => {
         await settleFollows()
         const pending = sources.filter((s) => record.sources[s]!.caughtUp !== true && base[s]!.caughtUp !== true)
-        const totalRecords = pending.reduce((n, s) => n + journals.get(s)!.count, 0)
+        // What the catch-up checks: the latest record of each copy (an intent and its completion
+        // are two records of one copy), as its \`checked\` counts them.
+        const totalRecords = pending.reduce((n, s) => n + journals.get(s)!.index.size, 0)
         if (pending.length === 0) return
         emit({ type: 'catch-up', phase: 'start', checked: 0, total: totalRecords, caughtUp: 0, invalidated: 0 })
         await Promise.all(
@@ -965,6 +939,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         // key an application deleted at its new owner after the switch). Servers that leave are
         // purged below.
         const staying = sources.filter((s) => !leaving.includes(s))
+        if (staying.length > 0) emit({ type: 'cleanup', phase: 'start', deleted: 0 })
         const after = await Promise.all(
           staying.map((s) => {
             const self = targets.indexOf(s)
@@ -985,6 +960,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
           }
           interrupted = signal.aborted
         }
+        if (staying.length > 0) emit({ type: 'cleanup', phase: 'done', deleted: staleCopiesDeleted })
       }
       await refreshMovedByClients()
       await persistAfterSwitch()
@@ -1011,6 +987,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       }
       record = { ...record, updatedAt: new Date().toISOString() }
       await write(() => change.done(snap.pool, resolved, record))
+      saved()
       ended = true
       for (const [s, j] of journals) {
         j.close()

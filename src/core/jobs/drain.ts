@@ -30,7 +30,8 @@ export interface DrainOptions extends Omit<RunnerOptions, 'onEvent' | 'waitForSw
   waitForSwitch?: ((ctx: { source: string; sources: string[]; destinations: string[] }) => Promise<void>) | undefined
 }
 
-export type DrainEvent = Exclude<HandoffEvent, { type: 'change' }>
+/** What a drain emits besides the engine's events (see engine/events.ts); its marks say what `rebalance` says for a rebalance. */
+export type DrainEvent = Exclude<HandoffEvent, { type: 'rebalance' }>
 
 export interface DrainResult {
   server: string

@@ -9,6 +9,7 @@ import { KeySpool } from '../engine/spool.js'
 import type { RouteFn } from '../engine/transfer.js'
 import { refuseSameServers } from '../inspect/server-identity.js'
 import { MirrorFollow } from './mirror-follow.js'
+import type { MirrorEvent, MirrorPass } from '../engine/events.js'
 
 /**
  * mirror: keep a passive server a hot copy of an active one, for active/passive failover.
@@ -47,38 +48,7 @@ export interface MirrorOptions extends JobKnobs {
   follow?: boolean | undefined
 }
 
-export interface PassiveHealth {
-  usedBytes: number
-  limitBytes: number
-  items: number
-  /** Evictions on the passive since the mirror started. */
-  evictions: number
-}
-
-export interface MirrorPass {
-  pass: number
-  startedAt: string
-  /** Live keys the active's dump listed. */
-  listed: number
-  /** Keys new or changed since the last pass (all of them in pass 1). */
-  changed: number
-  copied: number
-  /** Deleted on the passive (with `delete`): gone from the active. */
-  deleted: number
-  failed: number
-  skipped: number
-  bytes: number
-  durationMs: number
-  lagMs: number
-  passive: PassiveHealth
-}
-
-export type MirrorEvent =
-  | { type: 'mirror-pass'; result: MirrorPass }
-  | { type: 'mirror-evictions'; passive: string; evictions: number }
-  | { type: 'mirror-passive-down'; passive: string; message: string }
-  | { type: 'mirror-passive-back'; passive: string }
-  | { type: 'mirror-follow'; state: 'on' | 'unavailable' | 'lost'; message: string }
+export type { MirrorEvent, MirrorPass, PassiveHealth } from '../engine/events.js'
 
 export interface MirrorResult {
   active: string

@@ -4,8 +4,9 @@ import { poolPlacement } from '../pool/placement.js'
 import { hasEdits, placesLike, targetPool, type PoolEdits } from '../pool/rebalance-target.js'
 import type { PoolStore } from '../pool/store.js'
 import { transitionedRatio } from '../pool/transition.js'
-import { CopyJournal, copyJournalFile, deleteCopies, removeCopyJournal, runPoolChange, type ChangePlan, type HandoffJobOptions, type PlanDestination, type PlanPair, type PoolChange, type ResolvedChange, type SourceOutcome, type HandoffEvent, type HandoffOutcome } from '../handoff/index.js'
+import { CopyJournal, copyJournalFile, deleteCopies, removeCopyJournal, runPoolChange, type ChangePlan, type HandoffJobOptions, type PlanDestination, type PlanPair, type PoolChange, type ResolvedChange, type SourceOutcome, type HandoffOutcome } from '../handoff/index.js'
 import type { EngineEvent } from '../engine/index.js'
+import type { HandoffEvent } from '../engine/events.js'
 
 /**
  * rebalance: every server of the previous pool is a source; each key whose owner (chain) under
@@ -29,13 +30,8 @@ export interface RebalanceOptions extends HandoffJobOptions {
   waitForSwitch?: ((ctx: { removed: string[]; sources: string[]; destinations: string[] }) => Promise<void>) | undefined
 }
 
-export type RebalanceEvent =
-  | { type: 'rebalance'; phase: 'started' | 'resumed' | 'finished'; added: string[]; removed: string[] }
-  | { type: 'switch'; phase: 'waiting' | 'done' }
-  | { type: 'catch-up'; phase: 'start' | 'progress' | 'done'; checked: number; total: number; caughtUp: number; invalidated: number }
-  | { type: 'purged'; server: string }
-  | { type: 'marked'; server: string; state: 'deactivating' | 'removed' | 'active'; resumed: boolean }
-  | Extract<HandoffEvent, { type: 'delta' | 'journal-lost' | 'record-unsaved' | 'follow' }>
+/** What a rebalance emits besides the engine's events (see engine/events.ts). */
+export type RebalanceEvent = HandoffEvent
 
 /** The plan of a rebalance: the one plan shape of every pool change (`memdrain plan`, `drain --dry-run`). */
 export type RebalancePlan = ChangePlan
@@ -161,7 +157,7 @@ export async function runRebalance(opts: RebalanceOptions): Promise<RebalanceRes
     ...rest,
     onEvent: (e) => {
       if (e.type === 'change') emit({ type: 'rebalance', phase: e.phase, added: e.added, removed: e.removed })
-      else if (e.type !== 'plan' && e.type !== 'source-restarted') emit(e)
+      else emit(e)
     },
     waitForSwitch: waitForSwitch === undefined ? undefined : (ctx) => waitForSwitch({ removed: ctx.removed, sources: ctx.sources, destinations: ctx.destinations }),
   })

@@ -9,6 +9,7 @@ import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
 import type { RouteFn } from '../engine/transfer.js'
 import { poolSpellings, refuseSameServers } from '../inspect/server-identity.js'
+import type { WarmEvent } from '../engine/events.js'
 
 /**
  * warm: a server came back empty (restart, replacement). Every key that belongs on it — its
@@ -35,9 +36,7 @@ export interface WarmOptions extends JobKnobs {
   onEvent?: ((e: EngineEvent | WarmEvent) => void) | undefined
 }
 
-export type WarmEvent =
-  | { type: 'peer'; peer: string; index: number; of: number }
-  | { type: 'peer-unreachable'; peer: string; message: string }
+export type { WarmEvent } from '../engine/events.js'
 
 export interface WarmResult {
   server: string
