@@ -23,7 +23,10 @@ import { UNKNOWN_SOURCE_CAS } from './adopt-copies.js'
  * Only the latest record of a (key, destination) is acted on (the journal's CopyIndex says
  * which): a key refreshed since its copy has a newer record with the CAS the refresh got. A
  * re-copy journals its new CAS the same way, so the same pass can run before the switch (the
- * delta pass, over the records present when it starts) and again after it.
+ * delta pass, over the records present when it starts) and again after it. Like every write
+ * memdrain makes at a destination, a re-copy is journaled as an intent (a possible copy, CAS
+ * unknown) before it is sent: one whose answer never came may still land, and the next pass then
+ * compares it with the source instead of taking its CAS for someone else's write.
  */
 
 export interface CatchUpOptions {
@@ -126,6 +129,8 @@ class CatchUpBatch {
   private readonly targetError: Uint8Array
   /** The source CAS each re-copy was read with (journaled with the destination's new CAS). */
   private readonly readCas: (Buffer | undefined)[]
+  /** The record describing memdrain's write of each key in flight: its re-copy's intent, or the record read. */
+  private readonly ownSeq: Float64Array
 
   constructor(
     private readonly source: MetaConnection,
@@ -136,6 +141,7 @@ class CatchUpBatch {
     private readonly journal: CopyJournal,
   ) {
     this.readCas = new Array<Buffer | undefined>(capacity)
+    this.ownSeq = new Float64Array(capacity)
     this.batch = new JournalBatch(capacity)
     this.state = new Uint8Array(capacity)
     this.answered = new Uint8Array(capacity)
@@ -153,6 +159,7 @@ class CatchUpBatch {
     let latest = 0
     for (let i = 0; i < batch.count; i++) {
       this.answered[i] = 0
+      this.ownSeq[i] = batch.seq[i]!
       if (this.journal.index.latest(batch.key(i), batch.target[i]!) !== batch.seq[i]) {
         this.state[i] = NOT_LATEST
         continue
@@ -190,7 +197,8 @@ class CatchUpBatch {
       src.reset()
     }
 
-    // Phase 2: re-copy, drop, invalidate at the destinations.
+    // Phase 2: re-copy, drop, invalidate at the destinations (the re-copies' intents on file first).
+    this.journal.flush()
     await this.sendToTargets(this.onTarget)
     for (let i = 0; i < batch.count; i++) {
       const s = this.state[i]
@@ -352,6 +360,11 @@ class CatchUpBatch {
     }
     const flags = r.flagInt(0x66)
     this.readCas[i] = cas === undefined ? undefined : Buffer.from(cas)
+    // Write-ahead, as the transfer's copies: a re-copy whose answer never comes may still land (a
+    // stalled destination applies it later) and change the copy's CAS; as a possible copy it is
+    // compared with the source by the next pass instead of being taken for someone else's write.
+    this.ownSeq[i] = this.journal.count
+    this.journal.intent(batch.key(i), t, this.readCas[i] ?? UNKNOWN_SOURCE_CAS)
     // `c`: the answer carries the new CAS, journaled (HD c<cas>) so the next pass knows the copy.
     this.targetPayloads[t]!.command('ms', batch.key(i))
       .size(value.length)
@@ -387,12 +400,12 @@ class CatchUpBatch {
     if (s === RECOPY) {
       // EX: written at the destination since the copy, and changed at the source too → invalidate;
       // unless the writer was memdrain's own refresher (a newer record of the key): then it is current.
-      if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== batch.seq[i]) this.state[i] = NOT_LATEST
+      if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== this.ownSeq[i]) this.state[i] = NOT_LATEST
       else if (r.status === NF) this.state[i] = SUPERSEDED
       else this.state[i] = INVALIDATE_NEXT
       if (r.status !== EX && r.status !== NF) this.sample(batch.key(i), `${this.conns[t]!.server}: ${r.line()}`)
     } else if (s === DROP_IF_OURS || s === INVALIDATE) {
-      if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== batch.seq[i]) this.state[i] = NOT_LATEST
+      if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== this.ownSeq[i]) this.state[i] = NOT_LATEST
       else if (r.status === EX || r.status === NF) this.state[i] = SUPERSEDED
       else {
         this.state[i] = FAILED

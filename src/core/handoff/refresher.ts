@@ -15,6 +15,10 @@ import type { CopyJournal } from './copy-journal.js'
  *                 EX (someone else wrote it there since) → md <key> q: which is newer is unknowable
  *                 NF (gone there) → nothing: absent is safe
  *   key gone at the source: md <key> C<cas of memdrain's copy> q
+ * Each ms is journaled as an intent first (write-ahead, as the transfer's copies): a refresh
+ * whose answer never comes (timed out at a stalled destination, which applies it later) leaves
+ * a possible copy of unknown CAS, which is deleted or compared with the source later, never an
+ * EX read as "someone else wrote it" and the copy left in place.
  * A copy whose destination CAS is unknown (the add found the key there, or the write is still
  * unanswered) cannot be written safely: it is looked at again a second later (its answer has
  * come by then), and deleted if still unknown. A key with no copy yet is looked at once more a
@@ -62,7 +66,7 @@ const MD_ANY = 3
 interface Op {
   i: number
   t: number
-  /** The latest journal record of (key, t) when the op was built: a newer one means memdrain itself wrote since. */
+  /** The latest journal record of (key, t) when the op was sent (a refresh: its own intent): a newer one means memdrain itself wrote since. */
   seq: number
   kind: number
   cas: string | undefined
@@ -282,7 +286,16 @@ export class Refresher {
     const payloads = targets.map(() => new MetaPayload())
     const used = new Uint8Array(targets.length)
     ops.forEach((op, o) => {
-      const p = payloads[op.t]!.command(op.kind === MS ? 'ms' : 'md', work[op.i]!.key)
+      const key = work[op.i]!.key
+      if (op.kind === MS) {
+        // Write-ahead, as the transfer's copies: a refresh whose answer never comes (a stalled
+        // destination applies it after the timeout) replaced memdrain's copy with a CAS nobody
+        // knows. Journaled as a possible copy first, it is checked against the source later
+        // (never taken for "someone else's write" and left, see catch-up.ts).
+        op.seq = journal.count
+        journal.intent(key, op.t, op.srcCas!)
+      }
+      const p = payloads[op.t]!.command(op.kind === MS ? 'ms' : 'md', key)
       used[op.t] = 1
       if (op.kind === MS) {
         p.size(op.value!.length)
@@ -298,6 +311,7 @@ export class Refresher {
         p.flags('q').flag('O', o).end()
       }
     })
+    journal.flush()
     await Promise.all(
       targets.map(async (_a, t) => {
         if (used[t] === 0) return
