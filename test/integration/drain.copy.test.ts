@@ -55,7 +55,9 @@ describe('drain (copy hand-off)', () => {
     assert.equal(r.handoff, 'copy')
     // The follower and the catch-up may each re-write a changed key once (the same value).
     assert.ok(r.caughtUp >= 100 && r.caughtUp <= 200, `caught up ${r.caughtUp}`)
-    assert.equal(r.invalidated, 100)
+    // The 100 deleted keys; the follower may also have journaled possible copies of the fresh keys
+    // (written during the switch wait), which the catch-up checks and deletes: at most 20 more.
+    assert.ok(r.invalidated >= 100 && r.invalidated <= 120, `invalidated ${r.invalidated}`)
     assert.equal(r.state, 'removed')
     assert.equal(r.purged, true)
     const held = await atNewOwners(pool, src, [...keys, ...fresh])
