@@ -6,7 +6,10 @@
  * memdrain as a user runs it, the built CLI in a child process, with the pool file's defaults
  * (php-memcached-libketama, static clients):
  *
- *   node bin/run.js drain <source> --pool <file> --yes --rate 0 --bandwidth 0 --handoff move --json
+ *   node bin/run.js drain <source> --pool <file> --yes --rate 0 --bandwidth 0 --handoff move --force --json
+ *
+ * (--force: the move hand-off on a pool whose clients are static is refused otherwise; the bench
+ * measures the engine, and static clients need no client grace.)
  *
  * Measured: wall time (memdrain: spawn to exit, start-up included; raw mover: its dump to its last
  * reply), keys/s and the ratio memdrain / raw, the child's CPU (user+sys) per moved key and peak
@@ -276,7 +279,7 @@ function hasGnuTime(): boolean {
 
 async function drainChild(source: string, poolFile: string, workDir: string): Promise<DrainRun> {
   const usageFile = path.join(workDir, 'usage.txt')
-  const cliArgs = ['bin/run.js', 'drain', source, '--pool', poolFile, '--yes', '--rate', '0', '--bandwidth', '0', '--handoff', 'move', '--json', ...(argv['drain-args'] ?? '').split(/\s+/).filter((a) => a !== '')]
+  const cliArgs = ['bin/run.js', 'drain', source, '--pool', poolFile, '--yes', '--rate', '0', '--bandwidth', '0', '--handoff', 'move', '--force', '--json', ...(argv['drain-args'] ?? '').split(/\s+/).filter((a) => a !== '')]
   const nodeFlags = [
     ...(argv['child-cpu-prof'] !== undefined ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(argv['child-cpu-prof'])] : []),
     ...(argv['child-node-args'] ?? '').split(/\s+/).filter((a) => a !== ''),
@@ -345,6 +348,7 @@ async function drainInProcess(source: string, poolFile: string): Promise<DrainRu
       store: new FilePoolStore(poolFile),
       server: source,
       handoff: 'move',
+      force: true,
       threshold: 0.95,
       purge: true,
       rate: 0,
@@ -584,7 +588,7 @@ async function main(): Promise<number> {
     rmSync(snap.dir, { recursive: true, force: true })
   }
 
-  const mode = inProcess ? 'in-process (runDrain from dist/, RSS sampled every 20 ms)' : `child: node bin/run.js drain <source> --pool <file> --yes --rate 0 --bandwidth 0 --handoff move --json${argv['drain-args'] !== undefined ? ` ${argv['drain-args']}` : ''}`
+  const mode = inProcess ? 'in-process (runDrain from dist/, RSS sampled every 20 ms)' : `child: node bin/run.js drain <source> --pool <file> --yes --rate 0 --bandwidth 0 --handoff move --force --json${argv['drain-args'] !== undefined ? ` ${argv['drain-args']}` : ''}`
   process.stdout.write(
     `\nmemdrain drain benchmark — ${serverCount} memcached (1 source + ${serverCount - 1} destinations, -m ${memoryMb} -t ${threads}), value ${valueSize} B, hash ${HASH}` +
       `${repeat > 1 ? `, fastest of ${repeat} runs` : ''}\n` +
