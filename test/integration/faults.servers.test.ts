@@ -136,7 +136,7 @@ describe('faults: servers', () => {
     // The pool names the proxies: memdrain (and placement) see only them.
     const [pa, pb] = await Promise.all([startProxy(a.address), startProxy(b.address)])
     proxies.push(pa, pb)
-    writeFileSync(pool.file, JSON.stringify({ hash: 'memjs', clients: 'pool-aware', servers: [{ address: src.address }, { address: pa.address }, { address: pb.address }] }))
+    writeFileSync(pool.file, JSON.stringify({ hash: 'php-memcached-libketama', clients: 'pool-aware', servers: [{ address: src.address }, { address: pa.address }, { address: pb.address }] }))
     const real = new Map([
       [pa.address, a.address],
       [pb.address, b.address],
