@@ -197,19 +197,23 @@ export class NodeBatch {
     clientFlags: number,
     ttl: number,
     clockOffset: number,
-    ifCas?: Uint8Array,
+    ifCas?: Uint8Array | string,
   ): this {
     const p = this.payload
     p.commandAt('ms', keys, keyStart, keyEnd).size(valueEnd - valueStart).flag('F', clientFlags).flag('T', expiryToken(ttl, clockOffset))
-    if (ifCas !== undefined) p.flagBytesAt(C_FLAG, ifCas, 0, ifCas.length)
+    if (typeof ifCas === 'string') p.flagToken('C', ifCas)
+    else if (ifCas !== undefined) p.flagBytesAt(C_FLAG, ifCas, 0, ifCas.length)
     p.encodedFlags(mode.flags).flag('O', id).endWithValue(value, valueStart, valueEnd)
     this.ops++
     return this
   }
 
-  /** `md <key> C<cas> q O<id>` with the CAS digits cas[casStart, casEnd): deletes only the item that still has that CAS. */
-  deleteIfCas(id: number, keys: Uint8Array, keyStart: number, keyEnd: number, cas: Uint8Array, casStart = 0, casEnd = cas.length): this {
-    this.payload.commandAt('md', keys, keyStart, keyEnd).flagBytesAt(C_FLAG, cas, casStart, casEnd).encodedFlags(QUIET).flag('O', id).end()
+  /** `md <key> C<cas> q O<id>` with the CAS digits cas[casStart, casEnd) (or a string of them): deletes only the item that still has that CAS. */
+  deleteIfCas(id: number, keys: Uint8Array, keyStart: number, keyEnd: number, cas: Uint8Array | string, casStart = 0, casEnd = cas.length): this {
+    const p = this.payload.commandAt('md', keys, keyStart, keyEnd)
+    if (typeof cas === 'string') p.flagToken('C', cas)
+    else p.flagBytesAt(C_FLAG, cas, casStart, casEnd)
+    p.encodedFlags(QUIET).flag('O', id).end()
     this.ops++
     return this
   }
@@ -310,7 +314,7 @@ export class MemcachedNode {
     const b = new NodeBatch(256)
     for (let i = 0; i < items.length; i++) {
       const { key, cas } = items[i]!
-      b.deleteIfCas(i, key, 0, key.length, typeof cas === 'string' ? Buffer.from(cas, 'latin1') : cas)
+      b.deleteIfCas(i, key, 0, key.length, cas)
     }
     await this.send(b, 'md', items.length, (r) => {
       if (r.status === EX) out[r.opaque] = 'changed'
