@@ -240,6 +240,17 @@ export class NodeBatch {
     return conn.batch(bytes, onReply)
   }
 
+  /**
+   * `send`, handing the bytes off: the builder starts a fresh buffer, so the next batch can be
+   * built (and sent) while this one is in flight. `sent` is not kept.
+   */
+  sendDetached(conn: MetaConnection, onReply: (r: MetaReply) => void): Promise<void> {
+    const bytes = this.payload.noop().take()
+    this.lastSent = undefined
+    this.ops = 0
+    return conn.batch(bytes, onReply)
+  }
+
   /** Drops what was queued. */
   reset(): void {
     this.payload.reset()
