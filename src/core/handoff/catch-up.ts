@@ -1,22 +1,4 @@
-import {
-  ERR,
-  EX,
-  expiring,
-  HD,
-  itemCas,
-  itemFlags,
-  itemTtl,
-  keyEncoding,
-  NF,
-  NodeBatch,
-  readLimits,
-  storeMode,
-  VA,
-  valueFits,
-  type MetaConnection,
-  type MetaReply,
-  type NodeLimits,
-} from '../protocol/index.js'
+import { ERR, EX, expiring, HD, itemCas, itemFlags, itemTtl, keyEncoding, NF, NodeBatch, readLimits, storeMode, VA, valueFits, type MetaConnection, type MetaReply, type NodeLimits } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
 import { TokenBucket } from '../engine/throttle.js'
