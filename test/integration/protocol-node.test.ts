@@ -47,6 +47,8 @@ describe('MemcachedNode and NodeBatch', () => {
     assert.equal(limits.itemSizeMax, 2 * 1024 * 1024)
     // Same machine, same clock: the offset is rounding only.
     assert.ok(Math.abs(limits.clockOffset) <= 1, `clock offset ${limits.clockOffset}`)
+    assert.equal((await node.stats()).get('pid'), String(server.pid))
+    assert.equal((await node.stats('settings')).get('item_size_max'), '2097152')
   })
 
   it('readForMove: value, client flags, remaining TTL and CAS of each key; undefined for a missing one; binary keys too', async () => {

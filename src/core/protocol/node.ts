@@ -349,6 +349,11 @@ export class MemcachedNode {
     return out
   }
 
+  /** `stats [group]`: name → value. */
+  async stats(group?: Parameters<MetaConnection['stats']>[0]): Promise<Map<string, string>> {
+    return (await this.connection()).stats(group)
+  }
+
   /** `flush_all` on this node only. */
   async flush(): Promise<void> {
     await flushNode(await this.connection())
