@@ -414,7 +414,7 @@ export class BatchTransfer {
    * stale, or resurrect a deleted key. Withdraw them, but only our own: between our add and the
    * source delete the application may have written a newer value at the destination and deleted
    * or moved the source copy (hence the NF), and that write must survive. So each copy is read
-   * back (`mg <key> v f c q`) and deleted by the CAS it has now (`md <key> C<cas> q`) only if it
+   * back (a read: value, flags, CAS) and deleted by the CAS it has now (delete-if-CAS) only if it
    * still holds the value and flags we wrote; a write made even between the two is kept. The
    * next pass moves a newer source value.
    */
