@@ -12,7 +12,7 @@ import { clientReportDir, isPoolClientError, PoolClient, POOL_CLIENT_DEFAULTS, s
 import { fanOut, PerKeyOnce } from '../../src/core/client/chain-ops.js'
 import { HealthTracker } from '../../src/core/client/health.js'
 import { MigrationLedger } from '../../src/core/client/migration.js'
-import { ttlToken } from '../../src/core/client/node.js'
+import { expiryToken } from '../../src/core/protocol/ttl.js'
 import { resolveOptions } from '../../src/core/client/options.js'
 import { validatePool } from '../../src/core/pool/validate.js'
 
@@ -205,11 +205,11 @@ describe('options and API edges', () => {
   })
 
   it('the 30-day TTL rule of moves', () => {
-    assert.equal(ttlToken(-1, 1_700_000_000), 0)
-    assert.equal(ttlToken(0, 1_700_000_000), 1)
-    assert.equal(ttlToken(60, 1_700_000_000), 60)
-    assert.equal(ttlToken(2_592_000, 1_700_000_000), 2_592_000)
-    assert.equal(ttlToken(2_592_001, 1_700_000_000), 1_702_592_001)
+    assert.equal(expiryToken(-1, 0, 1_700_000_000), 0)
+    assert.equal(expiryToken(0, 0, 1_700_000_000), 1)
+    assert.equal(expiryToken(60, 0, 1_700_000_000), 60)
+    assert.equal(expiryToken(2_592_000, 0, 1_700_000_000), 2_592_000)
+    assert.equal(expiryToken(2_592_001, 0, 1_700_000_000), 1_702_592_001)
   })
 
   it('a client opens nothing until used, and close() is idempotent', async () => {

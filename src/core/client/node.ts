@@ -1,21 +1,10 @@
 import type { Socket } from 'node:net'
 import { Client as MemjsClient, Server as MemjsServer } from 'memjs'
-import { EN, EX, HD, MetaConnection, MetaPayload, NF, NS, VA, keyEncoding, statusName, type MetaReply } from '../protocol/index.js'
+import { MemcachedNode, MetaConnection, keyEncoding, type CasDeleteResult, type ItemForMove } from '../protocol/index.js'
 import { isServerError, ServerError, timedOut, unreachable } from '../protocol/errors.js'
 import { isCommandError } from './errors.js'
-import { expiryToken } from '../protocol/ttl.js'
 
-/** An item as read for a move or a repair: everything needed to recreate it elsewhere. */
-export interface ItemForMove {
-  value: Buffer
-  flags: number
-  /** Remaining seconds, -1 = no expiry. */
-  ttl: number
-  /** CAS as decimal digits (it can exceed 2^53). */
-  cas: string
-}
-
-export type CasDeleteResult = 'deleted' | 'changed' | 'gone'
+export type { CasDeleteResult, ItemForMove }
 
 export interface NodeOptions {
   timeout: number
@@ -41,11 +30,6 @@ export function isTransportError(err: unknown): err is ServerError {
   )
 }
 
-/** The `T` flag that gives an item the remaining `ttl` seconds it had at its source (DESIGN, "the 30-day rule"). */
-export function ttlToken(ttl: number, nowSeconds = Math.floor(Date.now() / 1000)): number {
-  return expiryToken(ttl, 0, nowSeconds)
-}
-
 /**
  * One memcached server as the application library uses it: a memjs client for the data path
  * (one memjs Client per server, its failover and retries off, so the pool client decides where a
@@ -61,7 +45,8 @@ export class ServerNode {
   private readonly sockets = new Set<Socket>()
   private meta: Promise<MetaConnection> | undefined
   private closed = false
-  private readonly payload = new MetaPayload(1024)
+  /** The moves' and repairs' operations, over the meta connection (protocol/node.ts). */
+  private readonly node = new MemcachedNode(() => this.metaConnection())
 
   constructor(
     address: string,
@@ -164,59 +149,24 @@ export class ServerNode {
     return keyEncoding(key) !== 'unaddressable'
   }
 
-  /** `mg <key> v f t c`: the item with its flags, remaining TTL and CAS; undefined when absent. */
+  /** The item with its flags, remaining TTL and CAS (the source's LRU not bumped); undefined when absent. */
   async readForMove(key: Buffer): Promise<ItemForMove | undefined> {
-    const p = this.payload
-    p.command('mg', key).flags('v f t c').end().noop()
-    let item: ItemForMove | undefined
-    await this.batch(p.take(), (status, r) => {
-      if (status === VA) {
-        item = { value: Buffer.from(r.value!), flags: r.flagInt('f') || 0, ttl: r.flagInt('t'), cas: r.flagToken('c') ?? '0' }
-        if (Number.isNaN(item.ttl)) item.ttl = -1
-      } else if (status !== EN) {
-        throw this.unexpected('mg', status, r.line())
-      }
-    })
-    return item
+    return (await this.node.readForMove([key]))[0]
   }
 
   /**
-   * `ms <key> <len> F T ME c` (add): the CAS the new item got when stored (so that it can be
-   * withdrawn only if nobody replaced it since; "" if the server did not say), undefined when
-   * the key was already there.
+   * Adds the item with its flags and remaining TTL: the CAS the new item got when stored (so that
+   * it can be withdrawn only if nobody replaced it since; "" if the server did not say),
+   * undefined when the key was already there.
    */
   async addItem(key: Buffer, item: ItemForMove): Promise<string | undefined> {
-    const p = this.payload
-    p.command('ms', key).size(item.value.length).flag('F', item.flags).flag('T', ttlToken(item.ttl)).flags('ME c').end(item.value).noop()
-    let cas: string | undefined
-    await this.batch(p.take(), (status, r) => {
-      if (status === HD) cas = r.flagToken('c') ?? ''
-      else if (status !== NS) throw this.unexpected('ms', status, r.line())
-    })
-    return cas
+    const result = (await this.node.add([{ key, item }]))[0]!
+    return result.stored ? result.cas : undefined
   }
 
-  /** `md <key> C<cas>`: deleted, changed since read (EX), or gone (NF). */
+  /** Deletes the item only if its CAS is unchanged: deleted, changed since read (EX), or gone (NF). */
   async deleteIfCas(key: Buffer, cas: string): Promise<CasDeleteResult> {
-    const p = this.payload
-    p.command('md', key).flagToken('C', cas).end().noop()
-    let result: CasDeleteResult = 'gone'
-    await this.batch(p.take(), (status, r) => {
-      if (status === HD) result = 'deleted'
-      else if (status === EX) result = 'changed'
-      else if (status === NF) result = 'gone'
-      else throw this.unexpected('md', status, r.line())
-    })
-    return result
-  }
-
-  private unexpected(verb: string, status: number, line: string): Error {
-    return new Error(`memcached at ${this.address} answered ${statusName(status)} ${JSON.stringify(line)} to ${verb}`)
-  }
-
-  private async batch(payload: Buffer, onReply: (status: number, r: MetaReply) => void): Promise<void> {
-    const conn = await this.metaConnection()
-    await conn.batch(payload, (r) => onReply(r.status, r))
+    return (await this.node.deleteIfCas([{ key, cas }]))[0]!
   }
 
   private metaConnection(): Promise<MetaConnection> {

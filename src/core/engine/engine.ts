@@ -2,7 +2,7 @@ import { statfsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { JOB_DEFAULTS } from '../defaults.js'
-import { MetaConnection, metadump, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
+import { DEFAULT_ITEM_SIZE_MAX, flushNode, MetaConnection, metadump, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { KeyBatch } from './key-batch.js'
 import { KeySpool, SPOOL_RECORD_MAX, type SpoolOrder } from './spool.js'
@@ -191,8 +191,7 @@ export async function heldBy(addresses: readonly string[]): Promise<{ bytes: num
 export async function flushServer(address: string, role: string): Promise<void> {
   const conn = await connectChecked(address, role)
   try {
-    const reply = await conn.simple('flush_all')
-    if (reply !== 'OK') throw new MemdrainError(`flush_all on ${address} answered ${reply}`, { code: 'PURGE_FAILED', exitCode: ExitCode.failed })
+    await flushNode(conn, address)
   } finally {
     await conn.close().catch(() => undefined)
   }
@@ -328,7 +327,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
       },
       reserve: (itemSize: number) => guard.reserve(i, itemSize),
       settle: (itemSize: number) => guard.settle(i, itemSize),
-      itemSizeMax: () => guard.health.get(address)?.itemSizeMax ?? 1048576,
+      itemSizeMax: () => guard.health.get(address)?.itemSizeMax ?? DEFAULT_ITEM_SIZE_MAX,
       clockOffset: () => guard.health.get(address)?.clockOffset ?? 0,
     }))
     const keys = opts.throttle?.keys ?? new TokenBucket(opts.rate)

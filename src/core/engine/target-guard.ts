@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MetaConnection, parseAddress } from '../protocol/index.js'
+import { DEFAULT_ITEM_SIZE_MAX, MetaConnection, parseAddress } from '../protocol/index.js'
 import { isServerError } from '../protocol/errors.js'
 
 const FIRST_POLL_RETRY_MS = 3000
@@ -209,7 +209,7 @@ export class TargetGuard extends EventEmitter {
         limitBytes,
         usedBytes,
         freeBytes,
-        itemSizeMax: settings !== undefined ? Number(settings.get('item_size_max') ?? 1048576) : (prev?.itemSizeMax ?? 1048576),
+        itemSizeMax: settings !== undefined ? Number(settings.get('item_size_max') ?? DEFAULT_ITEM_SIZE_MAX) : (prev?.itemSizeMax ?? DEFAULT_ITEM_SIZE_MAX),
         evictions: evictions - base.evictions,
         storeNoMemory: storeNoMemory - base.storeNoMemory,
         clockOffset: n('time') - Math.round(localNow),

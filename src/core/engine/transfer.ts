@@ -1,4 +1,23 @@
-import { MetaConnection, MetaPayload, keyEncodingAt, VA, NS, EX, NF, HD, ERR, expiryToken, valueFits, type MetaReply } from '../protocol/index.js'
+import {
+  copyItemCas,
+  ERR,
+  EX,
+  expiring,
+  HD,
+  itemCas,
+  itemFlags,
+  itemTtl,
+  keyEncodingAt,
+  NF,
+  NodeBatch,
+  NS,
+  storeMode,
+  VA,
+  valueFits,
+  type MetaConnection,
+  type MetaReply,
+  type StoreMode,
+} from '../protocol/index.js'
 import type { KeyBatch } from './key-batch.js'
 import type { Tally } from './tally.js'
 
@@ -71,20 +90,13 @@ const T_OK = 0
 const T_FULL = 1
 const T_DOWN = 2
 
-// Flags written for every key, encoded once.
-const MG_FLAGS = Buffer.from(' v f t c u q', 'latin1')
-/** Reading back a copy that may have to be withdrawn: its value, flags and CAS (q: a miss is silent). */
-const CHECK_FLAGS = Buffer.from(' v f c q', 'latin1')
-const Q_FLAG = Buffer.from(' q', 'latin1')
-const C_LETTER = 0x43
-
 
 /**
- * Moves one batch of keys with pipelined meta commands: one write per phase and connection,
- * replies matched by opaque id, no per-key promise, object or string:
- *   1. source:        mg <key> v f t c u q O<i>     (u: do not bump the source's LRU; q: misses are silent)
- *   2. destinations:  ms <key> <len> F<f> T<ttl> ME q O<i>  (add: a newer value there is never overwritten)
- *   3. source (move): md <key> C<cas> q O<i>        (EX/NF: it changed since read → invalidate the copies)
+ * Moves one batch of keys with pipelined node batches (protocol/node.ts): one write per phase
+ * and connection, replies matched by id, no per-key promise, object or string:
+ *   1. source:        read for move (value, flags, TTL, CAS; the source's LRU is not bumped)
+ *   2. destinations:  add (a newer value there is never overwritten), or set for a mirror
+ *   3. source (move): delete-if-CAS (EX/NF: it changed since read → invalidate the copies)
  * A worker owns one BatchTransfer and reuses its scratch arrays for every batch.
  */
 export class BatchTransfer {
@@ -96,8 +108,9 @@ export class BatchTransfer {
   /** The CAS each key had when read, as digits: key i at i * CAS_DIGITS, casLen[i] long. */
   private readonly cas: Buffer
   private readonly casLen: Uint8Array
-  private readonly sourcePayload = new MetaPayload()
-  private readonly targetPayloads: MetaPayload[]
+  private readonly sourceBatch = new NodeBatch()
+  /** Per target, the writes of the batch; after it is sent its values stay intact until the next batch is built (`sent`). */
+  private readonly targetBatches: NodeBatch[]
   private readonly targetUsed: Uint8Array
   /** Room reserved on each target by this batch (item sizes), settled once its writes are answered. */
   private readonly targetReserved: Float64Array
@@ -109,13 +122,11 @@ export class BatchTransfer {
   private readonly valueEnd: Uint32Array
   /** The client flags each key was written with. */
   private readonly flagsOf: Float64Array
-  /** The batch last sent to each target: the values written, still intact until the next batch is built. */
-  private readonly sentWrites: (Buffer | undefined)[]
-  /** Conflicts only: the read-backs and CAS-checked deletes (the write payloads must stay intact meanwhile). */
-  private checkPayloads: MetaPayload[] | undefined
-  private dropPayloads: MetaPayload[] | undefined
-  /** The `ms` mode flags: ` ME q` (add, quiet), ` MS q` (set), or with `c` instead of `q` when copies are reported. */
-  private readonly storeFlags: Buffer
+  /** Conflicts only: the read-backs and CAS-checked deletes (the target batches must stay intact meanwhile). */
+  private checkBatches: NodeBatch[] | undefined
+  private dropBatches: NodeBatch[] | undefined
+  /** add or set, quiet, or answering the new CAS when copies are reported. */
+  private readonly storeMode: StoreMode
   private batch: KeyBatch | undefined
 
   constructor(
@@ -129,7 +140,7 @@ export class BatchTransfer {
     this.valueLen = new Float64Array(capacity)
     this.cas = Buffer.alloc(capacity * CAS_DIGITS)
     this.casLen = new Uint8Array(capacity)
-    this.targetPayloads = opts.targets.map(() => new MetaPayload())
+    this.targetBatches = opts.targets.map(() => new NodeBatch())
     this.targetUsed = new Uint8Array(opts.targets.length)
     this.targetReserved = new Float64Array(opts.targets.length)
     this.targetState = new Uint8Array(opts.targets.length)
@@ -137,8 +148,7 @@ export class BatchTransfer {
     this.targetClock = new Float64Array(opts.targets.length)
     this.valueEnd = new Uint32Array(capacity * opts.maxChain)
     this.flagsOf = new Float64Array(capacity)
-    this.sentWrites = opts.targets.map(() => undefined)
-    this.storeFlags = Buffer.from(` ${opts.store === 'add' ? 'ME' : 'MS'} ${opts.onCopied !== undefined ? 'c' : 'q'}`, 'latin1')
+    this.storeMode = storeMode(opts.store, opts.onCopied !== undefined)
   }
 
   /**
@@ -169,7 +179,7 @@ export class BatchTransfer {
   private async transfer(batch: KeyBatch): Promise<void> {
     const { opts } = this
     const { tally, targets, maxChain } = opts
-    const src = this.sourcePayload
+    const src = this.sourceBatch
     const keys = batch.keys
     for (let t = 0; t < targets.length; t++) {
       const target = targets[t]!
@@ -220,17 +230,16 @@ export class BatchTransfer {
         this.read[i] = KEY_FAILED
         continue
       }
-      src.commandAt('mg', keys, ks, ke).encodedFlags(MG_FLAGS).flag('O', i).end()
+      src.readForMove(i, keys, ks, ke)
       toRead++
     }
     if (toRead === 0) {
       src.reset()
       return
     }
-    src.noop()
     this.targetUsed.fill(0)
-    // Payload buffers are reused: each one's previous batch was answered before this one is built.
-    await opts.source.batch(src.takeReusing(), this.onRead)
+    // Batch buffers are reused: each one's previous batch was answered before this one is built.
+    await src.send(opts.source, this.onRead)
     tally.processed += toRead
     for (let i = 0; i < batch.count; i++) {
       // Asked for and not answered (`q` hides EN): deleted, expired or evicted since the dump.
@@ -242,9 +251,7 @@ export class BatchTransfer {
     const writes: Promise<void>[] = []
     for (let t = 0; t < targets.length; t++) {
       if (this.targetUsed[t] === 0) continue
-      const p = this.targetPayloads[t]!.noop().takeReusing()
-      this.sentWrites[t] = p
-      writes.push(targets[t]!.conn.batch(p, (r) => this.onStored(t, r)))
+      writes.push(this.targetBatches[t]!.send(targets[t]!.conn, (r) => this.onStored(t, r)))
     }
     const results = await Promise.allSettled(writes)
     let w = 0
@@ -278,7 +285,7 @@ export class BatchTransfer {
       }
       if (opts.mode === 'move') {
         const c = i * CAS_DIGITS
-        src.commandAt('md', batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!).flagBytesAt(C_LETTER, this.cas, c, c + this.casLen[i]!).encodedFlags(Q_FLAG).flag('O', i).end()
+        src.deleteIfCas(i, batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!, this.cas, c, c + this.casLen[i]!)
         toDelete++
       }
       if (stored > 0) {
@@ -292,10 +299,9 @@ export class BatchTransfer {
       src.reset()
       return
     }
-    src.noop()
     let conflicts = 0
     let gone = 0
-    await opts.source.batch(src.takeReusing(), (r) => {
+    await src.send(opts.source, (r) => {
       if ((r.status === EX || r.status === NF) && r.opaque >= 0 && r.opaque < batch.count) {
         this.read[r.opaque] = CONFLICT
         // EX: rewritten since read (the next pass moves it); NF: deleted since read (nothing left to move).
@@ -322,13 +328,12 @@ export class BatchTransfer {
     const valueStart = r.valueStart
     const valueEnd = r.valueEnd
     const valueLen = valueEnd - valueStart
-    const ttl = r.flagInt(0x74) // t: remaining seconds, -1 = never expires
-    if (ttl !== -1 && ttl < Math.max(1, opts.minTtl)) {
+    const ttl = itemTtl(r)
+    if (expiring(ttl, opts.minTtl)) {
       opts.tally.skipped.expiring++
       this.read[i] = SKIPPED
       return
     }
-    const flags = r.flagInt(0x66) // f
     const n = this.destCount[i]!
     const base = i * opts.maxChain
     for (let j = 0; j < n; j++) {
@@ -339,8 +344,8 @@ export class BatchTransfer {
         return
       }
     }
-    // c, kept as digits: it can exceed 2^53
-    const casLen = r.copyFlag(0x63, this.cas, i * CAS_DIGITS, CAS_DIGITS)
+    // Kept as digits: it can exceed 2^53.
+    const casLen = copyItemCas(r, this.cas, i * CAS_DIGITS, CAS_DIGITS)
     if (casLen <= 0) {
       opts.tally.failedBy['source-error']++
       opts.tally.sample(batch.key(i), `no CAS in ${r.line()}`)
@@ -352,22 +357,15 @@ export class BatchTransfer {
     this.read[i] = QUEUED
     const ks = batch.keyStart[i]!
     const ke = batch.keyEnd[i]!
-    const f = Number.isNaN(flags) ? 0 : flags
+    const f = itemFlags(r)
     this.flagsOf[i] = f
     const wa = opts.writeAhead
     for (let j = 0; j < n; j++) {
       const t = this.dests[base + j]!
       if (wa !== undefined) wa.intent(batch.key(i), t, this.cas.subarray(i * CAS_DIGITS, i * CAS_DIGITS + casLen))
-      const payload = this.targetPayloads[t]!
-      payload
-        .commandAt('ms', batch.keys, ks, ke)
-        .size(valueLen)
-        .flag('F', f)
-        .flag('T', expiryToken(ttl, this.targetClock[t]!))
-        .encodedFlags(this.storeFlags)
-        .flag('O', base + j)
-        .endWithValue(r.buf, valueStart, valueEnd)
-      this.valueEnd[base + j] = payload.length - 2
+      const writes = this.targetBatches[t]!
+      writes.store(this.storeMode, base + j, batch.keys, ks, ke, r.buf, valueStart, valueEnd, f, ttl, this.targetClock[t]!)
+      this.valueEnd[base + j] = writes.length - 2
       this.outcome[base + j] = STORED
       this.targetUsed[t] = 1
     }
@@ -381,7 +379,7 @@ export class BatchTransfer {
     const onCopied = this.opts.onCopied
     if (r.status === HD) {
       if (onCopied !== undefined) {
-        const destCas = r.flagBytes(0x63)
+        const destCas = itemCas(r)
         if (destCas !== undefined) onCopied(this.batch!.key(i), t, this.cas.subarray(i * CAS_DIGITS, i * CAS_DIGITS + this.casLen[i]!), destCas)
       }
     } else if (r.status === NS) {
@@ -416,7 +414,7 @@ export class BatchTransfer {
    * stale, or resurrect a deleted key. Withdraw them, but only our own: between our add and the
    * source delete the application may have written a newer value at the destination and deleted
    * or moved the source copy (hence the NF), and that write must survive. So each copy is read
-   * back (`mg <key> v f c q`) and deleted by the CAS it has now (`md <key> C<cas> q`) only if it
+   * back (a read: value, flags, CAS) and deleted by the CAS it has now (delete-if-CAS) only if it
    * still holds the value and flags we wrote; a write made even between the two is kept. The
    * next pass moves a newer source value.
    */
@@ -424,8 +422,8 @@ export class BatchTransfer {
     const { opts } = this
     const batch = this.batch!
     const { maxChain, tally, targets } = opts
-    const checks = (this.checkPayloads ??= targets.map(() => new MetaPayload(4096)))
-    const drops = (this.dropPayloads ??= targets.map(() => new MetaPayload(4096)))
+    const checks = (this.checkBatches ??= targets.map(() => new NodeBatch(4096)))
+    const drops = (this.dropBatches ??= targets.map(() => new NodeBatch(4096)))
     this.targetUsed.fill(0)
     for (let i = 0; i < batch.count; i++) {
       if (this.read[i] !== CONFLICT) continue
@@ -435,7 +433,7 @@ export class BatchTransfer {
         const slot = i * maxChain + j
         if (this.outcome[slot] !== STORED) continue
         const t = this.dests[slot]!
-        checks[t]!.commandAt('mg', batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!).encodedFlags(CHECK_FLAGS).flag('O', slot).end()
+        checks[t]!.read(slot, batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
         this.targetUsed[t] = 1
         tally.perDestination[t]!.keys--
         tally.perDestination[t]!.bytes -= this.valueLen[i]!
@@ -452,10 +450,10 @@ export class BatchTransfer {
     const failure: (string | undefined)[] = targets.map(() => undefined)
     const used: number[] = []
     for (let t = 0; t < targets.length; t++) if (this.targetUsed[t] === 1) used.push(t)
-    await this.sendEach(used, failure, (t) => checks[t]!.noop().takeReusing(), (t, r) => this.onCheck(t, r, drops[t]!))
+    await this.sendEach(used, failure, checks, (t, r) => this.onCheck(t, r, drops[t]!))
     for (const t of used) if (failure[t] !== undefined) drops[t]!.reset()
-    const toDrop = used.filter((t) => failure[t] === undefined && drops[t]!.length > 0)
-    await this.sendEach(toDrop, failure, (t) => drops[t]!.noop().takeReusing(), (t, r) => this.onDropped(t, r))
+    const toDrop = used.filter((t) => failure[t] === undefined && drops[t]!.count > 0)
+    await this.sendEach(toDrop, failure, drops, (t, r) => this.onDropped(t, r))
     for (const t of used) {
       if (failure[t] === undefined) continue
       // A copy that may be stale could not be checked or deleted: count its keys as failed, so the job does not report success.
@@ -471,9 +469,9 @@ export class BatchTransfer {
   }
 
   /** Sends one batch to each of `ts` in parallel; a batch that fails as a whole sets `failure[t]`. */
-  private async sendEach(ts: readonly number[], failure: (string | undefined)[], build: (t: number) => Buffer, onReply: (t: number, r: MetaReply) => void): Promise<void> {
+  private async sendEach(ts: readonly number[], failure: (string | undefined)[], batches: readonly NodeBatch[], onReply: (t: number, r: MetaReply) => void): Promise<void> {
     const { targets } = this.opts
-    const results = await Promise.allSettled(ts.map((t) => targets[t]!.conn.batch(build(t), (r) => onReply(t, r))))
+    const results = await Promise.allSettled(ts.map((t) => batches[t]!.send(targets[t]!.conn, (r) => onReply(t, r))))
     for (let k = 0; k < ts.length; k++) {
       const r = results[k]!
       if (r.status === 'rejected') failure[ts[k]!] = (r.reason as Error).message
@@ -481,7 +479,7 @@ export class BatchTransfer {
   }
 
   /** A copy read back: queue its CAS-checked delete if it is still the one we wrote; anything else is a newer write, kept. */
-  private onCheck(t: number, r: MetaReply, drop: MetaPayload): void {
+  private onCheck(t: number, r: MetaReply, drop: NodeBatch): void {
     const slot = r.opaque
     if (slot < 0 || slot >= this.outcome.length || this.outcome[slot] !== STORED) return
     if (r.status !== VA) {
@@ -492,18 +490,17 @@ export class BatchTransfer {
     const i = Math.floor(slot / this.opts.maxChain)
     const len = this.valueLen[i]!
     const end = this.valueEnd[slot]!
-    const flags = r.flagInt(0x66)
     const ours =
       r.valueEnd - r.valueStart === len &&
-      (Number.isNaN(flags) ? 0 : flags) === this.flagsOf[i] &&
-      this.sentWrites[t]!.compare(r.buf, r.valueStart, r.valueEnd, end - len, end) === 0
+      itemFlags(r) === this.flagsOf[i] &&
+      this.targetBatches[t]!.sent!.compare(r.buf, r.valueStart, r.valueEnd, end - len, end) === 0
     if (!ours) return
-    const cas = r.flagBytes(0x63)
+    const cas = itemCas(r)
     if (cas === undefined) {
       this.failWithdrawal(t, slot, `no CAS in ${r.line()}`)
       return
     }
-    drop.commandAt('md', batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!).flagBytesAt(C_LETTER, cas, 0, cas.length).encodedFlags(Q_FLAG).flag('O', slot).end()
+    drop.deleteIfCas(slot, batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!, cas)
   }
 
   /** CAS-checked deletes: EX (rewritten since the read-back) and NF (gone) both leave no copy of ours. */

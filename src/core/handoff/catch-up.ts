@@ -1,4 +1,4 @@
-import { EX, HD, MetaConnection, MetaPayload, NF, VA, ERR, keyEncoding, expiryToken, valueFits, type MetaReply } from '../protocol/index.js'
+import { ERR, EX, expiring, HD, itemCas, itemFlags, itemTtl, keyEncoding, NF, NodeBatch, readLimits, storeMode, VA, valueFits, type MetaConnection, type MetaReply, type NodeLimits } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
 import { TokenBucket } from '../engine/throttle.js'
@@ -63,6 +63,10 @@ export interface CatchUpResult {
   samples: { key: string; reason: string }[]
 }
 
+/** Re-copies are set-if-CAS (only over memdrain's own copy); `c`: the answer carries the new CAS, for the journal. */
+const SET = storeMode('set')
+const SET_REPORTING_CAS = storeMode('set', true)
+
 // Per record.
 const UNCHANGED = 0
 const RECOPY = 1
@@ -82,12 +86,7 @@ export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const conns: MetaConnection[] = []
   try {
     for (const t of opts.targets) conns.push(await connectChecked(t, 'destination'))
-    const limits = await Promise.all(
-      conns.map(async (c) => {
-        const [stats, settings] = await Promise.all([c.stats(), c.stats('settings')])
-        return { itemSizeMax: Number(settings.get('item_size_max') ?? 1048576), clockOffset: Number(stats.get('time') ?? 0) - Math.round(Date.now() / 1000) }
-      }),
-    )
+    const limits = await Promise.all(conns.map(readLimits))
     const reader = opts.journal.reader(opts.upTo, opts.from)
     const bucket = new TokenBucket(opts.rate)
     const batchSize = opts.batchSize ?? 500
@@ -122,8 +121,8 @@ class CatchUpBatch {
   readonly batch: JournalBatch
   private readonly state: Uint8Array
   private readonly answered: Uint8Array
-  private readonly sourcePayload = new MetaPayload()
-  private readonly targetPayloads: MetaPayload[]
+  private readonly sourceBatch = new NodeBatch()
+  private readonly targetBatches: NodeBatch[]
   private readonly targetUsed: Uint8Array
   /** A target answered an error line (no opaque): which of its re-copies failed is unknown. */
   private readonly targetError: Uint8Array
@@ -135,7 +134,7 @@ class CatchUpBatch {
   constructor(
     private readonly source: MetaConnection,
     private readonly conns: readonly MetaConnection[],
-    private readonly limits: readonly { itemSizeMax: number; clockOffset: number }[],
+    private readonly limits: readonly NodeLimits[],
     capacity: number,
     private readonly result: CatchUpResult,
     private readonly journal: CopyJournal,
@@ -145,14 +144,14 @@ class CatchUpBatch {
     this.batch = new JournalBatch(capacity)
     this.state = new Uint8Array(capacity)
     this.answered = new Uint8Array(capacity)
-    this.targetPayloads = conns.map(() => new MetaPayload())
+    this.targetBatches = conns.map(() => new NodeBatch())
     this.targetUsed = new Uint8Array(conns.length)
     this.targetError = new Uint8Array(conns.length)
   }
 
   async run(): Promise<void> {
     const { batch, result } = this
-    const src = this.sourcePayload
+    const src = this.sourceBatch
     this.targetUsed.fill(0)
     let toRead = 0
     const unknown: number[] = []
@@ -179,14 +178,14 @@ class CatchUpBatch {
       }
       if (!batch.destCasKnown(i)) continue // settled by resolveUnknown
       this.state[i] = UNCHANGED
-      src.command('mg', key).flags('v f t c q').flag('O', i).end()
+      src.read(i, key, 0, key.length)
       toRead++
     }
     result.checked += latest
 
     // Phase 1: read the source.
     if (toRead > 0) {
-      await this.source.batch(src.noop().take(), this.onSource)
+      await src.send(this.source, this.onSource)
       for (let i = 0; i < batch.count; i++) {
         if (this.state[i] !== UNCHANGED || this.answered[i] === 1 || !batch.destCasKnown(i)) continue
         // No value: the key was deleted (or expired) at the source after it was copied.
@@ -256,16 +255,16 @@ class CatchUpBatch {
     for (const i of unknown) {
       this.state[i] = INVALIDATE // a failed read below turns it into FAILED (sendToTargets)
       const t = batch.target[i]!
-      this.targetPayloads[t]!.command('mg', batch.key(i)).flags('v f c q').flag('O', i).end()
+      this.targetBatches[t]!.read(i, batch.buf, batch.keyStart[i]!, batch.keyEnd[i]!)
       this.targetUsed[t] = 1
     }
     await this.sendToTargets((t, r) => {
       const i = r.opaque
       if (r.status !== VA || i < 0 || i >= batch.count || batch.target[i] !== t) return
-      const cas = r.flagBytes(0x63)
-      if (cas !== undefined) dest.set(i, { value: Buffer.from(r.value!), flags: r.flagInt(0x66), cas: Buffer.from(cas) })
+      const cas = itemCas(r)
+      if (cas !== undefined) dest.set(i, { value: Buffer.from(r.value!), flags: itemFlags(r), cas: Buffer.from(cas) })
     })
-    const src = this.sourcePayload
+    const src = this.sourceBatch
     let toRead = 0
     for (const i of unknown) {
       if (this.state[i] === FAILED) continue
@@ -273,21 +272,21 @@ class CatchUpBatch {
         this.state[i] = SUPERSEDED // gone from the destination: absent is safe
         continue
       }
-      src.command('mg', batch.key(i)).flags('v f c q').flag('O', i).end()
+      src.read(i, batch.buf, batch.keyStart[i]!, batch.keyEnd[i]!)
       toRead++
     }
     if (toRead === 0) {
       src.reset()
       return
     }
-    await this.source.batch(src.noop().take(), (r) => {
+    await src.send(this.source, (r) => {
       const i = r.opaque
       if (r.status !== VA || i < 0 || i >= batch.count) return
       const d = dest.get(i)
-      const cas = r.flagBytes(0x63)
+      const cas = itemCas(r)
       // An adopted record (lost journal) knows no source CAS: the value and flags alone decide.
       const sameSource = cas !== undefined && (cas.equals(batch.sourceCas(i)) || batch.sourceCas(i).equals(UNKNOWN_SOURCE_CAS))
-      if (d !== undefined && sameSource && r.flagInt(0x66) === d.flags && r.value!.equals(d.value)) {
+      if (d !== undefined && sameSource && itemFlags(r) === d.flags && r.value!.equals(d.value)) {
         this.state[i] = KEEP
         // Now known: later refreshes and passes can write it with its CAS.
         this.journal.append(batch.key(i), batch.target[i]!, cas!, d.cas)
@@ -297,16 +296,16 @@ class CatchUpBatch {
       if (this.state[i] !== INVALIDATE) continue
       const d = dest.get(i)!
       const t = batch.target[i]!
-      this.targetPayloads[t]!.command('md', batch.key(i)).flags('C').raw(d.cas).flags('q').flag('O', i).end()
+      this.targetBatches[t]!.deleteIfCas(i, batch.buf, batch.keyStart[i]!, batch.keyEnd[i]!, d.cas)
       this.targetUsed[t] = 1
     }
   }
 
   private queueDelete(i: number, ifOurs: boolean): void {
-    const t = this.batch.target[i]!
-    const p = this.targetPayloads[t]!.command('md', this.batch.key(i))
-    if (ifOurs) p.flags('C').raw(this.batch.destCas(i))
-    p.flags('q').flag('O', i).end()
+    const { batch } = this
+    const t = batch.target[i]!
+    if (ifOurs) this.targetBatches[t]!.deleteIfCas(i, batch.buf, batch.keyStart[i]!, batch.keyEnd[i]!, batch.destCas(i))
+    else this.targetBatches[t]!.delete(i, batch.buf, batch.keyStart[i]!, batch.keyEnd[i]!)
     this.targetUsed[t] = 1
   }
 
@@ -316,7 +315,7 @@ class CatchUpBatch {
     this.targetError.fill(0)
     for (let t = 0; t < this.conns.length; t++) {
       if (this.targetUsed[t] === 0) continue
-      sends.push(this.conns[t]!.batch(this.targetPayloads[t]!.noop().take(), (r) => onReply(t, r)))
+      sends.push(this.targetBatches[t]!.send(this.conns[t]!, (r) => onReply(t, r)))
     }
     const results = await Promise.allSettled(sends)
     let w = 0
@@ -346,19 +345,17 @@ class CatchUpBatch {
     }
     if (r.status !== VA) return
     this.answered[i] = 1
-    const cas = r.flagBytes(0x63)
+    const cas = itemCas(r)
     const copied = batch.sourceCas(i)
     if (cas !== undefined && cas.equals(copied)) return
-    const value = r.value!
-    const ttl = r.flagInt(0x74)
+    const ttl = itemTtl(r)
     const t = batch.target[i]!
-    if ((ttl !== -1 && ttl < 1) || !valueFits(value.length, this.limits[t]!.itemSizeMax)) {
+    if (expiring(ttl) || !valueFits(r.valueEnd - r.valueStart, this.limits[t]!.itemSizeMax)) {
       // About to expire, or too large for the destination now: drop the stale copy instead.
       this.state[i] = INVALIDATE
       this.queueDelete(i, false)
       return
     }
-    const flags = r.flagInt(0x66)
     this.readCas[i] = cas === undefined ? undefined : Buffer.from(cas)
     // Write-ahead, as the transfer's copies: a re-copy whose answer never comes may still land (a
     // stalled destination applies it later) and change the copy's CAS; as a possible copy it is
@@ -366,15 +363,9 @@ class CatchUpBatch {
     this.ownSeq[i] = this.journal.count
     this.journal.intent(batch.key(i), t, this.readCas[i] ?? UNKNOWN_SOURCE_CAS)
     // `c`: the answer carries the new CAS, journaled (HD c<cas>) so the next pass knows the copy.
-    this.targetPayloads[t]!.command('ms', batch.key(i))
-      .size(value.length)
-      .flag('F', Number.isNaN(flags) ? 0 : flags)
-      .flag('T', expiryToken(ttl, this.limits[t]!.clockOffset))
-      .flags('C')
-      .raw(batch.destCas(i))
-      .flags(cas === undefined ? 'q' : 'c')
-      .flag('O', i)
-      .end(value)
+    const { buf, keyStart, keyEnd } = batch
+    const mode = cas === undefined ? SET : SET_REPORTING_CAS
+    this.targetBatches[t]!.store(mode, i, buf, keyStart[i]!, keyEnd[i]!, r.buf, r.valueStart, r.valueEnd, itemFlags(r), ttl, this.limits[t]!.clockOffset, batch.destCas(i))
     this.targetUsed[t] = 1
     this.state[i] = RECOPY
   }
@@ -392,7 +383,7 @@ class CatchUpBatch {
     }
     const s = this.state[i]
     if (r.status === HD) {
-      const c = r.flagBytes(0x63)
+      const c = itemCas(r)
       const read = this.readCas[i]
       if (s === RECOPY && c !== undefined && read !== undefined) this.journal.append(batch.key(i), t, read, c)
       return

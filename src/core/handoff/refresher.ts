@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { EX, HD, MetaConnection, MetaPayload, VA, expiryToken, keyEncoding, valueFits, type MetaReply } from '../protocol/index.js'
+import { EX, HD, NodeBatch, VA, expiring, itemCas, itemFlags, itemTtl, keyEncoding, readLimits, storeMode, valueFits, type MetaConnection, type MetaReply } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import type { SourceFollower } from '../engine/follower.js'
 import { TokenBucket } from '../engine/throttle.js'
@@ -55,6 +55,7 @@ export interface RefreshStats {
   lastBatchMs: number
 }
 
+const SET_REPORTING_CAS = storeMode('set', true)
 const RETRY_MS = 1000
 const FORGOTTEN = 0xffffffff
 const MS = 1
@@ -141,9 +142,9 @@ export class Refresher {
       if (c !== undefined && !c.closed) continue
       const conn = await connectChecked(this.opts.targets[t]!, 'destination')
       this.conns[t] = conn
-      const [st, settings] = await Promise.all([conn.stats(), conn.stats('settings')])
-      this.clockOffset[t] = Number(st.get('time') ?? 0) - Math.round(Date.now() / 1000)
-      this.itemSizeMax[t] = Number(settings.get('item_size_max') ?? 1048576)
+      const limits = await readLimits(conn)
+      this.clockOffset[t] = limits.clockOffset
+      this.itemSizeMax[t] = limits.itemSizeMax
     }
   }
 
@@ -189,7 +190,7 @@ export class Refresher {
     await this.connect()
     const { journal, route } = this.opts
     const index = journal.index
-    const src = new MetaPayload()
+    const src = new NodeBatch()
     // Per work item: its (target, destCas) pairs with a known copy.
     const pairs: { t: number; cas: string }[][] = []
     const ops: Op[] = []
@@ -219,23 +220,23 @@ export class Refresher {
       if ((!any || unknown) && !w.unknownOnce) this.defer(w.key)
       else if (!any) this.stats.notCopied++
       if (mine.length > 0) {
-        src.command('mg', w.key).flags('v f t c q').flag('O', i).end()
+        src.read(i, w.key, 0, w.key.length)
         toRead++
       }
     }
     const read = new Uint8Array(work.length)
     if (toRead > 0) {
-      await this.source!.batch(src.noop().take(), (r: MetaReply) => {
+      await src.send(this.source!, (r: MetaReply) => {
         const i = r.opaque
         if (r.status !== VA || i < 0 || i >= work.length) return
         read[i] = 1
-        const ttl = r.flagInt(0x74)
-        const c = r.flagBytes(0x63)
+        const ttl = itemTtl(r)
+        const c = itemCas(r)
         for (const p of pairs[i]!) {
-          const tooLate = (ttl !== -1 && ttl < 1) || !valueFits(r.value!.length, this.itemSizeMax[p.t]!) || c === undefined
+          const tooLate = expiring(ttl) || !valueFits(r.valueEnd - r.valueStart, this.itemSizeMax[p.t]!) || c === undefined
           const seq = index.latest(work[i]!.key, p.t)
           if (tooLate) ops.push({ i, t: p.t, seq, kind: MD_OURS, cas: p.cas, srcCas: undefined })
-          else ops.push({ i, t: p.t, seq, kind: MS, cas: p.cas, srcCas: Buffer.from(c), value: Buffer.from(r.value!), flags: r.flagInt(0x66), ttl })
+          else ops.push({ i, t: p.t, seq, kind: MS, cas: p.cas, srcCas: Buffer.from(c), value: Buffer.from(r.value!), flags: itemFlags(r), ttl })
         }
       })
     }
@@ -283,7 +284,7 @@ export class Refresher {
     const { targets, journal } = this.opts
     const replaced: Op[] = []
     const status = new Int32Array(ops.length)
-    const payloads = targets.map(() => new MetaPayload())
+    const batches = targets.map(() => new NodeBatch())
     const used = new Uint8Array(targets.length)
     ops.forEach((op, o) => {
       const key = work[op.i]!.key
@@ -295,33 +296,24 @@ export class Refresher {
         op.seq = journal.count
         journal.intent(key, op.t, op.srcCas!)
       }
-      const p = payloads[op.t]!.command(op.kind === MS ? 'ms' : 'md', key)
+      const b = batches[op.t]!
       used[op.t] = 1
-      if (op.kind === MS) {
-        p.size(op.value!.length)
-          .flag('F', Number.isNaN(op.flags!) ? 0 : op.flags!)
-          .flag('T', expiryToken(op.ttl!, this.clockOffset[op.t]!))
-          .flags('C')
-          .raw(op.cas!)
-          .flags('c')
-          .flag('O', o)
-          .end(op.value)
-      } else {
-        if (op.kind === MD_OURS) p.flags('C').raw(op.cas!)
-        p.flags('q').flag('O', o).end()
-      }
+      // Set-if-CAS (only over memdrain's own copy), answering the new CAS for the journal.
+      if (op.kind === MS) b.store(SET_REPORTING_CAS, o, key, 0, key.length, op.value!, 0, op.value!.length, op.flags!, op.ttl!, this.clockOffset[op.t]!, op.cas!)
+      else if (op.kind === MD_OURS) b.deleteIfCas(o, key, 0, key.length, op.cas!)
+      else b.delete(o, key, 0, key.length)
     })
     journal.flush()
     await Promise.all(
       targets.map(async (_a, t) => {
         if (used[t] === 0) return
-        await this.conns[t]!.batch(payloads[t]!.noop().take(), (r) => {
+        await batches[t]!.send(this.conns[t]!, (r) => {
           const o = r.opaque
           if (o < 0 || o >= ops.length || ops[o]!.t !== t) return
           status[o] = r.status
           const op = ops[o]!
           if (op.kind === MS && r.status === HD) {
-            const c = r.flagBytes(0x63)
+            const c = itemCas(r)
             if (c !== undefined) {
               journal.append(work[op.i]!.key, t, op.srcCas!, c)
               this.stats.refreshed++

@@ -1,4 +1,4 @@
-import { EX, MetaPayload, NF, keyEncoding } from '../protocol/index.js'
+import { EX, NF, NodeBatch, keyEncoding } from '../protocol/index.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
 import { connectChecked } from '../engine/engine.js'
 
@@ -34,7 +34,7 @@ export async function deleteCopies(
   try {
     const reader = journal.reader()
     const batch = new JournalBatch(BATCH)
-    const payloads = conns.map(() => new MetaPayload())
+    const batches = conns.map(() => new NodeBatch())
     for (;;) {
       if (signal?.aborted) break
       const n = reader.next(batch)
@@ -44,13 +44,13 @@ export async function deleteCopies(
         const key = batch.key(i)
         if (keyEncoding(key) === 'unaddressable') continue
         if (side.kind === 'source') {
-          payloads[0]!.command('md', key).flags('C').raw(batch.sourceCas(i)).flags('q').flag('O', i).end()
+          batches[0]!.deleteIfCas(i, key, 0, key.length, batch.sourceCas(i))
           asked[0]!++
         } else {
           // Unknown destination CAS: the destination already held the key, the copy is not ours.
           const t = batch.target[i]!
           if (!batch.destCasKnown(i) || t >= conns.length) continue
-          payloads[t]!.command('md', key).flags('C').raw(batch.destCas(i)).flags('q').flag('O', i).end()
+          batches[t]!.deleteIfCas(i, key, 0, key.length, batch.destCas(i))
           asked[t]!++
         }
       }
@@ -60,7 +60,7 @@ export async function deleteCopies(
           let notDeleted = 0
           const changed: number[] = []
           try {
-            await c.batch(payloads[t]!.noop().take(), (r) => {
+            await batches[t]!.send(c, (r) => {
               if (r.status === EX) changed.push(r.opaque)
               if (r.status === EX || r.status === NF) notDeleted++
             })
@@ -71,9 +71,12 @@ export async function deleteCopies(
           result.deleted += Math.max(0, asked[t]! - notDeleted)
           result.changed += changed.length
           if (side.kind === 'source' && changed.length > 0) {
-            const p = payloads[t]!
-            for (const i of changed) p.command('md', batch.key(i)).flags('q').end()
-            await c.batch(p.noop().take(), () => undefined).then(
+            const b = batches[t]!
+            for (const i of changed) {
+              const key = batch.key(i)
+              b.delete(i, key, 0, key.length)
+            }
+            await b.send(c, () => undefined).then(
               () => (result.deleted += changed.length),
               () => (result.failed += changed.length),
             )

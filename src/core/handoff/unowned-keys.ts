@@ -1,4 +1,4 @@
-import { MetaPayload, metadump, parseAddress, keyEncoding } from '../protocol/index.js'
+import { NodeBatch, metadump, parseAddress, keyEncoding } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import { KeyBatch } from '../engine/key-batch.js'
 import { KeySpool } from '../engine/spool.js'
@@ -44,12 +44,12 @@ export async function deleteUnownedKeys(opts: {
     try {
       const reader = spool.reader()
       const batch = new KeyBatch(BATCH)
-      const payload = new MetaPayload()
+      const deletes = new NodeBatch()
       while (!opts.signal?.aborted) {
         const n = reader.next(batch)
         if (n === 0) break
-        for (let i = 0; i < n; i++) payload.command('md', batch.key(i)).flags('q').end()
-        await conn.batch(payload.noop().take(), () => undefined).then(
+        for (let i = 0; i < n; i++) deletes.delete(i, batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
+        await deletes.send(conn, () => undefined).then(
           () => (result.deleted += n),
           () => (result.failed += n),
         )

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { ExitCode, MemdrainError } from '../errors.js'
 import type { Pool } from '../pool/model.js'
-import { MetaConnection, parseAddress } from '../protocol/index.js'
+import { MemcachedNode, MetaConnection, parseAddress } from '../protocol/index.js'
 
 /**
  * A server is what answers, not how it is spelled: `localhost:P`, `127.0.0.1:P`, `[::1]:P`,
@@ -76,23 +76,26 @@ async function probe(address: string): Promise<Probe | undefined> {
  */
 async function confirm(group: Probe[]): Promise<[Probe, Probe][]> {
   const token = randomBytes(8).toString('hex')
-  const keyOf = (i: number): string => `memdrain:identity:${token}:${i}`
+  const keyOf = (i: number): Buffer => Buffer.from(`memdrain:identity:${token}:${i}`)
+  const nodes = group.map((p) => new MemcachedNode(() => p.conn))
   const written = new Set<number>()
   const pairs: [Probe, Probe][] = []
   try {
-    for (const [i, p] of group.entries()) {
-      if ((await p.conn.simple(`ms ${keyOf(i)} 2 T60\r\nid`).catch(() => undefined)) === 'HD') written.add(i)
+    for (const [i, node] of nodes.entries()) {
+      const item = { value: Buffer.from('id'), flags: 0, ttl: 60 }
+      const [stored] = await node.set([{ key: keyOf(i), item }]).catch(() => [undefined])
+      if (stored?.stored === true) written.add(i)
     }
     for (const [i, p] of group.entries()) {
       for (const [j, q] of group.entries()) {
         if (j <= i) continue
         // Only a clean miss of p's key through q says they are two servers.
-        const seen = written.has(i) ? await q.conn.simple(`mg ${keyOf(i)}`).catch(() => undefined) : undefined
-        if (seen !== 'EN') pairs.push([p, q])
+        const missed = written.has(i) && (await nodes[j]!.readForMove([keyOf(i)]).then(([item]) => item === undefined, () => false))
+        if (!missed) pairs.push([p, q])
       }
     }
   } finally {
-    for (const i of written) await group[i]!.conn.simple(`md ${keyOf(i)}`).catch(() => undefined)
+    for (const i of written) await nodes[i]!.delete([keyOf(i)]).catch(() => undefined)
   }
   return pairs
 }

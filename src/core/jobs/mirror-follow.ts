@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MetaPayload, VA, expiryToken, keyEncoding, valueFits, type MetaConnection } from '../protocol/index.js'
+import { DEFAULT_ITEM_SIZE_MAX, NodeBatch, VA, expiring, itemCas, itemFlags, itemTtl, keyEncoding, readLimits, storeMode, valueFits, type MetaConnection } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import { SourceFollower } from '../engine/follower.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
@@ -9,8 +9,8 @@ import { TokenBucket } from '../engine/throttle.js'
 
 /**
  * mirror between passes: the active's writes (SourceFollower) reach the passive within
- * milliseconds. Each changed key is re-read at the active (`mg k v f t c`) and set on the passive
- * (`ms … MS`: the passive is never read by applications, the active's value always wins); a key
+ * milliseconds. Each changed key is re-read at the active (read for move) and set on the passive
+ * (set: the passive is never read by applications, the active's value always wins); a key
  * gone from the active is deleted on the passive when the mirror deletes. The CAS map learns what
  * was copied, so the next full pass skips it.
  *
@@ -20,6 +20,8 @@ import { TokenBucket } from '../engine/throttle.js'
  *
  * Lost events (see SourceFollower) call `onLoss`: the mirror then starts its next full pass at once.
  */
+
+const SET = storeMode('set')
 
 export interface MirrorFollowOptions {
   active: string
@@ -43,7 +45,7 @@ export class MirrorFollow {
   private loop: Promise<void> | undefined
   private touched = new FingerprintSet()
   private clockOffset = 0
-  private itemSizeMax = 1048576
+  private itemSizeMax = DEFAULT_ITEM_SIZE_MAX
 
   private constructor(
     private readonly opts: MirrorFollowOptions,
@@ -80,9 +82,9 @@ export class MirrorFollow {
   }
 
   private async limits(): Promise<void> {
-    const [st, settings] = await Promise.all([this.passive.stats(), this.passive.stats('settings')])
-    this.clockOffset = Number(st.get('time') ?? 0) - Math.round(Date.now() / 1000)
-    this.itemSizeMax = Number(settings.get('item_size_max') ?? 1048576)
+    const limits = await readLimits(this.passive)
+    this.clockOffset = limits.clockOffset
+    this.itemSizeMax = limits.itemSizeMax
   }
 
   private async run(): Promise<void> {
@@ -113,27 +115,24 @@ export class MirrorFollow {
   }
 
   private async copy(keys: Buffer[]): Promise<void> {
-    const src = new MetaPayload()
-    const dst = new MetaPayload()
-    let n = 0
+    const src = new NodeBatch()
+    const dst = new NodeBatch()
     for (let i = 0; i < keys.length; i++) {
-      if (keyEncoding(keys[i]!) === 'unaddressable') continue
-      src.command('mg', keys[i]!).flags('v f t c u q').flag('O', i).end()
-      n++
+      const key = keys[i]!
+      if (keyEncoding(key) !== 'unaddressable') src.readForMove(i, key, 0, key.length)
     }
-    if (n === 0) return
+    if (src.count === 0) return
     const found = new Uint8Array(keys.length)
     let writes = 0
-    await this.active.batch(src.noop().take(), (r) => {
+    await src.send(this.active, (r) => {
       const i = r.opaque
       if (r.status !== VA || i < 0 || i >= keys.length) return
       found[i] = 1
-      const value = r.value!
-      const ttl = r.flagInt(0x74)
-      const cas = r.flagBytes(0x63)
-      if (!valueFits(value.length, this.itemSizeMax) || (ttl !== -1 && ttl < 1)) return
-      const flags = r.flagInt(0x66)
-      dst.command('ms', keys[i]!).size(value.length).flag('F', Number.isNaN(flags) ? 0 : flags).flag('T', expiryToken(ttl, this.clockOffset)).flags('MS q').end(value)
+      const ttl = itemTtl(r)
+      const cas = itemCas(r)
+      if (!valueFits(r.valueEnd - r.valueStart, this.itemSizeMax) || expiring(ttl)) return
+      const key = keys[i]!
+      dst.store(SET, i, key, 0, key.length, r.buf, r.valueStart, r.valueEnd, itemFlags(r), ttl, this.clockOffset)
       if (cas !== undefined) this.opts.map.copied(keys[i]!, cas)
       this.touched.add(keys[i]!)
       writes++
@@ -141,8 +140,9 @@ export class MirrorFollow {
     let deletes = 0
     if (this.opts.delete) {
       for (let i = 0; i < keys.length; i++) {
-        if (found[i] === 1 || keyEncoding(keys[i]!) === 'unaddressable') continue
-        dst.command('md', keys[i]!).flags('q').end()
+        const key = keys[i]!
+        if (found[i] === 1 || keyEncoding(key) === 'unaddressable') continue
+        dst.delete(i, key, 0, key.length)
         deletes++
       }
     }
@@ -150,7 +150,7 @@ export class MirrorFollow {
       dst.reset()
       return
     }
-    await this.passive.batch(dst.noop().take(), () => undefined)
+    await dst.send(this.passive, () => undefined)
     this.stats.copied += writes
     this.stats.deleted += deletes
   }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import type { Pool } from '../pool/model.js'
-import { formatAddress, keyEncoding, metadump, MetaPayload, parseAddress, HD, type MetaConnection } from '../protocol/index.js'
+import { formatAddress, keyEncoding, metadump, NodeBatch, parseAddress, HD, type MetaConnection } from '../protocol/index.js'
 import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from '../engine/engine.js'
 import { FingerprintCasMap } from '../engine/fingerprint-cas-map.js'
 import { KeyBatch } from '../engine/key-batch.js'
@@ -342,26 +342,25 @@ async function deleteGone(opts: MirrorOptions, map: FingerprintCasMap, active: M
     const reader = spool.reader()
     const batch = new KeyBatch(opts.batchSize ?? 500)
     const present = new Uint8Array(batch.capacity)
-    const payload = new MetaPayload()
+    const b = new NodeBatch()
     let deleted = 0
     while (reader.next(batch) > 0) {
       present.fill(0)
-      // u: no LRU bump on the active; q: a miss answers nothing.
-      for (let i = 0; i < batch.count; i++) payload.command('mg', batch.key(i)).flags('u q').flag('O', i).end()
-      await active.batch(payload.noop().take(), (r) => {
+      for (let i = 0; i < batch.count; i++) b.present(i, batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
+      await b.send(active, (r) => {
         if (r.status === HD && r.opaque >= 0 && r.opaque < batch.count) present[r.opaque] = 1
       })
       let n = 0
       for (let i = 0; i < batch.count; i++) {
         if (present[i] === 1) continue
-        payload.command('md', batch.key(i)).end()
+        b.delete(i, batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!, true)
         n++
       }
       if (n === 0) {
-        payload.reset()
+        b.reset()
         continue
       }
-      await passive.batch(payload.noop().take(), (r) => {
+      await b.send(passive, (r) => {
         if (r.status === HD) deleted++
       })
     }

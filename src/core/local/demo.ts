@@ -1,7 +1,7 @@
 import { readFile, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { MemdrainError, ExitCode } from '../errors.js'
-import { MetaConnection, MetaPayload, parseAddress, ERR, NS, VA } from '../protocol/index.js'
+import { MetaConnection, NodeBatch, parseAddress, storeMode, ERR, NS, VA } from '../protocol/index.js'
 import type { HashName } from '../placement/registry.js'
 import { validatePool } from '../pool/validate.js'
 import { poolToDocument, type Pool } from '../pool/model.js'
@@ -132,21 +132,21 @@ export function demoKey(i: number, seed = 42): DemoKey {
   return { key: Buffer.from(key, 'utf8'), value, flags: Math.floor(r() * 0xffffffff), ttl }
 }
 
+const SET = storeMode('set')
+
 /** Writes demo keys 0..count-1 to their owners under the pool's placement; returns keys and bytes written. */
 export async function loadDemoKeys(pool: Pool, count: number, onProgress?: (written: number) => void): Promise<{ keys: number; bytes: number }> {
   const pp = poolPlacement(pool)
   const conns = await Promise.all(pp.servers.map((s) => MetaConnection.connect(parseAddress(s.address))))
-  const payloads = pp.servers.map(() => new MetaPayload())
+  const batches = pp.servers.map(() => new NodeBatch())
   const inFlight: Promise<void>[] = []
   let bytes = 0
   let errors = 0
-  const now = Math.floor(Date.now() / 1000)
   const flush = (s: number): void => {
-    const payload = payloads[s]!
-    if (payload.length === 0) return
-    payload.noop()
+    const b = batches[s]!
+    if (b.count === 0) return
     inFlight.push(
-      conns[s]!.batch(payload.take(), (r) => {
+      b.sendDetached(conns[s]!, (r) => {
         if (r.status === ERR || r.status === NS) errors++
       }),
     )
@@ -155,16 +155,16 @@ export async function loadDemoKeys(pool: Pool, count: number, onProgress?: (writ
     for (let i = 0; i < count; i++) {
       const k = demoKey(i)
       const s = pp.placement.owner(k.key)
-      const ttl = k.ttl > 2592000 ? now + k.ttl : k.ttl
-      payloads[s]!.command('ms', k.key).size(k.value.length).flag('F', k.flags).flag('T', ttl).flag('q').end(k.value)
+      // The TTL rule takes -1 for "no expiry" (the demo's 0).
+      batches[s]!.store(SET, i, k.key, 0, k.key.length, k.value, 0, k.value.length, k.flags, k.ttl === 0 ? -1 : k.ttl, 0)
       bytes += k.value.length
-      if (payloads[s]!.length > 256 * 1024) flush(s)
+      if (batches[s]!.length > 256 * 1024) flush(s)
       if (inFlight.length >= 16) {
         await Promise.all(inFlight.splice(0))
         onProgress?.(i + 1)
       }
     }
-    for (let s = 0; s < payloads.length; s++) flush(s)
+    for (let s = 0; s < batches.length; s++) flush(s)
     await Promise.all(inFlight.splice(0))
     onProgress?.(count)
   } finally {
@@ -197,10 +197,13 @@ export async function verifyDemoKeys(pool: Pool, count: number): Promise<DemoVer
   try {
     for (let start = 0; start < count; start += 500) {
       const end = Math.min(count, start + 500)
-      const payloads = all.map(() => new MetaPayload())
-      for (let i = start; i < end; i++) for (const p of payloads) p.command('mg', demoKey(i).key).flags('v q').flag('O', i).end()
+      const batches = all.map(() => new NodeBatch())
+      for (let i = start; i < end; i++) {
+        const key = demoKey(i).key
+        for (const b of batches) b.read(i, key, 0, key.length)
+      }
       const found = all.map(() => new Map<number, Buffer>())
-      await Promise.all(conns.map((c, s) => c.batch(payloads[s]!.noop().take(), (r) => {
+      await Promise.all(conns.map((c, s) => batches[s]!.send(c, (r) => {
         if (r.status === VA) found[s]!.set(r.opaque, Buffer.from(r.value!))
       })))
       for (let i = start; i < end; i++) {

@@ -32,3 +32,22 @@ export {
 export { metadump, METADUMP_DEFAULTS, type DumpEntry, type MetadumpOptions, type MetadumpResult } from './metadump.js'
 export { MetaPayload, writeInt, type MetaVerb } from './payload.js'
 export { expiryToken, ITEM_HEADROOM, RELATIVE_TTL_LIMIT, valueFits } from './ttl.js'
+export {
+  copyItemCas,
+  DEFAULT_ITEM_SIZE_MAX,
+  expiring,
+  flushNode,
+  itemCas,
+  itemFlags,
+  itemTtl,
+  limitsFromStats,
+  MemcachedNode,
+  NodeBatch,
+  readLimits,
+  storeMode,
+  type CasDeleteResult,
+  type ItemForMove,
+  type NodeLimits,
+  type StoreMode,
+  type StoreResult,
+} from './node.js'
