@@ -114,7 +114,7 @@ async function servers(count: number): Promise<MemcachedServer[]> {
   return Promise.all(Array.from({ length: count }, () => startMemcached({ threads: 1, memoryMb: Number(argv.memory) })))
 }
 
-const jobDefaults = { handoff: 'move' as const, threshold: 0.95, purge: true, rate: 0, bandwidth: 0, minTtl: 2, minFree: 0.05, allowEvictions: false, order: 'hot-first' as const, dryRun: false, clientGraceSeconds: 0 }
+const jobDefaults = { handoff: 'move' as const, force: true, threshold: 0.95, purge: true, rate: 0, bandwidth: 0, minTtl: 2, minFree: 0.05, allowEvictions: false, order: 'hot-first' as const, dryRun: false, clientGraceSeconds: 0 }
 
 /** Restarted empty (same ports: the same placement for every run), then N keys at their owners under the first 4. */
 async function freshRebalanceSetup(s: MemcachedServer[]): Promise<string[]> {
