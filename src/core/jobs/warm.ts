@@ -3,7 +3,7 @@ import { MemdrainError, ExitCode, refuse } from '../errors.js'
 import { findServer, type Pool } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
-import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from '../engine/engine.js'
+import { addPreflights, connectChecked, jobKnobs, prepareSources, refuseWithoutRoom, type EngineEvent, type JobKnobs, type SourceJobOptions } from '../engine/engine.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
@@ -148,46 +148,63 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
   // Every peer at once (under the one throttle): a peer's dump and copy overlap the others'. A key
   // on two peers (replicas) is taken by the first whose dump lists it.
   const listedBy = peers.map(() => new FingerprintSet())
-  const warmFrom = async (peer: string, index: number): Promise<void> => {
-    try {
-      await (await connectChecked(peer, 'peer')).close()
-    } catch (err) {
-      if (!(err instanceof MemdrainError)) throw err
-      unreachablePeers.push(peer)
-      emit({ type: 'peer-unreachable', peer, message: err.message })
-      return
-    }
-    emit({ type: 'peer', peer, index, of: peers.length })
-    const job = await runSourceJob({
-      source: peer,
-      targets: [target],
-      route: routeFrom(peer),
-      maxChain: 1,
-      mode: 'copy',
-      store: 'add',
-      ...jobKnobs(opts),
-      throttle,
-      handled,
-      select: (e) => {
-        for (let j = 0; j < listedBy.length; j++) if (j !== index && listedBy[j]!.has(e.key)) return false
-        listedBy[index]!.add(e.key)
-        return true
-      },
-      onEvent: emit,
-      onPreflight: (dests) => refuseWithoutRoom(dests, opts.allowEvictions),
-    })
-    found += job.keysAtStart
-    passes += job.passes
-    addTally(total, job.tally)
-    if (job.sourceError !== undefined) {
-      // The peer went away mid-copy (killed, restarted): what it still held is not restored.
-      unreachablePeers.push(peer)
-      emit({ type: 'peer-unreachable', peer, message: job.sourceError.message })
-    }
-    if (job.interrupted) interrupted = true
-  }
+  const jobFor = (peer: string, index: number): SourceJobOptions => ({
+    source: peer,
+    targets: [target],
+    route: routeFrom(peer),
+    maxChain: 1,
+    mode: 'copy',
+    store: 'add',
+    ...jobKnobs(opts),
+    throttle,
+    handled,
+    select: (e) => {
+      for (let j = 0; j < listedBy.length; j++) if (j !== index && listedBy[j]!.has(e.key)) return false
+      listedBy[index]!.add(e.key)
+      return true
+    },
+    onEvent: emit,
+  })
   try {
-    await Promise.all(peers.map((peer, index) => warmFrom(peer, index)))
+    // The peers that answer, prepared together (connect, first dump); then the plan over all of
+    // them decides (the warmed server must have room for what they copy together), then they run.
+    const reachable = await Promise.all(
+      peers.map(async (peer) => {
+        try {
+          await (await connectChecked(peer, 'peer')).close()
+          return true
+        } catch (err) {
+          if (!(err instanceof MemdrainError)) throw err
+          unreachablePeers.push(peer)
+          emit({ type: 'peer-unreachable', peer, message: err.message })
+          return false
+        }
+      }),
+    )
+    const sources = peers.flatMap((peer, index) => (reachable[index] ? [{ peer, index }] : []))
+    for (const { peer, index } of sources) emit({ type: 'peer', peer, index, of: peers.length })
+    const { jobs: settled } = await prepareSources(sources.map(({ peer, index }) => jobFor(peer, index)))
+    const jobs = settled.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []))
+    const failed = settled.find((p) => p.status === 'rejected')
+    try {
+      if (failed !== undefined) throw failed.reason
+      refuseWithoutRoom(addPreflights(jobs.map((j) => j.preflight)), opts.allowEvictions)
+    } catch (err) {
+      await Promise.all(jobs.map((j) => j.cancel()))
+      throw err
+    }
+    for (const [i, job] of (await Promise.all(jobs.map((j) => j.run()))).entries()) {
+      found += job.keysAtStart
+      passes += job.passes
+      addTally(total, job.tally)
+      if (job.sourceError !== undefined) {
+        // The peer went away mid-copy (killed, restarted): what it still held is not restored.
+        const peer = sources[i]!.peer
+        unreachablePeers.push(peer)
+        emit({ type: 'peer-unreachable', peer, message: job.sourceError.message })
+      }
+      if (job.interrupted) interrupted = true
+    }
     if (opts.signal?.aborted) interrupted = true
   } finally {
     await lock.release()
