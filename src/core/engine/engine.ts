@@ -72,6 +72,14 @@ export interface SourceJobOptions {
   writeAhead?: WriteAhead | undefined
   /** After a pass in which keys failed because a destination was down: wait this long (ms) for it before the next pass. Default 10 s. */
   downWaitMs?: number | undefined
+  /**
+   * Copy mode: whether a pass that copied keys is followed by a sweep (another dump) for keys
+   * written to the source meanwhile. Default true (a copy hand-off: clients still write to the
+   * source until the switch). False when writes made meanwhile reach the destination anyway
+   * (warm: the warmed server is in the pool): then a complete hash walk in which no key failed
+   * ends the job (an LRU walk may miss keys the LRU moved under it, so it is swept).
+   */
+  sweep?: boolean | undefined
   /** Stop after the dump and preflight (plan / --dry-run). */
   dryRun?: boolean | undefined
   /**
@@ -331,6 +339,8 @@ interface Pass {
   moving: Promise<void> | undefined
   error: unknown
   before: { moved: number; inPlace: number; failed: number }
+  /** The walk listed every key the source held throughout (a hash walk to its end). */
+  complete: boolean
 }
 
 /** One source's job: connect, then passes (dump → move) until a dump finds nothing left to move. */
@@ -510,6 +520,7 @@ class SourceJob {
       moving: undefined,
       error: undefined,
       before: { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed },
+      complete: walk === 'hash',
       startMove: () =>
         (pass.moving ??= (async () => {
           if (n === 1 && opts.beforeMove !== undefined) await opts.beforeMove(signal)
@@ -541,7 +552,10 @@ class SourceJob {
         }
       }
       const onWalk = (mode: 'hash' | 'all'): void => {
-        if (mode === 'all' && walk === 'hash') spool.dedupeWith(dedupe()) // the server has no hash walk
+        if (mode === 'all' && walk === 'hash') {
+          spool.dedupeWith(dedupe()) // the server has no hash walk
+          pass.complete = false
+        }
       }
       if (stream) void pass.startMove()
       // Interrupted during the first dump after keys moved: the dump still runs to its end
@@ -635,7 +649,9 @@ class SourceJob {
       // give it a bounded time to come back before the next pass tries them again.
       const wasDown = tally.failed > before.failed && pass.n < this.maxPasses && !allUp(opts, guard, this.targetConns)
       if (wasDown) await waitForDestinations(opts, guard, this.targetConns, this.targets)
-      // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed.
+      // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed
+      // (unless nothing can have been missed: see SourceJobOptions.sweep).
+      if (opts.mode === 'copy' && opts.sweep === false && pass.complete && tally.failed === before.failed) return false
       return progressed > 0 || (wasDown && allUp(opts, guard, this.targetConns))
     } finally {
       await this.stopPass(pass)

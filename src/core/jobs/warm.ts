@@ -105,6 +105,9 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
     }
     return undefined
   }
+  // Set by a route that let the key come from any peer (no preferred holder): then the first
+  // peer whose dump lists it takes it (select, called right after route for the same key).
+  let anyPeer = false
   const routeFrom = (peer: string): RouteFn => {
     const peerIndex = now.servers.findIndex((s) => s.address === peer)
     if (old === undefined) {
@@ -127,6 +130,7 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
       if (!belongs.placement.chain(key, belongs.replicas, chainScratch).includes(targetIndex)) return 0
       const holder = preferredHolder(key)
       if (holder !== undefined && holder !== peer) return 0
+      anyPeer = holder === undefined
       out[offset] = 0
       return 1
     }
@@ -146,7 +150,8 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
   let passes = 0
   let interrupted = false
   // Every peer at once (under the one throttle): a peer's dump and copy overlap the others'. A key
-  // on two peers (replicas) is taken by the first whose dump lists it.
+  // any peer may copy (no preferred holder) is taken by the first whose dump lists it; a key with
+  // a preferred holder is routed from that peer only, and needs no such set.
   const listedBy = peers.map(() => new FingerprintSet())
   const jobFor = (peer: string, index: number): SourceJobOptions => ({
     source: peer,
@@ -158,11 +163,19 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
     ...jobKnobs(opts),
     throttle,
     handled,
-    select: (e) => {
-      for (let j = 0; j < listedBy.length; j++) if (j !== index && listedBy[j]!.has(e.key)) return false
-      listedBy[index]!.add(e.key)
-      return true
-    },
+    // Writes made while it runs reach the warmed server itself (it is in the pool): a complete
+    // first walk leaves nothing to sweep.
+    sweep: false,
+    ...(old === undefined
+      ? {}
+      : {
+          select: (e) => {
+            if (!anyPeer) return true
+            for (let j = 0; j < listedBy.length; j++) if (j !== index && listedBy[j]!.has(e.key)) return false
+            listedBy[index]!.add(e.key)
+            return true
+          },
+        }),
     onEvent: emit,
   })
   try {
