@@ -341,7 +341,12 @@ interface Pass {
   before: { moved: number; inPlace: number; failed: number }
   /** The walk listed every key the source held throughout (a hash walk to its end). */
   complete: boolean
+  /** Keys deferred (TransferOptions.deferred) before this pass. */
+  deferredBefore: number
 }
+
+/** The least time between a pass that left source deletes to another mover and the next pass (ms). */
+const DEFER_WAIT_MS = 1000
 
 /** One source's job: connect, then passes (dump → move) until a dump finds nothing left to move. */
 class SourceJob {
@@ -352,6 +357,8 @@ class SourceJob {
   private readonly tally: Tally
   private readonly guard: TargetGuard
   private readonly handled: FingerprintSet
+  /** Move mode: keys whose source delete waits for a later pass (see TransferOptions.deferred). */
+  private readonly deferred = new FingerprintSet()
   private readonly keys: TokenBucket
   private readonly bytes: TokenBucket
   private source: MetaConnection | undefined
@@ -521,11 +528,14 @@ class SourceJob {
       error: undefined,
       before: { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed },
       complete: walk === 'hash',
+      deferredBefore: this.deferred.size,
       startMove: () =>
         (pass.moving ??= (async () => {
           if (n === 1 && opts.beforeMove !== undefined) await opts.beforeMove(signal)
           if (signal.aborted) return
-          await movePass(opts, signal, source, spool, perDest, this.targets, tally, guard, this.keys, this.bytes, handled, n, this.emit)
+          // The last pass deletes every source copy at once: no later pass would.
+          const deferred = opts.mode === 'move' && n < this.maxPasses ? this.deferred : undefined
+          await movePass(opts, signal, source, spool, perDest, this.targets, tally, guard, this.keys, this.bytes, handled, deferred, n, this.emit)
         })().catch((err: unknown) => {
           // A worker failed (the source went away mid-move): stop the dump too.
           pass.error = err
@@ -643,12 +653,19 @@ class SourceJob {
         return false
       }
       const { before } = pass
+      const deferredBefore = pass.deferredBefore
       const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
       this.emit({ type: 'pass-done', source: opts.source, pass: pass.n, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
       // A destination that is down (stalled, restarting, link cut) failed keys this pass:
       // give it a bounded time to come back before the next pass tries them again.
       const wasDown = tally.failed > before.failed && pass.n < this.maxPasses && !allUp(opts, guard, this.targetConns)
       if (wasDown) await waitForDestinations(opts, guard, this.targetConns, this.targets)
+      if (this.deferred.size > deferredBefore && pass.n < this.maxPasses) {
+        // Source copies left to another mover: the next pass deletes those still there, after
+        // giving that mover (a client between its add and its CAS delete) a moment.
+        await sleep(DEFER_WAIT_MS, undefined, opts.signal ? { signal: opts.signal } : undefined).catch(() => undefined)
+        return true
+      }
       // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed
       // (unless nothing can have been missed: see SourceJobOptions.sweep).
       if (opts.mode === 'copy' && opts.sweep === false && pass.complete && tally.failed === before.failed) return false
@@ -721,6 +738,7 @@ async function movePass(
   keys: TokenBucket,
   bytes: TokenBucket,
   handled: FingerprintSet,
+  deferred: FingerprintSet | undefined,
   pass: number,
   emit: (e: EngineEvent) => void,
 ): Promise<void> {
@@ -770,6 +788,7 @@ async function movePass(
         tally,
         onCopied: opts.onCopied,
         writeAhead: opts.writeAhead,
+        deferred,
       },
       batchSize,
     )
