@@ -357,6 +357,8 @@ class SourceJob {
   private readonly tally: Tally
   private readonly guard: TargetGuard
   private readonly handled: FingerprintSet
+  /** Keys handled by earlier jobs: none, and the first pass need not look (see dumpPass). */
+  private readonly handledAtStart: number
   /** Move mode: keys whose source delete waits for a later pass (see TransferOptions.deferred). */
   private readonly deferred = new FingerprintSet()
   private readonly keys: TokenBucket
@@ -375,6 +377,7 @@ class SourceJob {
     this.guard = new TargetGuard(opts.targets, { minFree: opts.minFree, ...(opts.signal ? { signal: opts.signal } : {}) })
     this.guard.on('change', (health: DestinationHealth) => this.emit({ type: 'guard', source: opts.source, health }))
     this.handled = opts.handled ?? new FingerprintSet()
+    this.handledAtStart = this.handled.size
     this.keys = opts.throttle?.keys ?? new TokenBucket(opts.rate)
     this.bytes = opts.throttle?.bytes ?? new TokenBucket(opts.bandwidth)
   }
@@ -545,13 +548,17 @@ class SourceJob {
     let keep = false
     try {
       const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
+      // What the first pass handles meanwhile is never listed again by its walk (a hash walk lists
+      // a key once; an LRU walk's repeats are dropped by the spool's dedupe): it need only look
+      // for keys earlier jobs handled.
+      const checkHandled = n > 1 || this.handledAtStart > 0
       let entries = 0
       const onEntry = (e: DumpEntry): void => {
         if (entries++ === 0) opts.onListing?.(n, stream)
         if (e.exp !== -1 && e.exp <= serverNow) return
         const k = opts.route(e.key, routeScratch, 0)
         if (k === 0) return
-        if (handled.size > 0 && handled.has(e.key)) return
+        if (checkHandled && handled.size > 0 && handled.has(e.key)) return
         if (opts.select !== undefined && !opts.select(e)) return
         if (!spool.add(e.key, e.size, e.exp, e.la, routeScratch, k, 0)) return
         for (let j = 0; j < k; j++) {
