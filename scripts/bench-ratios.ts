@@ -151,7 +151,7 @@ async function rebalanceMemdrain(s: MemcachedServer[]): Promise<{ seconds: numbe
   }
 }
 
-async function warm(): Promise<{ seconds: number; restored: number; verified: string }> {
+async function warm(): Promise<{ seconds: number; restored: number; passes: number; verified: string }> {
   const s = await servers(4)
   const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-bench-ratios-'))
   try {
@@ -167,7 +167,7 @@ async function warm(): Promise<{ seconds: number; restored: number; verified: st
     const pp = poolPlacement(pool)
     const onTarget = (i: number): boolean => pp.placement.chain(keyOf(i), 2).includes(0)
     const verified = r.status !== 0 ? `FAILED: status ${r.status}` : await verify(pool, onTarget, N)
-    return { seconds, restored: r.restored, verified }
+    return { seconds, restored: r.restored, passes: r.passes, verified }
   } finally {
     await Promise.all(s.map((x) => x.kill()))
     rmSync(dir, { recursive: true, force: true })
@@ -215,7 +215,7 @@ if (argv.only === undefined || argv.only === 'rebalance') {
 }
 if (argv.only === undefined || argv.only === 'warm') {
   const w = await warm()
-  log(`warm: ${w.seconds.toFixed(2)} s, restored ${w.restored}, verify ${w.verified}`)
+  log(`warm: ${w.seconds.toFixed(2)} s, restored ${w.restored}, ${w.passes} passes over its peers, verify ${w.verified}`)
   if (argv['no-reference']) process.exit(0)
   const d = await drain(w.restored)
   log(`drain: ${d.seconds.toFixed(2)} s, moved ${d.moved}, verify ${d.verified}`)
