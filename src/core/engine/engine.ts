@@ -357,6 +357,9 @@ class SourceJob {
   private readonly tally: Tally
   private readonly guard: TargetGuard
   private readonly handled: FingerprintSet
+  /** Copy mode: the keys the first pass's LRU walk listed, and whether that pass failed no key (see dumpPass). */
+  private firstListing: FingerprintSet | undefined
+  private firstPassClean = false
   /** Keys handled by earlier jobs: none, and the first pass need not look (see dumpPass). */
   private readonly handledAtStart: number
   /** Move mode: keys whose source delete waits for a later pass (see TransferOptions.deferred). */
@@ -552,9 +555,21 @@ class SourceJob {
       // a key once; an LRU walk's repeats are dropped by the spool's dedupe): it need only look
       // for keys earlier jobs handled.
       const checkHandled = n > 1 || this.handledAtStart > 0
+      // Copy mode after an LRU walk (which can miss a key the LRU moved under it): the sweep
+      // passes that follow need look only at keys the first walk did not list. Every key it
+      // listed was routed then and, with no failure, handled or not for any destination, and
+      // routing (a placement's hashes) costs more than this lookup.
+      let listing: FingerprintSet | undefined
+      const listFirstWalk = (): void => {
+        if (n === 1 && opts.mode === 'copy' && opts.select === undefined) listing = this.firstListing = dedupe()
+      }
+      if (walk === 'all') listFirstWalk()
+      const known = n > 1 && this.firstPassClean ? this.firstListing : undefined
       let entries = 0
       const onEntry = (e: DumpEntry): void => {
         if (entries++ === 0) opts.onListing?.(n, stream)
+        if (listing !== undefined) listing.add(e.key)
+        else if (known !== undefined && known.has(e.key)) return
         if (e.exp !== -1 && e.exp <= serverNow) return
         const k = opts.route(e.key, routeScratch, 0)
         if (k === 0) return
@@ -572,6 +587,7 @@ class SourceJob {
         if (mode === 'all' && walk === 'hash') {
           spool.dedupeWith(dedupe()) // the server has no hash walk
           pass.complete = false
+          listFirstWalk()
         }
       }
       if (stream) void pass.startMove()
@@ -660,6 +676,7 @@ class SourceJob {
         return false
       }
       const { before } = pass
+      if (pass.n === 1) this.firstPassClean = tally.failed === before.failed
       const deferredBefore = pass.deferredBefore
       const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
       this.emit({ type: 'pass-done', source: opts.source, pass: pass.n, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
