@@ -360,8 +360,8 @@ class SourceJob {
   /** Copy mode: the keys the first pass's LRU walk listed, and whether that pass failed no key (see dumpPass). */
   private firstListing: FingerprintSet | undefined
   private firstPassClean = false
-  /** Keys handled by earlier jobs: none, and the first pass need not look (see dumpPass). */
-  private readonly handledAtStart: number
+  /** The handled set is this job's alone: its first pass need not look (see dumpPass). */
+  private readonly ownHandled: boolean
   /** Move mode: keys whose source delete waits for a later pass (see TransferOptions.deferred). */
   private readonly deferred = new FingerprintSet()
   private readonly keys: TokenBucket
@@ -380,7 +380,7 @@ class SourceJob {
     this.guard = new TargetGuard(opts.targets, { minFree: opts.minFree, ...(opts.signal ? { signal: opts.signal } : {}) })
     this.guard.on('change', (health: DestinationHealth) => this.emit({ type: 'guard', source: opts.source, health }))
     this.handled = opts.handled ?? new FingerprintSet()
-    this.handledAtStart = this.handled.size
+    this.ownHandled = opts.handled === undefined
     this.keys = opts.throttle?.keys ?? new TokenBucket(opts.rate)
     this.bytes = opts.throttle?.bytes ?? new TokenBucket(opts.bandwidth)
   }
@@ -552,9 +552,10 @@ class SourceJob {
     try {
       const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
       // What the first pass handles meanwhile is never listed again by its walk (a hash walk lists
-      // a key once; an LRU walk's repeats are dropped by the spool's dedupe): it need only look
-      // for keys earlier jobs handled.
-      const checkHandled = n > 1 || this.handledAtStart > 0
+      // a key once; an LRU walk's repeats are dropped by the spool's dedupe): with a set of its
+      // own, it need not look. A set given by the caller may hold, or gain meanwhile, keys handled
+      // elsewhere (the copy hand-off's journal: earlier runs, the follower's refreshes).
+      const checkHandled = n > 1 || !this.ownHandled
       // Copy mode after an LRU walk (which can miss a key the LRU moved under it): the sweep
       // passes that follow need look only at keys the first walk did not list. Every key it
       // listed was routed then and, with no failure, handled or not for any destination, and

@@ -142,7 +142,6 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
   opts = { ...opts, signal: withLockLoss(opts.signal, lock) }
   const started = performance.now()
   const total = new Tally([target])
-  const handled = new FingerprintSet()
   // One --rate and --bandwidth over the whole job: every peer takes from the same buckets.
   const throttle = { keys: new TokenBucket(opts.rate), bytes: new TokenBucket(opts.bandwidth) }
   const unreachablePeers: string[] = []
@@ -162,7 +161,8 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
     store: 'add',
     ...jobKnobs(opts),
     throttle,
-    handled,
+    // Each peer's own handled set: a key is routed from one peer only, or (any peer may copy it)
+    // taken by the first whose dump lists it (listedBy).
     // Writes made while it runs reach the warmed server itself (it is in the pool): a complete
     // first walk leaves nothing to sweep.
     sweep: false,
