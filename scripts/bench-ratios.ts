@@ -36,6 +36,8 @@ const { values: argv } = parseArgs({
     only: { type: 'string' },
     /** Without the reference runs (raw mover, drain): to profile memdrain's own run (node --cpu-prof). */
     'no-reference': { type: 'boolean', default: false },
+    /** Logs the warm's phases per peer with their times (where a run's time goes). */
+    events: { type: 'boolean', default: false },
   },
   strict: true,
 })
@@ -162,7 +164,11 @@ async function warm(): Promise<{ seconds: number; restored: number; passes: numb
     await load(pool, N)
     await s[0]!.restart()
     const started = performance.now()
-    const r = await runWarm({ store: new FilePoolStore(file), server: all[0]!, threshold: 0.95, rate: 0, bandwidth: 0, minTtl: 2, minFree: 0.05, allowEvictions: false, order: 'hot-first', spoolDir: path.join(dir, 'spool') })
+    const t0 = performance.now()
+    const onEvent = (e: { type: string; source?: string; phase?: string; pass?: number; entries?: number; toMove?: number; moved?: number }): void => {
+      if (e.type === 'phase' || e.type === 'dumped' || e.type === 'pass-done') log(`${((performance.now() - t0) / 1000).toFixed(2)} s ${e.source} pass ${e.pass} ${e.type} ${e.phase ?? ''}${e.entries !== undefined ? ` entries ${e.entries} to copy ${e.toMove}` : ''}${e.moved !== undefined ? ` copied ${e.moved}` : ''}`)
+    }
+    const r = await runWarm({ ...(argv.events ? { onEvent } : {}), store: new FilePoolStore(file), server: all[0]!, threshold: 0.95, rate: 0, bandwidth: 0, minTtl: 2, minFree: 0.05, allowEvictions: false, order: 'hot-first', spoolDir: path.join(dir, 'spool') })
     const seconds = (performance.now() - started) / 1000
     const pp = poolPlacement(pool)
     const onTarget = (i: number): boolean => pp.placement.chain(keyOf(i), 2).includes(0)
