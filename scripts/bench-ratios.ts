@@ -34,6 +34,10 @@ const { values: argv } = parseArgs({
     'value-size': { type: 'string', default: '100' },
     memory: { type: 'string', default: '1024' },
     only: { type: 'string' },
+    /** Without the reference runs (raw mover, drain): to profile memdrain's own run (node --cpu-prof). */
+    'no-reference': { type: 'boolean', default: false },
+    /** Logs the warm's phases per peer with their times (where a run's time goes). */
+    events: { type: 'boolean', default: false },
   },
   strict: true,
 })
@@ -114,7 +118,7 @@ async function servers(count: number): Promise<MemcachedServer[]> {
   return Promise.all(Array.from({ length: count }, () => startMemcached({ threads: 1, memoryMb: Number(argv.memory) })))
 }
 
-const jobDefaults = { handoff: 'move' as const, threshold: 0.95, purge: true, rate: 0, bandwidth: 0, minTtl: 2, minFree: 0.05, allowEvictions: false, order: 'hot-first' as const, dryRun: false, clientGraceSeconds: 0 }
+const jobDefaults = { handoff: 'move' as const, force: true, threshold: 0.95, purge: true, rate: 0, bandwidth: 0, minTtl: 2, minFree: 0.05, allowEvictions: false, order: 'hot-first' as const, dryRun: false, clientGraceSeconds: 0 }
 
 /** Restarted empty (same ports: the same placement for every run), then N keys at their owners under the first 4. */
 async function freshRebalanceSetup(s: MemcachedServer[]): Promise<string[]> {
@@ -149,7 +153,7 @@ async function rebalanceMemdrain(s: MemcachedServer[]): Promise<{ seconds: numbe
   }
 }
 
-async function warm(): Promise<{ seconds: number; restored: number; verified: string }> {
+async function warm(): Promise<{ seconds: number; restored: number; passes: number; verified: string }> {
   const s = await servers(4)
   const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-bench-ratios-'))
   try {
@@ -160,12 +164,16 @@ async function warm(): Promise<{ seconds: number; restored: number; verified: st
     await load(pool, N)
     await s[0]!.restart()
     const started = performance.now()
-    const r = await runWarm({ store: new FilePoolStore(file), server: all[0]!, threshold: 0.95, rate: 0, bandwidth: 0, minTtl: 2, minFree: 0.05, allowEvictions: false, order: 'hot-first', spoolDir: path.join(dir, 'spool') })
+    const t0 = performance.now()
+    const onEvent = (e: { type: string; source?: string; phase?: string; pass?: number; entries?: number; toMove?: number; moved?: number }): void => {
+      if (e.type === 'phase' || e.type === 'dumped' || e.type === 'pass-done') log(`${((performance.now() - t0) / 1000).toFixed(2)} s ${e.source} pass ${e.pass} ${e.type} ${e.phase ?? ''}${e.entries !== undefined ? ` entries ${e.entries} to copy ${e.toMove}` : ''}${e.moved !== undefined ? ` copied ${e.moved}` : ''}`)
+    }
+    const r = await runWarm({ ...(argv.events ? { onEvent } : {}), store: new FilePoolStore(file), server: all[0]!, threshold: 0.95, rate: 0, bandwidth: 0, minTtl: 2, minFree: 0.05, allowEvictions: false, order: 'hot-first', spoolDir: path.join(dir, 'spool') })
     const seconds = (performance.now() - started) / 1000
     const pp = poolPlacement(pool)
     const onTarget = (i: number): boolean => pp.placement.chain(keyOf(i), 2).includes(0)
     const verified = r.status !== 0 ? `FAILED: status ${r.status}` : await verify(pool, onTarget, N)
-    return { seconds, restored: r.restored, verified }
+    return { seconds, restored: r.restored, passes: r.passes, verified }
   } finally {
     await Promise.all(s.map((x) => x.kill()))
     rmSync(dir, { recursive: true, force: true })
@@ -213,7 +221,8 @@ if (argv.only === undefined || argv.only === 'rebalance') {
 }
 if (argv.only === undefined || argv.only === 'warm') {
   const w = await warm()
-  log(`warm: ${w.seconds.toFixed(2)} s, restored ${w.restored}, verify ${w.verified}`)
+  log(`warm: ${w.seconds.toFixed(2)} s, restored ${w.restored}, ${w.passes} passes over its peers, verify ${w.verified}`)
+  if (argv['no-reference']) process.exit(0)
   const d = await drain(w.restored)
   log(`drain: ${d.seconds.toFixed(2)} s, moved ${d.moved}, verify ${d.verified}`)
   const ratio = w.restored / w.seconds / (d.moved / d.seconds)

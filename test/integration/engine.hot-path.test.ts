@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { runSourceJob } from '../../src/core/engine/engine.js'
+import { prepareSourceJob } from '../../src/core/engine/engine.js'
 import type { RouteFn } from '../../src/core/engine/transfer.js'
 import { MetaConnection, MetaPayload, parseAddress, ERR } from '../../src/core/protocol/index.js'
 import { startMemcached, type MemcachedServer } from '../helpers/memcached.js'
@@ -43,7 +43,7 @@ async function itemCount(address: string): Promise<number> {
   }
 }
 
-describe('runSourceJob hot path', () => {
+describe('source job hot path', () => {
   const servers: MemcachedServer[] = []
   let spoolDir = ''
   before(async () => {
@@ -66,8 +66,7 @@ describe('runSourceJob hot path', () => {
         out[offset] = Number(key.toString('latin1').slice(2)) % 2
         return 1
       }
-      let preflight: { address: string; keys: number }[] = []
-      const result = await runSourceJob({
+      const job = await prepareSourceJob({
         source: source!.address,
         targets: [a!.address, b!.address],
         route,
@@ -83,10 +82,9 @@ describe('runSourceJob hot path', () => {
         allowEvictions: false,
         batchSize: 128,
         dumpMode,
-        onPreflight: (dests) => {
-          preflight = dests.map((d) => ({ address: d.address, keys: d.keys }))
-        },
       })
+      const preflight = job.preflight.map((d) => ({ address: d.address, keys: d.keys }))
+      const result = await job.run()
       assert.equal(result.keysAtStart, N)
       assert.equal(result.tally.moved, N)
       assert.equal(result.tally.failed, 0)

@@ -70,10 +70,16 @@ export interface SourceJobOptions {
   onCopied?: CopiedFn | undefined
   /** Copy mode: journal each copy before it is sent (see WriteAhead). */
   writeAhead?: WriteAhead | undefined
-  /** Called after the first dump with what moving would need; throw to refuse (preflight). */
-  onPreflight?: ((dests: PreflightDestination[], keys: number, bytes: number) => void | Promise<void>) | undefined
   /** After a pass in which keys failed because a destination was down: wait this long (ms) for it before the next pass. Default 10 s. */
   downWaitMs?: number | undefined
+  /**
+   * Copy mode: whether a pass that copied keys is followed by a sweep (another dump) for keys
+   * written to the source meanwhile. Default true (a copy hand-off: clients still write to the
+   * source until the switch). False when writes made meanwhile reach the destination anyway
+   * (warm: the warmed server is in the pool): then a complete hash walk in which no key failed
+   * ends the job (an LRU walk may miss keys the LRU moved under it, so it is swept).
+   */
+  sweep?: boolean | undefined
   /** Stop after the dump and preflight (plan / --dry-run). */
   dryRun?: boolean | undefined
   /**
@@ -88,13 +94,14 @@ export interface SourceJobOptions {
   dumpMode?: 'hash' | 'all' | undefined
   /**
    * Most bytes that could be written to any one destination by this job and the jobs moving
-   * alongside it (rebalance: every source's `bytes`). Default: this source's `bytes`. When every
+   * alongside it (prepareSources: every source's `bytes`). Default: this source's `bytes`. When every
    * destination has that much free room, the first pass moves while it dumps.
    */
   bytesBound?: number | Promise<number> | undefined
   /**
    * Called once per pass when the dump lists its first key (or ends with none): the walk was
-   * accepted. `streaming`: whether this pass moves while it dumps (else after its preflight).
+   * accepted. `streaming`: whether this pass moves while it dumps (else after its plan).
+   * prepareSources sets it (and beforeMove): the sources' barrier.
    */
   onListing?: ((pass: number, streaming: boolean) => void) | undefined
   /** Awaited once before the first key is sent (the client grace); the dump meanwhile goes on. */
@@ -214,6 +221,25 @@ export function refuseWithoutRoom(dests: readonly PreflightDestination[], allowE
   )
 }
 
+/** The plans of several sources into the same destinations, added up per destination. */
+export function addPreflights(plans: readonly (readonly PreflightDestination[])[]): PreflightDestination[] {
+  const sum = new Map<string, PreflightDestination>()
+  for (const plan of plans) {
+    for (const d of plan) {
+      const t = sum.get(d.address)
+      if (t === undefined) {
+        sum.set(d.address, { ...d })
+        continue
+      }
+      t.keys += d.keys
+      t.bytes += d.bytes
+      t.largestItem = Math.max(t.largestItem ?? 0, d.largestItem ?? 0)
+      t.fits = t.bytes <= t.freeBytes
+    }
+  }
+  return [...sum.values()]
+}
+
 /** A source job connected and dumped once: what it would move, and the rest of it to run (or cancel). */
 export interface PreparedSourceJob {
   keysAtStart: number
@@ -226,93 +252,225 @@ export interface PreparedSourceJob {
   cancel(): Promise<void>
 }
 
-const CANCELLED = Symbol('cancelled')
-
 /**
- * Two steps of one source job: prepare() connects and dumps (the plan of every source can then
- * be checked at once: room over every destination, the grace), run() moves. Several sources
- * prepared together share one plan without a hand-made barrier. When the destinations have room
- * for everything (see SourceJobOptions.bytesBound), the first pass already moves while it dumps
- * (after `beforeMove`): prepare() still resolves at the end of the dump with its exact counts,
- * and run() lets the pass finish.
+ * Two steps of one source job: prepare() connects and dumps once (the plan of every source can
+ * then be checked at once: room over every destination, the grace, a refusal before anything
+ * changed), run() moves, pass after pass. When the destinations have room for everything (see
+ * SourceJobOptions.bytesBound), the first pass already moves while it dumps (after
+ * `beforeMove`): prepare() still resolves at the end of the dump with its exact counts, and run()
+ * lets the pass finish. Several sources: prepareSources.
  */
 export async function prepareSourceJob(opts: SourceJobOptions): Promise<PreparedSourceJob> {
-  let proceed!: (go: boolean) => void
-  const gate = new Promise<boolean>((resolve) => (proceed = resolve))
-  let reached!: (p: { dests: PreflightDestination[]; keys: number; bytes: number }) => void
-  const preflight = new Promise<{ dests: PreflightDestination[]; keys: number; bytes: number }>((resolve) => (reached = resolve))
-  const running = runSourceJob({
-    ...opts,
-    onPreflight: async (dests, keys, bytes) => {
-      await opts.onPreflight?.(dests, keys, bytes)
-      reached({ dests, keys, bytes })
-      if (!(await gate)) throw CANCELLED
-    },
-  })
-  const first = await Promise.race([preflight, running.then((r) => ({ done: r }))])
-  if ('done' in first) {
-    // Stopped before its preflight (interrupted during the dump).
-    return { keysAtStart: first.done.keysAtStart, bytesAtStart: first.done.bytesAtStart, preflight: first.done.preflight, run: () => running, cancel: () => Promise.resolve() }
-  }
+  const job = new SourceJob(opts)
+  const first = await job.prepare()
+  const { result } = job
+  let ran: Promise<SourceJobResult> | undefined
   return {
-    keysAtStart: first.keys,
-    bytesAtStart: first.bytes,
-    preflight: first.dests,
-    run: () => {
-      proceed(true)
-      return running
-    },
-    cancel: async () => {
-      proceed(false)
-      await running.catch((err: unknown) => {
-        if (err !== CANCELLED) throw err
-      })
-    },
+    keysAtStart: result.keysAtStart,
+    bytesAtStart: result.bytesAtStart,
+    preflight: result.preflight,
+    run: () => (ran ??= job.run(first)),
+    cancel: () => job.cancel(first),
   }
 }
 
-export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobResult> {
-  const started = performance.now()
-  const emit = opts.onEvent ?? (() => undefined)
-  const batchSize = opts.batchSize ?? JOB_DEFAULTS.batchSize
-  const inFlight = opts.inFlight ?? JOB_DEFAULTS.inFlight
-  const maxPasses = opts.maxPasses ?? JOB_DEFAULTS.maxPasses
-  const tally = new Tally(opts.targets)
-  const guard = new TargetGuard(opts.targets, { minFree: opts.minFree, ...(opts.signal ? { signal: opts.signal } : {}) })
-  guard.on('change', (health: DestinationHealth) => emit({ type: 'guard', source: opts.source, health }))
+/** The sources of one job, each prepared (connected, dumped once) or why it could not be. */
+export interface PreparedSources {
+  /** Per source, in the order given. */
+  jobs: PromiseSettledResult<PreparedSourceJob>[]
+  /** What the sources held before anything moved (`stats`), when every one could say. */
+  held: { bytes: number; items: number } | undefined
+}
 
-  emit({ type: 'phase', source: opts.source, phase: 'connect', pass: 0 })
-  const source = await connectChecked(opts.source, 'source')
-  const targetConns: MetaConnection[] = []
-  // One connection per target per worker keeps each worker's replies in its own FIFO.
-  let stopReconnects = (): void => undefined
-  const closeAll = async (): Promise<void> => {
-    stopReconnects()
-    await guard.stop()
-    await Promise.all([source, ...targetConns].map((c) => c.close().catch(() => undefined)))
+/**
+ * The sources of one job prepared together (rebalance, a drain of a modulo pool, warm's peers),
+ * so that the job decides on the plan of all of them (refuse / confirm / proceed) before
+ * anything changed, then runs them. A source may move while it dumps only when the
+ * destinations have room for all the sources hold together (`bytesBound`), and even then only
+ * once every source's first walk was accepted and every one streams (a source that refuses its
+ * dump, -X or the crawler off, or one that must wait for the plan, leaves the refusal before
+ * anything moved), and after `beforeMove` (the client grace). Otherwise moving starts with the
+ * first run().
+ */
+export async function prepareSources(list: readonly SourceJobOptions[], o: { beforeMove?: ((signal: AbortSignal) => Promise<void>) | undefined } = {}): Promise<PreparedSources> {
+  // Asked alongside the jobs' own start (connect, stats): it adds no wait. A dry run never moves.
+  const held = list.some((x) => x.dryRun === true) ? Promise.resolve(undefined) : heldBy(list.map((x) => x.source))
+  let listing = 0
+  let waitsForPlan = false
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => (open = resolve))
+  const onListing = (pass: number, streaming: boolean): void => {
+    if (pass !== 1) return
+    if (!streaming) waitsForPlan = true
+    if (++listing === list.length && !waitsForPlan) open()
   }
-  try {
+  const beforeMove = async (signal: AbortSignal): Promise<void> => {
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve()
+      signal.addEventListener('abort', () => resolve(), { once: true })
+      void gate.then(resolve)
+    })
+    await o.beforeMove?.(signal)
+  }
+  const jobs = await Promise.allSettled(
+    list.map(async (opts) => {
+      const job = await prepareSourceJob({ ...opts, bytesBound: held.then((h) => h?.bytes ?? Number.POSITIVE_INFINITY), onListing, beforeMove })
+      return {
+        ...job,
+        run: () => {
+          open() // decided: every source moves
+          return job.run()
+        },
+      }
+    }),
+  )
+  return { jobs, held: await held }
+}
+
+/** One pass between its dump and its move: what the dump spooled, and the move (maybe already started). */
+interface Pass {
+  n: number
+  spool: KeySpool
+  /** Aborts this pass's move (and its dump). */
+  abort: AbortController
+  /** Resolves when the move ends (never rejects: see `error`). */
+  startMove(): Promise<void>
+  moving: Promise<void> | undefined
+  error: unknown
+  before: { moved: number; inPlace: number; failed: number }
+  /** The walk listed every key the source held throughout (a hash walk to its end). */
+  complete: boolean
+  /** Keys deferred (TransferOptions.deferred) before this pass. */
+  deferredBefore: number
+}
+
+/** The least time between a pass that left source deletes to another mover and the next pass (ms). */
+const DEFER_WAIT_MS = 1000
+
+/** One source's job: connect, then passes (dump → move) until a dump finds nothing left to move. */
+class SourceJob {
+  readonly result: SourceJobResult
+  private readonly started = performance.now()
+  private readonly emit: (e: EngineEvent) => void
+  private readonly maxPasses: number
+  private readonly tally: Tally
+  private readonly guard: TargetGuard
+  private readonly handled: FingerprintSet
+  /** Copy mode: the keys the first pass's LRU walk listed, and whether that pass failed no key (see dumpPass). */
+  private firstListing: FingerprintSet | undefined
+  private firstPassClean = false
+  /** The handled set is this job's alone: its first pass need not look (see dumpPass). */
+  private readonly ownHandled: boolean
+  /** Move mode: keys whose source delete waits for a later pass (see TransferOptions.deferred). */
+  private readonly deferred = new FingerprintSet()
+  private readonly keys: TokenBucket
+  private readonly bytes: TokenBucket
+  private source: MetaConnection | undefined
+  // One connection per target per worker keeps each worker's replies in its own FIFO.
+  private readonly targetConns: MetaConnection[] = []
+  private targets: TransferTarget[] = []
+  private closing = false
+
+  constructor(private readonly opts: SourceJobOptions) {
+    this.emit = opts.onEvent ?? (() => undefined)
+    this.maxPasses = opts.maxPasses ?? JOB_DEFAULTS.maxPasses
+    this.tally = new Tally(opts.targets)
+    this.result = { keysAtStart: 0, bytesAtStart: 0, passes: 0, tally: this.tally, interrupted: false, preflight: [], durationMs: 0 }
+    this.guard = new TargetGuard(opts.targets, { minFree: opts.minFree, ...(opts.signal ? { signal: opts.signal } : {}) })
+    this.guard.on('change', (health: DestinationHealth) => this.emit({ type: 'guard', source: opts.source, health }))
+    this.handled = opts.handled ?? new FingerprintSet()
+    this.ownHandled = opts.handled === undefined
+    this.keys = opts.throttle?.keys ?? new TokenBucket(opts.rate)
+    this.bytes = opts.throttle?.bytes ?? new TokenBucket(opts.bandwidth)
+  }
+
+  /**
+   * Connects and runs the first pass's dump (and, when it streams, starts its move). Returns the
+   * pass to move, or undefined when the job ended here (result final, connections closed).
+   */
+  async prepare(): Promise<Pass | undefined> {
+    this.emit({ type: 'phase', source: this.opts.source, phase: 'connect', pass: 0 })
+    this.source = await connectChecked(this.opts.source, 'source')
+    try {
+      await this.connectTargets()
+    } catch (err) {
+      await this.close()
+      throw err
+    }
+    if (this.opts.signal?.aborted) return this.end()
+    try {
+      return (await this.dumpPass(1)) ?? this.end()
+    } catch (err) {
+      return this.end(err)
+    }
+  }
+
+  /** The passes from the prepared one on, until one finds nothing left to move. */
+  async run(first: Pass | undefined): Promise<SourceJobResult> {
+    if (first === undefined) return this.result
+    try {
+      let pass: Pass | undefined = first
+      while (pass !== undefined && (await this.movePass(pass)) && pass.n < this.maxPasses && !this.opts.signal?.aborted) {
+        pass = await this.dumpPass(pass.n + 1)
+      }
+    } catch (err) {
+      await this.end(err)
+      return this.result
+    }
+    await this.end()
+    return this.result
+  }
+
+  async cancel(first: Pass | undefined): Promise<void> {
+    if (first === undefined) return
+    await this.stopPass(first)
+    await this.close()
+  }
+
+  /**
+   * The job ends (connections closed). A source that went away mid-job (connection lost, timed
+   * out) after something was planned or moved ends it with what was done and why; any other
+   * failure is thrown.
+   */
+  private async end(err?: unknown): Promise<undefined> {
+    try {
+      if (err !== undefined) {
+        const { opts, result } = this
+        if (!this.source!.closed || !(err instanceof MemdrainError) || opts.signal?.aborted === true || (result.preflight.length === 0 && this.tally.processed === 0)) throw err
+        result.sourceError = err
+      }
+      this.result.durationMs = performance.now() - this.started
+    } finally {
+      await this.close()
+    }
+    return undefined
+  }
+
+  private async close(): Promise<void> {
+    this.closing = true
+    await this.guard.stop()
+    await Promise.all([this.source, ...this.targetConns].map((c) => c?.close().catch(() => undefined)))
+  }
+
+  private async connectTargets(): Promise<void> {
+    const { opts, guard, targetConns } = this
     for (const t of opts.targets) targetConns.push(await connectChecked(t, 'destination'))
     await guard.start()
     // A destination whose connection was lost (killed, stalled past the timeout, link reset) is
     // down until a new connection answers; keys for it fail meanwhile (a later pass retries them).
     const lastReconnect = opts.targets.map(() => 0)
-    let closing = false
-    stopReconnects = () => {
-      closing = true
-    }
     const reconnect = (i: number): void => {
-      if (closing || Date.now() - lastReconnect[i]! < 1000) return
+      if (this.closing || Date.now() - lastReconnect[i]! < 1000) return
       lastReconnect[i] = Date.now()
       connectChecked(opts.targets[i]!, 'destination').then(
         (c) => {
-          if (closing) void c.close()
+          if (this.closing) void c.close()
           else targetConns[i] = c
         },
         () => undefined,
       )
     }
-    const targets: TransferTarget[] = opts.targets.map((address, i) => ({
+    this.targets = opts.targets.map((address, i) => ({
       address,
       get conn() {
         return targetConns[i]!
@@ -330,173 +488,219 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
       itemSizeMax: () => guard.health.get(address)?.itemSizeMax ?? DEFAULT_ITEM_SIZE_MAX,
       clockOffset: () => guard.health.get(address)?.clockOffset ?? 0,
     }))
-    const keys = opts.throttle?.keys ?? new TokenBucket(opts.rate)
-    const bytes = opts.throttle?.bytes ?? new TokenBucket(opts.bandwidth)
-    const result: SourceJobResult = { keysAtStart: 0, bytesAtStart: 0, passes: 0, tally, interrupted: false, preflight: [], durationMs: 0 }
-    const handled = opts.handled ?? new FingerprintSet()
+  }
 
+  /** Stops a pass's move and drops its spool. */
+  private async stopPass(p: Pass): Promise<void> {
+    p.abort.abort()
+    await p.moving
+    p.spool.remove()
+  }
+
+  /**
+   * A pass's dump into its spool (its move starts alongside when it streams); after the first,
+   * the plan per destination. Returns the pass to move, or undefined when the job stops here
+   * (interrupted, a dry run, nothing to move).
+   */
+  private async dumpPass(n: number): Promise<Pass | undefined> {
+    const { opts, tally, guard, result, handled } = this
+    const source = this.source!
+    this.emit({ type: 'phase', source: opts.source, phase: 'dump', pass: n })
+    const sourceStats = await source.stats()
+    const serverNow = Number(sourceStats.get('time') ?? Math.floor(Date.now() / 1000))
+    // The walk, chosen per server and pass: a hash walk lists each key once (no dedupe, flat
+    // memory) but must not start while the hash table expands (1.6.18 deadlock: metadump.ts
+    // waits for it, seconds after a bulk load); an LRU walk needs no wait but can list a key
+    // twice, so the spool then deduplicates it (a fingerprint set, ~11 bytes a key).
+    // A copy job that need not sweep (SourceJobOptions.sweep: warm) takes the hash walk even then:
+    // the wait for the expansion costs less than the second walk an LRU walk needs (it missed a
+    // few keys in 150k, moved by the LRU under it, in bench:ratios), and a hash walk lists faster.
+    const sweepless = opts.mode === 'copy' && opts.sweep === false
+    const walk = opts.dumpMode ?? (hashTableBusy(sourceStats) && !sweepless ? 'all' : 'hash')
+    const dedupe = (): FingerprintSet => new FingerprintSet(Number(sourceStats.get('curr_items')) || 1024)
+    const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source, dedupe: walk === 'all' ? dedupe() : undefined })
+    // Moving starts while the dump goes on (the spool is a buffer) unless the first pass must
+    // first know what it will write: a dry run, or a destination that might not have room
+    // for it all (the plan's refusal must come before anything moved).
+    const stream = !opts.dryRun && spoolHasRoom(spool.dir, sourceStats) && (n > 1 || opts.allowEvictions || (await roomIsCertain(opts, guard, sourceStats)))
+    const abort = new AbortController()
+    const signal = opts.signal === undefined ? abort.signal : AbortSignal.any([opts.signal, abort.signal])
+    // Keys that failed last pass are tried again by this one (moving may start right away).
+    if (n > 1) tally.forgetFailures()
+    // Keys the dump lists per destination (moves may start before it ends: the progress says so far).
+    const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
+    const pass: Pass = {
+      n,
+      spool,
+      abort,
+      moving: undefined,
+      error: undefined,
+      before: { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed },
+      complete: walk === 'hash',
+      deferredBefore: this.deferred.size,
+      startMove: () =>
+        (pass.moving ??= (async () => {
+          if (n === 1 && opts.beforeMove !== undefined) await opts.beforeMove(signal)
+          if (signal.aborted) return
+          // The last pass deletes every source copy at once: no later pass would.
+          const deferred = opts.mode === 'move' && n < this.maxPasses ? this.deferred : undefined
+          await movePass(opts, signal, source, spool, perDest, this.targets, tally, guard, this.keys, this.bytes, handled, deferred, n, this.emit)
+        })().catch((err: unknown) => {
+          // A worker failed (the source went away mid-move): stop the dump too.
+          pass.error = err
+          abort.abort()
+        })),
+    }
+    let keep = false
     try {
-      for (let pass = 1; pass <= maxPasses; pass++) {
-        if (opts.signal?.aborted) break
-        emit({ type: 'phase', source: opts.source, phase: 'dump', pass })
-        const sourceStats = await source.stats()
-        const serverNow = Number(sourceStats.get('time') ?? Math.floor(Date.now() / 1000))
-        // The walk, chosen per server and pass: a hash walk lists each key once (no dedupe, flat
-        // memory) but must not start while the hash table expands (1.6.18 deadlock: metadump.ts
-        // waits for it, seconds after a bulk load); an LRU walk needs no wait but can list a key
-        // twice, so the spool then deduplicates it (a fingerprint set, ~11 bytes a key).
-        const walk = opts.dumpMode ?? (hashTableBusy(sourceStats) ? 'all' : 'hash')
-        const dedupe = (): FingerprintSet => new FingerprintSet(Number(sourceStats.get('curr_items')) || 1024)
-        const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source, dedupe: walk === 'all' ? dedupe() : undefined })
-        // Moving starts while the dump goes on (the spool is a buffer) unless the first pass must
-        // first know what it will write: a dry run, or a destination that might not have room
-        // for it all (the preflight refusal must come before anything moved).
-        const stream =
-          !opts.dryRun && spoolHasRoom(spool.dir, sourceStats) && (pass > 1 || opts.allowEvictions || (await roomIsCertain(opts, guard, sourceStats)))
-        const passAbort = new AbortController()
-        const signal = opts.signal === undefined ? passAbort.signal : AbortSignal.any([opts.signal, passAbort.signal])
-        // Keys that failed last pass are tried again by this one (moving may start right away).
-        if (pass > 1) tally.forgetFailures()
-        const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
-        // Keys the dump lists per destination (moves may start before it ends: the progress says so far).
-        const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
-        let moving: Promise<void> | undefined
-        let moveError: unknown
-        const startMove = (): Promise<void> => {
-          moving ??= (async () => {
-            if (pass === 1 && opts.beforeMove !== undefined) await opts.beforeMove(signal)
-            if (signal.aborted) return
-            await movePass(opts, signal, source, spool, perDest, targets, tally, guard, keys, bytes, batchSize, inFlight, handled, pass, emit)
-          })().catch((err: unknown) => {
-            // A worker failed (the source went away mid-move): stop the dump too.
-            moveError = err
-            passAbort.abort()
-          })
-          return moving
-        }
-        try {
-          const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
-          let entries = 0
-          const onEntry = (e: DumpEntry): void => {
-            if (entries++ === 0) opts.onListing?.(pass, stream)
-            if (e.exp !== -1 && e.exp <= serverNow) return
-            const n = opts.route(e.key, routeScratch, 0)
-            if (n === 0) return
-            if (handled.size > 0 && handled.has(e.key)) return
-            if (opts.select !== undefined && !opts.select(e)) return
-            if (!spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)) return
-            for (let j = 0; j < n; j++) {
-              const d = perDest[routeScratch[j]!]!
-              d.keys++
-              d.bytes += e.size
-              if (e.size > d.largest) d.largest = e.size
-            }
-          }
-          const onWalk = (mode: 'hash' | 'all'): void => {
-            if (mode === 'all' && walk === 'hash') spool.dedupeWith(dedupe()) // the server has no hash walk
-          }
-          if (stream) void startMove()
-          // Interrupted during the first dump after keys moved: the dump still runs to its end
-          // (moves stop at once), so the record counts every key the server had.
-          const dumpAbort = new AbortController()
-          const stopDump = (): void => {
-            if (!(pass === 1 && tally.processed > 0 && !passAbort.signal.aborted)) dumpAbort.abort()
-          }
-          signal.addEventListener('abort', stopDump, { once: true })
-          if (signal.aborted) stopDump()
-          const dump = await metadump(parseAddress(opts.source), { onEntry, onWalk, signal: dumpAbort.signal, mode: walk })
-            .catch((err: unknown) => {
-              if (dumpAbort.signal.aborted) return undefined
-              throw err
-            })
-            .finally(() => {
-              signal.removeEventListener('abort', stopDump)
-              spool.finish()
-            })
-          if (entries === 0) opts.onListing?.(pass, stream)
-          if (moveError !== undefined) throw moveError
-          if (dump !== undefined) {
-            emit({
-              type: 'dumped',
-              source: opts.source,
-              pass,
-              entries,
-              toMove: spool.count,
-              bytes: spool.bytes,
-              perDestination: opts.targets.map((address, i) => ({ address, keys: perDest[i]!.keys, bytes: perDest[i]!.bytes })),
-            })
-          }
-          if (dump !== undefined && pass === 1) {
-            result.keysAtStart = spool.count
-            result.bytesAtStart = spool.bytes
-          }
-          if (opts.signal?.aborted || dump === undefined) {
-            await moving
-            if (moveError !== undefined) throw moveError
-            result.interrupted = true
-            break
-          }
-          if (pass === 1) {
-            emit({ type: 'phase', source: opts.source, phase: 'preflight', pass })
-            result.preflight = opts.targets.map((address, i) => {
-              const h = guard.health.get(address)!
-              const d = perDest[i]!
-              return {
-                address,
-                keys: d.keys,
-                bytes: d.bytes,
-                freeBytes: h.freeBytes,
-                limitBytes: h.limitBytes,
-                itemSizeMax: h.itemSizeMax,
-                fits: d.bytes <= h.freeBytes,
-                largestItem: d.largest,
-              }
-            })
-            await opts.onPreflight?.(result.preflight, spool.count, spool.bytes)
-            if (opts.dryRun) break
-          }
-          if (spool.count === 0) {
-            passAbort.abort() // nothing to move: no grace to wait for
-            await moving
-            break
-          }
-          result.passes = pass
-          await startMove()
-          if (moveError !== undefined) throw moveError
-          if (opts.signal?.aborted) {
-            result.interrupted = true
-            break
-          }
-          const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
-          emit({ type: 'pass-done', source: opts.source, pass, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
-          // A destination that is down (stalled, restarting, link cut) failed keys this pass:
-          // give it a bounded time to come back before the next pass tries them again.
-          const wasDown = tally.failed > before.failed && pass < maxPasses && !allUp(opts, guard, targetConns)
-          if (wasDown) await waitForDestinations(opts, guard, targetConns, targets)
-          // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed.
-          if (progressed === 0 && !(wasDown && allUp(opts, guard, targetConns))) break
-        } catch (err) {
-          passAbort.abort()
-          await moving
-          if (pass === 1 && result.keysAtStart === 0) {
-            // Failed during the first dump with keys already moved: what it had listed is the start.
-            result.keysAtStart = spool.count
-            result.bytesAtStart = spool.bytes
-          }
-          throw err
-        } finally {
-          spool.remove()
+      const routeScratch = new Int32Array(Math.max(1, opts.maxChain))
+      // What the first pass handles meanwhile is never listed again by its walk (a hash walk lists
+      // a key once; an LRU walk's repeats are dropped by the spool's dedupe): with a set of its
+      // own, it need not look. A set given by the caller may hold, or gain meanwhile, keys handled
+      // elsewhere (the copy hand-off's journal: earlier runs, the follower's refreshes).
+      const checkHandled = n > 1 || !this.ownHandled
+      // Copy mode after an LRU walk (which can miss a key the LRU moved under it): the sweep
+      // passes that follow need look only at keys the first walk did not list. Every key it
+      // listed was routed then and, with no failure, handled or not for any destination, and
+      // routing (a placement's hashes) costs more than this lookup.
+      let listing: FingerprintSet | undefined
+      const listFirstWalk = (): void => {
+        if (n === 1 && opts.mode === 'copy' && opts.select === undefined) listing = this.firstListing = dedupe()
+      }
+      if (walk === 'all') listFirstWalk()
+      const known = n > 1 && this.firstPassClean ? this.firstListing : undefined
+      let entries = 0
+      const onEntry = (e: DumpEntry): void => {
+        if (entries++ === 0) opts.onListing?.(n, stream)
+        if (listing !== undefined) listing.add(e.key)
+        else if (known !== undefined && known.has(e.key)) return
+        if (e.exp !== -1 && e.exp <= serverNow) return
+        const k = opts.route(e.key, routeScratch, 0)
+        if (k === 0) return
+        if (checkHandled && handled.size > 0 && handled.has(e.key)) return
+        if (opts.select !== undefined && !opts.select(e)) return
+        if (!spool.add(e.key, e.size, e.exp, e.la, routeScratch, k, 0)) return
+        for (let j = 0; j < k; j++) {
+          const d = perDest[routeScratch[j]!]!
+          d.keys++
+          d.bytes += e.size
+          if (e.size > d.largest) d.largest = e.size
         }
       }
+      const onWalk = (mode: 'hash' | 'all'): void => {
+        if (mode === 'all' && walk === 'hash') {
+          spool.dedupeWith(dedupe()) // the server has no hash walk
+          pass.complete = false
+          listFirstWalk()
+        }
+      }
+      if (stream) void pass.startMove()
+      // Interrupted during the first dump after keys moved: the dump still runs to its end
+      // (moves stop at once), so the record counts every key the server had.
+      const dumpAbort = new AbortController()
+      const stopDump = (): void => {
+        if (!(n === 1 && tally.processed > 0 && !abort.signal.aborted)) dumpAbort.abort()
+      }
+      signal.addEventListener('abort', stopDump, { once: true })
+      if (signal.aborted) stopDump()
+      const dump = await metadump(parseAddress(opts.source), { onEntry, onWalk, signal: dumpAbort.signal, mode: walk })
+        .catch((err: unknown) => {
+          if (dumpAbort.signal.aborted) return undefined
+          throw err
+        })
+        .finally(() => {
+          signal.removeEventListener('abort', stopDump)
+          spool.finish()
+        })
+      if (entries === 0) opts.onListing?.(n, stream)
+      if (pass.error !== undefined) throw pass.error
+      if (dump !== undefined) {
+        this.emit({
+          type: 'dumped',
+          source: opts.source,
+          pass: n,
+          entries,
+          toMove: spool.count,
+          bytes: spool.bytes,
+          perDestination: opts.targets.map((address, i) => ({ address, keys: perDest[i]!.keys, bytes: perDest[i]!.bytes })),
+        })
+        if (n === 1) {
+          result.keysAtStart = spool.count
+          result.bytesAtStart = spool.bytes
+        }
+      }
+      if (opts.signal?.aborted || dump === undefined) {
+        await pass.moving
+        if (pass.error !== undefined) throw pass.error
+        result.interrupted = true
+        return undefined
+      }
+      if (n === 1) {
+        this.emit({ type: 'phase', source: opts.source, phase: 'preflight', pass: n })
+        result.preflight = opts.targets.map((address, i) => {
+          const h = guard.health.get(address)!
+          const d = perDest[i]!
+          return {
+            address,
+            keys: d.keys,
+            bytes: d.bytes,
+            freeBytes: h.freeBytes,
+            limitBytes: h.limitBytes,
+            itemSizeMax: h.itemSizeMax,
+            fits: d.bytes <= h.freeBytes,
+            largestItem: d.largest,
+          }
+        })
+        if (opts.dryRun) return undefined
+      }
+      if (spool.count === 0) return undefined // nothing to move: no grace to wait for
+      keep = true
+      return pass
     } catch (err) {
-      // The source went away mid-job: stop here with what was done, and say why.
-      if (!source.closed || !(err instanceof MemdrainError) || opts.signal?.aborted === true || (result.preflight.length === 0 && tally.processed === 0)) throw err
-      result.sourceError = err
+      if (n === 1 && result.keysAtStart === 0) {
+        // Failed during the first dump with keys already moved: what it had listed is the start.
+        result.keysAtStart = spool.count
+        result.bytesAtStart = spool.bytes
+      }
+      throw err
+    } finally {
+      if (!keep) await this.stopPass(pass)
     }
-    result.durationMs = performance.now() - started
-    return result
-  } finally {
-    await closeAll()
+  }
+
+  /** A pass's move (to its end); false when the job stops after it. */
+  private async movePass(pass: Pass): Promise<boolean> {
+    const { opts, tally, guard, result } = this
+    try {
+      result.passes = pass.n
+      await pass.startMove()
+      if (pass.error !== undefined) throw pass.error
+      if (opts.signal?.aborted) {
+        result.interrupted = true
+        return false
+      }
+      const { before } = pass
+      if (pass.n === 1) this.firstPassClean = tally.failed === before.failed
+      const deferredBefore = pass.deferredBefore
+      const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
+      this.emit({ type: 'pass-done', source: opts.source, pass: pass.n, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
+      // A destination that is down (stalled, restarting, link cut) failed keys this pass:
+      // give it a bounded time to come back before the next pass tries them again.
+      const wasDown = tally.failed > before.failed && pass.n < this.maxPasses && !allUp(opts, guard, this.targetConns)
+      if (wasDown) await waitForDestinations(opts, guard, this.targetConns, this.targets)
+      if (this.deferred.size > deferredBefore && pass.n < this.maxPasses) {
+        // Source copies left to another mover: the next pass deletes those still there, after
+        // giving that mover (a client between its add and its CAS delete) a moment.
+        await sleep(DEFER_WAIT_MS, undefined, opts.signal ? { signal: opts.signal } : undefined).catch(() => undefined)
+        return true
+      }
+      // Copy mode never empties the source: one pass plus a sweep for keys the first dump missed
+      // (unless nothing can have been missed: see SourceJobOptions.sweep).
+      if (opts.mode === 'copy' && opts.sweep === false && pass.complete && tally.failed === before.failed) return false
+      return progressed > 0 || (wasDown && allUp(opts, guard, this.targetConns))
+    } finally {
+      await this.stopPass(pass)
+    }
   }
 }
 
@@ -561,12 +765,13 @@ async function movePass(
   guard: TargetGuard,
   keys: TokenBucket,
   bytes: TokenBucket,
-  batchSize: number,
-  inFlight: number,
   handled: FingerprintSet,
+  deferred: FingerprintSet | undefined,
   pass: number,
   emit: (e: EngineEvent) => void,
 ): Promise<void> {
+  const batchSize = opts.batchSize ?? JOB_DEFAULTS.batchSize
+  const inFlight = opts.inFlight ?? JOB_DEFAULTS.inFlight
   const reader = spool.reader()
   const startedAt = performance.now()
   const processedAtStart = tally.processed
@@ -611,6 +816,7 @@ async function movePass(
         tally,
         onCopied: opts.onCopied,
         writeAhead: opts.writeAhead,
+        deferred,
       },
       batchSize,
     )

@@ -1,3 +1,4 @@
+import type { FingerprintSet } from './fingerprint-set.js'
 import {
   copyItemCas,
   ERR,
@@ -71,6 +72,16 @@ export interface TransferOptions {
   tally: Tally
   onCopied?: CopiedFn | undefined
   writeAhead?: WriteAhead | undefined
+  /**
+   * Move mode: keys whose source delete was put off once. A key that every destination already
+   * held (NS) may hold another mover's copy (a PoolClient moving it on a read) whose CAS delete at
+   * the source is in flight: deleting the source first makes that mover see it gone (NF) and
+   * withdraw its copy, a needless miss. So the first time, the source copy is left to that mover
+   * (the key is neither counted nor marked done); a later pass that still finds it deletes it as
+   * before. Waiting changes only when the engine acts, never what it may do. Without the set,
+   * the source is deleted at once.
+   */
+  deferred?: FingerprintSet | undefined
 }
 
 /** Longest CAS in decimal (2^64 - 1). */
@@ -85,6 +96,7 @@ const QUEUED = 1
 const KEY_FAILED = 2
 const CONFLICT = 3
 const SKIPPED = 4
+const DEFERRED = 5
 // Per target, for the batch being sent.
 const T_OK = 0
 const T_FULL = 1
@@ -281,6 +293,13 @@ export class BatchTransfer {
       if (failed > 0) {
         tally.failedBy['destination-error']++
         this.read[i] = KEY_FAILED
+        continue
+      }
+      const deferred = opts.deferred
+      if (opts.mode === 'move' && stored === 0 && deferred !== undefined && deferred.add(batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)) {
+        // In place at every destination, seen for the first time: see TransferOptions.deferred.
+        this.read[i] = DEFERRED
+        for (let j = 0; j < n; j++) if (this.outcome[i * maxChain + j] === IN_PLACE) tally.perDestination[this.dests[i * maxChain + j]!]!.inPlace--
         continue
       }
       if (opts.mode === 'move') {

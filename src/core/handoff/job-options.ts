@@ -19,7 +19,7 @@ export interface HandoffJobOptions extends JobKnobs {
   force?: boolean | undefined
 }
 
-/** The part of a job's options every source job (runSourceJob) takes as given. */
+/** The part of a job's options every source job (prepareSourceJob) takes as given. */
 export function sourceJobSettings(opts: HandoffJobOptions) {
   return { store: 'add' as const, ...jobKnobs(opts) }
 }

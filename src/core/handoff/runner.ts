@@ -11,7 +11,7 @@ import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import type { PoolStore } from '../pool/store.js'
 import { sumSources, transitionedRatio } from '../pool/transition.js'
 import { isModulo, HASH_INFO } from '../placement/registry.js'
-import { connectChecked, flushServer, heldBy, prepareSourceJob, type EngineEvent, type PreparedSourceJob, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/index.js'
+import { connectChecked, flushServer, prepareSourceJob, prepareSources, type EngineEvent, type PreparedSourceJob, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/index.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
@@ -671,61 +671,42 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
       graceTold = true
       await sleep(wait, undefined, { signal: moveSignal }).catch(() => undefined)
     }
-    // A source moving while it dumps starts only once every source's dump lists keys and every
-    // source moves while it dumps: a source that refuses its dump (-X, crawler off), or one
-    // that must wait for its plan (room, spool disk), then refuses the change before anything
-    // moved. Otherwise the moves start with run(), after the plan.
-    let listing = 0
-    let waitsForPlan = false
-    let openGate!: () => void
-    const gate = new Promise<void>((resolve) => (openGate = resolve))
-    const onListing = (pass: number, streaming: boolean): void => {
-      if (pass !== 1) return
-      if (!streaming) waitsForPlan = true
-      if (++listing === sources.length && !waitsForPlan) openGate()
-    }
-    const beforeMove = async (moveSignal: AbortSignal): Promise<void> => {
-      await new Promise<void>((resolve) => {
-        if (moveSignal.aborted) return resolve()
-        moveSignal.addEventListener('abort', () => resolve(), { once: true })
-        void gate.then(resolve)
-      })
-      await graceOver(moveSignal)
-    }
     const mainJobs: SourceJobResult[] = []
     if (!switchedBefore) {
-      // Each source moves while it dumps (after the grace) when the destinations have room for
-      // everything every source holds: the plan's room check cannot refuse then. Otherwise the
-      // move waits for the plan.
-      // Asked alongside the jobs' own start (connect, stats): it adds no wait.
-      const held = opts.dryRun ? Promise.resolve(undefined) : heldBy(sources)
-      const prepared = await Promise.allSettled(
-        sources.map(async (s) => {
+      // Every source prepared together (connect, first dump): the plan over all of them decides
+      // (refuse / proceed) before anything moved. A source may move while it dumps when the
+      // destinations have room for everything every source holds (the plan's room check cannot
+      // refuse then), once every source's dump is accepted, after the grace (prepareSources).
+      const ends = new Map<string, () => void>()
+      const group = await prepareSources(
+        sources.map((s) => {
           const journal = journals.get(s)
           const { options, end } = sourceJob(s, 'main', {
             dryRun: opts.dryRun,
-            bytesBound: held.then((h) => h?.bytes ?? Number.POSITIVE_INFINITY),
-            beforeMove,
-            onListing,
             ...(journal !== undefined ? { onCopied: (key, t, sc, dc) => journal.append(key, t, sc, dc), writeAhead: journal } : {}),
           })
-          let job: PreparedSourceJob
-          try {
-            job = await prepareSourceJob(options)
-          } catch (err) {
-            // A server that stays and cannot be read now (down, stalled): its keys wait for a rerun;
-            // the others go on. A refusal (dumps disabled, too old), or the leaving server down, stops the job.
-            if (!sourceDown(err, s)) throw err
-            failedSources.add(s)
-            const t = tallies.get(s)!
-            if (t.samples.length < 20) t.samples.push({ key: `(every key on ${s})`, reason: `source could not be read: ${err.message}` })
-            end()
-            return undefined
-          }
-          atStart.set(s, { keys: job.keysAtStart, bytes: job.bytesAtStart, dests: job.preflight })
-          return { s, end, job }
+          ends.set(s, end)
+          return options
         }),
+        { beforeMove: graceOver },
       )
+      const prepared = group.jobs.map((p, i) => {
+        const s = sources[i]!
+        if (p.status === 'fulfilled') {
+          const job = p.value
+          atStart.set(s, { keys: job.keysAtStart, bytes: job.bytesAtStart, dests: job.preflight })
+          return { status: 'fulfilled' as const, value: { s, end: ends.get(s)!, job } }
+        }
+        const err: unknown = p.reason
+        // A server that stays and cannot be read now (down, stalled): its keys wait for a rerun;
+        // the others go on. A refusal (dumps disabled, too old), or the leaving server down, stops the job.
+        if (!sourceDown(err, s)) return p
+        failedSources.add(s)
+        const t = tallies.get(s)!
+        if (t.samples.length < 20) t.samples.push({ key: `(every key on ${s})`, reason: `source could not be read: ${err.message}` })
+        ends.get(s)!()
+        return { status: 'fulfilled' as const, value: undefined }
+      })
       const failedPrepare = prepared.find((p) => p.status === 'rejected')
       if (failedPrepare !== undefined) {
         await Promise.all(prepared.map((p) => (p.status === 'fulfilled' ? p.value?.job.cancel() : undefined)))
@@ -735,7 +716,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         const v = (p as PromiseFulfilledResult<{ s: string; end: () => void; job: PreparedSourceJob } | undefined>).value
         return v === undefined ? [] : [v]
       })
-      heldAtStart = await held
+      heldAtStart = group.held
       plan = buildPlan()
       emit({ type: 'plan', plan })
       try {
@@ -753,7 +734,6 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         await Promise.all(jobs.map((j) => j.job.cancel()))
         throw err
       }
-      openGate()
       const results = await Promise.all(
         jobs.map(async ({ s, end, job }) => {
           const r = await job.run().catch((err: unknown) => {

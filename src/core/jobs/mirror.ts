@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import type { Pool } from '../pool/model.js'
 import { formatAddress, keyEncoding, metadump, NodeBatch, parseAddress, HD, type MetaConnection } from '../protocol/index.js'
-import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from '../engine/engine.js'
+import { connectChecked, jobKnobs, prepareSourceJob, refuseWithoutRoom, type EngineEvent, type JobKnobs } from '../engine/engine.js'
 import { FingerprintCasMap } from '../engine/fingerprint-cas-map.js'
 import { KeyBatch } from '../engine/key-batch.js'
 import { KeySpool } from '../engine/spool.js'
@@ -193,7 +193,7 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
       map.clearSeen()
       follow?.passStarted()
       let listed = 0
-      const job = await runSourceJob({
+      const prepared = await prepareSourceJob({
         source: opts.active,
         targets: [opts.passive],
         route,
@@ -211,8 +211,17 @@ export async function runMirror(opts: MirrorOptions): Promise<MirrorResult> {
           follow?.passCopied(key)
         },
         onEvent: emit,
-        ...(pass === 1 ? { onPreflight: (dests) => refuseWithoutRoom(dests, opts.allowEvictions) } : {}),
       })
+      // The first pass decides: the passive must have room for what the active holds.
+      if (pass === 1) {
+        try {
+          refuseWithoutRoom(prepared.preflight, opts.allowEvictions)
+        } catch (err) {
+          await prepared.cancel()
+          throw err
+        }
+      }
+      const job = await prepared.run()
       if (job.interrupted) {
         result.interrupted = true
         break

@@ -3,7 +3,7 @@ import { MemdrainError, ExitCode, refuse } from '../errors.js'
 import { findServer, type Pool } from '../pool/model.js'
 import { poolPlacement } from '../pool/placement.js'
 import type { PoolStore } from '../pool/store.js'
-import { connectChecked, jobKnobs, refuseWithoutRoom, runSourceJob, type EngineEvent, type JobKnobs } from '../engine/engine.js'
+import { addPreflights, connectChecked, jobKnobs, prepareSources, refuseWithoutRoom, type EngineEvent, type JobKnobs, type SourceJobOptions } from '../engine/engine.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
@@ -105,6 +105,9 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
     }
     return undefined
   }
+  // Set by a route that let the key come from any peer (no preferred holder): then the first
+  // peer whose dump lists it takes it (select, called right after route for the same key).
+  let anyPeer = false
   const routeFrom = (peer: string): RouteFn => {
     const peerIndex = now.servers.findIndex((s) => s.address === peer)
     if (old === undefined) {
@@ -127,6 +130,7 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
       if (!belongs.placement.chain(key, belongs.replicas, chainScratch).includes(targetIndex)) return 0
       const holder = preferredHolder(key)
       if (holder !== undefined && holder !== peer) return 0
+      anyPeer = holder === undefined
       out[offset] = 0
       return 1
     }
@@ -138,7 +142,6 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
   opts = { ...opts, signal: withLockLoss(opts.signal, lock) }
   const started = performance.now()
   const total = new Tally([target])
-  const handled = new FingerprintSet()
   // One --rate and --bandwidth over the whole job: every peer takes from the same buckets.
   const throttle = { keys: new TokenBucket(opts.rate), bytes: new TokenBucket(opts.bandwidth) }
   const unreachablePeers: string[] = []
@@ -146,48 +149,75 @@ export async function runWarm(opts: WarmOptions): Promise<WarmResult> {
   let passes = 0
   let interrupted = false
   // Every peer at once (under the one throttle): a peer's dump and copy overlap the others'. A key
-  // on two peers (replicas) is taken by the first whose dump lists it.
+  // any peer may copy (no preferred holder) is taken by the first whose dump lists it; a key with
+  // a preferred holder is routed from that peer only, and needs no such set.
   const listedBy = peers.map(() => new FingerprintSet())
-  const warmFrom = async (peer: string, index: number): Promise<void> => {
-    try {
-      await (await connectChecked(peer, 'peer')).close()
-    } catch (err) {
-      if (!(err instanceof MemdrainError)) throw err
-      unreachablePeers.push(peer)
-      emit({ type: 'peer-unreachable', peer, message: err.message })
-      return
-    }
-    emit({ type: 'peer', peer, index, of: peers.length })
-    const job = await runSourceJob({
-      source: peer,
-      targets: [target],
-      route: routeFrom(peer),
-      maxChain: 1,
-      mode: 'copy',
-      store: 'add',
-      ...jobKnobs(opts),
-      throttle,
-      handled,
-      select: (e) => {
-        for (let j = 0; j < listedBy.length; j++) if (j !== index && listedBy[j]!.has(e.key)) return false
-        listedBy[index]!.add(e.key)
-        return true
-      },
-      onEvent: emit,
-      onPreflight: (dests) => refuseWithoutRoom(dests, opts.allowEvictions),
-    })
-    found += job.keysAtStart
-    passes += job.passes
-    addTally(total, job.tally)
-    if (job.sourceError !== undefined) {
-      // The peer went away mid-copy (killed, restarted): what it still held is not restored.
-      unreachablePeers.push(peer)
-      emit({ type: 'peer-unreachable', peer, message: job.sourceError.message })
-    }
-    if (job.interrupted) interrupted = true
-  }
+  const jobFor = (peer: string, index: number): SourceJobOptions => ({
+    source: peer,
+    targets: [target],
+    route: routeFrom(peer),
+    maxChain: 1,
+    mode: 'copy',
+    store: 'add',
+    ...jobKnobs(opts),
+    throttle,
+    // Each peer's own handled set: a key is routed from one peer only, or (any peer may copy it)
+    // taken by the first whose dump lists it (listedBy).
+    // Writes made while it runs reach the warmed server itself (it is in the pool): a complete
+    // first walk leaves nothing to sweep.
+    sweep: false,
+    ...(old === undefined
+      ? {}
+      : {
+          select: (e) => {
+            if (!anyPeer) return true
+            for (let j = 0; j < listedBy.length; j++) if (j !== index && listedBy[j]!.has(e.key)) return false
+            listedBy[index]!.add(e.key)
+            return true
+          },
+        }),
+    onEvent: emit,
+  })
   try {
-    await Promise.all(peers.map((peer, index) => warmFrom(peer, index)))
+    // The peers that answer, prepared together (connect, first dump); then the plan over all of
+    // them decides (the warmed server must have room for what they copy together), then they run.
+    const reachable = await Promise.all(
+      peers.map(async (peer) => {
+        try {
+          await (await connectChecked(peer, 'peer')).close()
+          return true
+        } catch (err) {
+          if (!(err instanceof MemdrainError)) throw err
+          unreachablePeers.push(peer)
+          emit({ type: 'peer-unreachable', peer, message: err.message })
+          return false
+        }
+      }),
+    )
+    const sources = peers.flatMap((peer, index) => (reachable[index] ? [{ peer, index }] : []))
+    for (const { peer, index } of sources) emit({ type: 'peer', peer, index, of: peers.length })
+    const { jobs: settled } = await prepareSources(sources.map(({ peer, index }) => jobFor(peer, index)))
+    const jobs = settled.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []))
+    const failed = settled.find((p) => p.status === 'rejected')
+    try {
+      if (failed !== undefined) throw failed.reason
+      refuseWithoutRoom(addPreflights(jobs.map((j) => j.preflight)), opts.allowEvictions)
+    } catch (err) {
+      await Promise.all(jobs.map((j) => j.cancel()))
+      throw err
+    }
+    for (const [i, job] of (await Promise.all(jobs.map((j) => j.run()))).entries()) {
+      found += job.keysAtStart
+      passes += job.passes
+      addTally(total, job.tally)
+      if (job.sourceError !== undefined) {
+        // The peer went away mid-copy (killed, restarted): what it still held is not restored.
+        const peer = sources[i]!.peer
+        unreachablePeers.push(peer)
+        emit({ type: 'peer-unreachable', peer, message: job.sourceError.message })
+      }
+      if (job.interrupted) interrupted = true
+    }
     if (opts.signal?.aborted) interrupted = true
   } finally {
     await lock.release()
