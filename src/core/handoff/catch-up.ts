@@ -44,6 +44,12 @@ export interface CatchUpOptions {
   upTo?: number | undefined
   /** Start at this record (a pass over what was journaled since an earlier pass started). */
   from?: number | undefined
+  /**
+   * A pass before the switch (the delta pass): a copy of unknown CAS (a write whose answer never
+   * came may still land at a stalled destination) stays "possibly copied" after this pass deleted
+   * it or found it absent, so the catch-up after the switch compares it with the source again.
+   */
+  keepUnknown?: boolean | undefined
 }
 
 export interface CatchUpResult {
@@ -93,7 +99,7 @@ export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
     const batchSize = opts.batchSize ?? 500
     let lastProgress = 0
     const worker = async (): Promise<void> => {
-      const w = new CatchUpBatch(source, conns, limits, batchSize, result, opts.journal)
+      const w = new CatchUpBatch(source, conns, limits, batchSize, result, opts.journal, opts.keepUnknown === true)
       while (!opts.signal?.aborted) {
         const n = reader.next(w.batch)
         if (n === 0) return
@@ -139,6 +145,7 @@ class CatchUpBatch {
     capacity: number,
     private readonly result: CatchUpResult,
     private readonly journal: CopyJournal,
+    private readonly keepUnknown: boolean,
   ) {
     this.readCas = new Array<Buffer | undefined>(capacity)
     this.ownSeq = new Float64Array(capacity)
@@ -220,8 +227,10 @@ class CatchUpBatch {
 
     for (let i = 0; i < batch.count; i++) {
       const s = this.state[i]
-      // memdrain's copy is gone (deleted, or found replaced): later passes leave the key alone.
-      if (s === DROP_IF_OURS || s === INVALIDATE || s === SUPERSEDED) this.journal.index.forget(batch.key(i), batch.target[i]!)
+      // memdrain's copy is gone (deleted, or found replaced): later passes leave the key alone;
+      // unless its CAS was unknown and the switch is still to come (see keepUnknown).
+      const gone = s === DROP_IF_OURS || s === INVALIDATE || s === SUPERSEDED
+      if (gone && !(this.keepUnknown && !batch.destCasKnown(i))) this.journal.index.forget(batch.key(i), batch.target[i]!)
       switch (s) {
         case NOT_LATEST:
           break

@@ -857,6 +857,8 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
                 signal: undefined,
                 from,
                 upTo,
+                // Before the switch is known done, copies of unknown outcome stay for the next catch-up.
+                keepUnknown: !final,
                 onProgress: (c) => {
                   progress.set(s, c)
                   emit({ type: 'catch-up', phase: 'progress', checked: sum(progress, 'checked'), total: totalRecords, caughtUp: sum(progress, 'caughtUp'), invalidated: sum(progress, 'invalidated') })
@@ -884,7 +886,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         await Promise.all(
           sources.map(async (s) => {
             const j = journals.get(s)!
-            deltas.set(s, await runCatchUp({ source: s, targets, journal: j, rate: catchUpRate, batchSize: opts.batchSize, inFlight: opts.inFlight, signal, upTo: j.count }))
+            deltas.set(s, await runCatchUp({ source: s, targets, journal: j, rate: catchUpRate, batchSize: opts.batchSize, inFlight: opts.inFlight, signal, upTo: j.count, keepUnknown: true }))
           }),
         )
         await settleFollows()
