@@ -24,7 +24,10 @@
  */
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { connect } from 'node:net'
+import { once } from 'node:events'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -110,6 +113,31 @@ async function lagBench(): Promise<void> {
       },
     })
     while (!firstPass) await sleep(50)
+    // Where the lag comes from: how late memcached's logger delivers a write's watch line (its
+    // `ts=` against the arrival here, on a second watch connection), and this process's own
+    // event-loop delay (the mirror, the writer and the prober share it).
+    const delivery: number[] = []
+    /** Per key: when its latest watch line arrived here; the lag after it is memdrain's (re-read, write, and the prober's poll). */
+    const lineAt = new Map<number, number>()
+    const after: number[] = []
+    const tap = connect({ host: '127.0.0.1', port: parseAddress(active.address).port })
+    await once(tap, 'connect')
+    let tapped = ''
+    tap.on('data', (d: Buffer) => {
+      const now = Date.now()
+      tapped += d.toString('latin1')
+      for (let nl = tapped.indexOf('\n'); nl >= 0; nl = tapped.indexOf('\n')) {
+        const m = /^ts=(\d+)\.(\d+) .* key=k(?::|%3A)(\d+) /.exec(tapped.slice(0, nl))
+        if (m !== null) {
+          delivery.push(now - (Number(m[1]) * 1000 + Number(m[2]) / 1000))
+          lineAt.set(Number(m[3]), performance.now())
+        }
+        tapped = tapped.slice(nl + 1)
+      }
+    })
+    tap.write('watch mutations\r\n')
+    const loop = monitorEventLoopDelay({ resolution: 1 })
+    loop.enable()
     // Pending probes: key index → [version, write time]; the prober checks each until the passive has it.
     const pending = new Map<number, { version: number; at: number }>()
     const lags: number[] = []
@@ -130,6 +158,8 @@ async function lagBench(): Promise<void> {
             if (got >= want.version && pending.get(i) === want) {
               pending.delete(i)
               lags.push(now - want.at)
+              const line = lineAt.get(i)
+              if (line !== undefined && line >= want.at) after.push(Math.max(0, now - line))
             }
           })
         }
@@ -143,11 +173,20 @@ async function lagBench(): Promise<void> {
     await prober
     ac.abort()
     const r = await mirror
+    loop.disable()
+    tap.destroy()
     lags.sort((x, y) => x - y)
+    delivery.sort((x, y) => x - y)
+    after.sort((x, y) => x - y)
     console.log(
       `mirror lag, ${KEYS} keys, ${argv.writes} writes/s for ${SECONDS} s, --interval ${argv.interval}: ${written} writes, probed ${lags.length} (later writes of a key supersede earlier ones), ` +
         `p50 ${pct(lags, 0.5).toFixed(1)} ms, p99 ${pct(lags, 0.99).toFixed(1)} ms, max ${lags.at(-1)?.toFixed(1)} ms, never seen ${pending.size}; ` +
         `followed ${JSON.stringify(r.followed)}, passes ${r.passes}`,
+    )
+    console.log(
+      `  of which: memcached's watch line delivery p50 ${pct(delivery, 0.5).toFixed(1)} ms, p99 ${pct(delivery, 0.99).toFixed(1)} ms, max ${delivery.at(-1)?.toFixed(1)} ms; ` +
+        `from the line's arrival to the passive holding the write (memdrain's part) p50 ${pct(after, 0.5).toFixed(1)} ms, p99 ${pct(after, 0.99).toFixed(1)} ms; ` +
+        `this process's event-loop delay p50 ${(loop.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms, max ${(loop.max / 1e6).toFixed(1)} ms; load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores`,
     )
     await Promise.all([a.close(), pc.close()])
   } finally {
