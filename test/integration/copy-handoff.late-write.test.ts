@@ -24,7 +24,7 @@ import { Conns } from './drain.fixtures.js'
  * The late write goes through a proxy that holds it 3 s (the link stall), the refresher and the
  * delta pass talk to the destination directly meanwhile: the order is fixed, not left to chance.
  */
-describe('copy hand-off: a write that times out and lands late', () => {
+describe('copy hand-off catch-up: a write that lands late; deleted keys invalidated first', () => {
   const servers: MemcachedServer[] = []
   const proxies: TcpProxy[] = []
   const conns = new Conns()
@@ -106,5 +106,61 @@ describe('copy hand-off: a write that times out and lands late', () => {
       await refresher.stop()
       journal.close()
     }
+  })
+
+  it('after the switch, copies of keys deleted at the source are gone before the re-copy pass starts, and the first pass moves no value', async () => {
+    const [src, dst] = await Promise.all([startMemcached(), startMemcached()])
+    servers.push(src, dst)
+    const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-invfirst-'))
+    dirs.push(dir)
+    const journal = CopyJournal.open(path.join(dir, 'j', 'copy.journal'), dst.address)
+    const big = 'x'.repeat(2000)
+    const keys = Array.from({ length: 1500 }, (_v, i) => Buffer.from(`inv:${i}`))
+    // Copies as the transfer makes them: the value at both, the journal with both CASes.
+    const put = new MetaPayload()
+    const copy = new MetaPayload()
+    for (const [i, k] of keys.entries()) {
+      put.command('ms', k).size(big.length).flags('c').flag('O', i).end(Buffer.from(big))
+      copy.command('ms', k).size(big.length).flags('c').flag('O', i).end(Buffer.from(big))
+    }
+    const srcCas: Buffer[] = []
+    const dstCas: Buffer[] = []
+    await (await conns.get(src.address)).batch(put.noop().take(), (r) => (srcCas[r.opaque] = Buffer.from(r.flagBytes(0x63)!)))
+    await (await conns.get(dst.address)).batch(copy.noop().take(), (r) => (dstCas[r.opaque] = Buffer.from(r.flagBytes(0x63)!)))
+    for (const [i, k] of keys.entries()) journal.append(k, 0, srcCas[i]!, dstCas[i]!)
+    // After the copy: a third deleted at the source, a third changed, spread over the journal.
+    const deleted = keys.filter((_k, i) => i % 3 === 0)
+    const changed = keys.filter((_k, i) => i % 3 === 1)
+    const after = new MetaPayload()
+    for (const k of deleted) after.command('md', k).flags('q').end()
+    for (const k of changed) after.command('ms', k).size(2).flags('q').end(Buffer.from('v2'))
+    await (await conns.get(src.address)).batch(after.noop().take(), () => undefined)
+
+    const sent = async (): Promise<number> => Number((await (await conns.get(src.address)).stats()).get('bytes_written'))
+    const before = await sent()
+    let probed = -1
+    const c = await runCatchUp({
+      source: src.address,
+      targets: [dst.address],
+      journal,
+      rate: 4000,
+      invalidateFirst: true,
+      onInvalidated: async () => {
+        probed = (await sent()) - before
+        for (const k of deleted) assert.equal(await value(dst.address, k), undefined, `${k} was deleted at the source: gone before the re-copies`)
+        let notYet = 0
+        for (const k of changed) if ((await value(dst.address, k))?.value === big) notYet++
+        assert.equal(notYet, changed.length, 'the re-copy pass has not started')
+      },
+    })
+    journal.close()
+    assert.ok(probed >= 0, 'the invalidating pass ran first')
+    assert.ok(probed < keys.length * 100, `the invalidating pass read CASes, not values: the source sent ${probed} bytes (values: ${keys.length * big.length})`)
+    assert.equal(c.failed, 0)
+    assert.equal(c.invalidated, deleted.length)
+    assert.equal(c.caughtUp, changed.length)
+    assert.equal(c.checked, keys.length, 'each copy counted once over both passes')
+    for (const k of changed) assert.equal((await value(dst.address, k))?.value, 'v2')
+    for (const k of deleted) assert.equal(await value(dst.address, k), undefined)
   })
 })

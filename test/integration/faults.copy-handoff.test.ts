@@ -5,8 +5,8 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { runDrain } from '../../src/core/jobs/drain.js'
-import { runRebalance } from '../../src/core/jobs/rebalance.js'
+import { runDrain, type DrainOptions } from '../../src/core/jobs/drain.js'
+import { runRebalance, type RebalanceOptions } from '../../src/core/jobs/rebalance.js'
 import { MemdrainError } from '../../src/core/errors.js'
 import { poolPlacement } from '../../src/core/pool/placement.js'
 import { MetaPayload, VA, type MetaConnection } from '../../src/core/protocol/index.js'
@@ -224,39 +224,87 @@ describe('faults of the copy hand-off with an application writing and deleting: 
     return { pool, src, keys, owner, app }
   }
 
-  it('kill -9 of `memdrain drain` mid-copy, twice, then a rerun: the application deleting meanwhile gets no key back', async () => {
-    const { pool, src, owner, app } = await drainSetup(4000)
-    const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-kill12-'))
-    const args = ['drain', src, '--pool', pool.file, '--yes', '--json', '--rate', '1500', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir)]
-    app.start()
-    const answer = answerSwitch(dir, app)
-    try {
-      let kills = 0
-      for (const delay of [900, 1500]) {
-        const r = await spawnDrain(args, { killAfterMs: delay })
-        if (r.killed) kills++
-        await sleep(300) // the application keeps writing and deleting while no memdrain runs
-      }
-      const last = await spawnDrain(args)
-      assert.equal(last.code, 0, last.stderr.slice(-2000))
-      assert.ok(kills >= 1, 'killed mid-copy at least once')
-      await sleep(200)
-    } finally {
-      answer.stop()
-      await app.stop()
-      rmSync(dir, { recursive: true, force: true })
+  /** A rebalance 3 → 3 (a spare added, the first server removed), the application writing each key at its owner under the old pool. */
+  async function rebalanceSetup(n = 3000): Promise<{ pool: TestPool; spare: MemcachedServer; owner: (k: Buffer) => string; app: App; edits: { add: string[]; remove: string[] } }> {
+    const pool = await startPool(3, { hash: 'php-memcached-libketama' })
+    pools.push(pool)
+    const spare = await startMemcached()
+    spares.push(spare)
+    const old = poolPlacement(pool.pool())
+    const before = (k: Buffer): string => old.servers[old.placement.owner(k)]!.address
+    const keys = keysOf('rapp:', n)
+    const conns = new Conns()
+    const byServer = new Map<string, Buffer[]>()
+    for (const k of keys) byServer.set(before(k), [...(byServer.get(before(k)) ?? []), k])
+    for (const [address, list] of byServer) await setAll(await conns.get(address), list.map((key) => ({ key, value: Buffer.from('v0') })))
+    await conns.close()
+    // The new owners: the pool file lists the spare active and the removed server deactivating from the start.
+    const owner = (k: Buffer): string => {
+      const pp = poolPlacement(readPool(pool.file))
+      return pp.servers[pp.placement.owner(k)]!.address
     }
-    assertClean(await app.check(owner), app, 'kill -9')
-  })
+    return { pool, spare, owner, app: new App(keys, before, owner), edits: { add: [spare.address], remove: [pool.servers[0]!.address] } }
+  }
 
-  it('a destination stalled 7 s (SIGSTOP) mid-copy: its late-applied writes are journaled as possible copies', async () => {
-    const { pool, src, owner, app } = await drainSetup()
-    const stalled = pool.servers[1]!
-    app.start()
-    let paused = false
-    try {
-      const r = await runDrain(
-        drainOptions(pool, src, {
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`kill -9 of \`memdrain ${job}\` mid-copy, twice, then a rerun: the application deleting meanwhile gets no key back`, async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-kill12-'))
+      const common = ['--yes', '--json', '--rate', '1500', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir)]
+      let app: App
+      let owner: (k: Buffer) => string
+      let args: string[]
+      if (job === 'drain') {
+        const d = await drainSetup(4000)
+        ;({ app, owner } = d)
+        args = ['drain', d.src, '--pool', d.pool.file, ...common]
+      } else {
+        const r = await rebalanceSetup(6000)
+        ;({ app, owner } = r)
+        args = ['rebalance', '--add', r.edits.add[0]!, '--remove', r.edits.remove[0]!, '--pool', r.pool.file, ...common]
+      }
+      app.start()
+      const answer = answerSwitch(dir, app)
+      try {
+        let kills = 0
+        for (const delay of [900, 1500]) {
+          const r = await spawnDrain(args, { killAfterMs: delay })
+          if (r.killed) kills++
+          await sleep(300) // the application keeps writing and deleting while no memdrain runs
+        }
+        const last = await spawnDrain(args)
+        assert.equal(last.code, 0, last.stderr.slice(-2000))
+        assert.ok(kills >= 1, 'killed mid-copy at least once')
+        await sleep(200)
+      } finally {
+        answer.stop()
+        await app.stop()
+        rmSync(dir, { recursive: true, force: true })
+      }
+      assertClean(await app.check(owner), app, `${job}, kill -9`)
+    })
+  }
+
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`${job}: a destination stalled 7 s (SIGSTOP) mid-copy: its late-applied writes are journaled as possible copies`, async () => {
+      let app: App
+      let owner: (k: Buffer) => string
+      let stalled: MemcachedServer
+      let run: (extra: Partial<DrainOptions>) => Promise<{ status: number; samples: unknown }>
+      if (job === 'drain') {
+        const d = await drainSetup()
+        ;({ app, owner } = d)
+        stalled = d.pool.servers[1]!
+        run = (extra) => runDrain(drainOptions(d.pool, d.src, extra))
+      } else {
+        const r = await rebalanceSetup()
+        ;({ app, owner } = r)
+        stalled = r.spare // it gains the most keys
+        run = (extra) => runRebalance(rebalanceOptions(r.pool, r.edits, extra as Partial<RebalanceOptions>))
+      }
+      app.start()
+      let paused = false
+      try {
+        const r = await run({
           handoff: 'copy',
           rate: 1500,
           batchSize: 100,
@@ -270,17 +318,17 @@ describe('faults of the copy hand-off with an application writing and deleting: 
             }
           },
           waitForSwitch: async () => app.switchNow(),
-        }),
-      )
-      assert.ok(paused, 'the destination was stalled mid-copy')
-      assert.equal(r.status, 0, JSON.stringify(r.samples))
-      await sleep(200)
-    } finally {
-      stalled.resume()
-      await app.stop()
-    }
-    assertClean(await app.check(owner), app, 'stalled destination')
-  })
+        })
+        assert.ok(paused, 'the destination was stalled mid-copy')
+        assert.equal(r.status, 0, JSON.stringify(r.samples))
+        await sleep(200)
+      } finally {
+        stalled.resume()
+        await app.stop()
+      }
+      assertClean(await app.check(owner), app, `${job}, stalled destination`)
+    })
+  }
 
   for (const job of ['drain', 'rebalance'] as const) {
     it(`${job}: a rerun with another --spool-dir (the journal lost) adopts the destinations' possible copies instead of dropping them`, async () => {

@@ -50,6 +50,19 @@ export interface CatchUpOptions {
    * it or found it absent, so the catch-up after the switch compares it with the source again.
    */
   keepUnknown?: boolean | undefined
+  /**
+   * After the switch: first a pass that reads only the source's CAS (no values) and deletes, by
+   * the CAS of memdrain's copy, every copy whose key is gone at the source (deleted after its
+   * copy: before memcached 1.6.20 the follower does not see deletions); then the re-copy pass,
+   * over the copies that changed (and those of unknown CAS) alone. A deleted key stops being
+   * served as soon as the first pass reaches it, not when the pass that also moves values does
+   * (the probe counts a quarter of a key against `rate`).
+   * Changed copies are not deleted first: a re-copy needs memdrain's copy still there (the CAS
+   * rule: a key without it may have been deleted by an application since the switch).
+   */
+  invalidateFirst?: boolean | undefined
+  /** Called once the invalidating pass is done (invalidateFirst), before the re-copy pass. */
+  onInvalidated?: ((r: CatchUpResult) => void | Promise<void>) | undefined
 }
 
 export interface CatchUpResult {
@@ -81,6 +94,18 @@ const FAILED = 6
 const KEEP = 7
 /** A newer record of the same key and destination exists (or memdrain's copy is gone): nothing to do here. */
 const NOT_LATEST = 8
+/** Invalidating pass: changed at the source (or of unknown CAS): left for the re-copy pass. */
+const DEFERRED = 9
+
+/**
+ * The two passes of invalidateFirst: `probe` (CAS only, deletes what is gone, marks the rest
+ * for later by record number) and `recopy` (only the marked records).
+ */
+interface Phase {
+  kind: 'probe' | 'recopy'
+  /** Per record number: 1 = the re-copy pass looks at it. */
+  marked: Uint8Array
+}
 
 export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const result: CatchUpResult = { checked: 0, unchanged: 0, caughtUp: 0, invalidated: 0, superseded: 0, failed: 0, interrupted: false, samples: [] }
@@ -94,27 +119,37 @@ export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
         return { itemSizeMax: Number(settings.get('item_size_max') ?? 1048576), clockOffset: Number(stats.get('time') ?? 0) - Math.round(Date.now() / 1000) }
       }),
     )
-    const reader = opts.journal.reader(opts.upTo, opts.from)
     const bucket = new TokenBucket(opts.rate)
     const batchSize = opts.batchSize ?? 500
     let lastProgress = 0
-    const worker = async (): Promise<void> => {
-      const w = new CatchUpBatch(source, conns, limits, batchSize, result, opts.journal, opts.keepUnknown === true)
-      while (!opts.signal?.aborted) {
-        const n = reader.next(w.batch)
-        if (n === 0) return
-        // Only the latest record of a key is acted on (and read): the throttle counts those.
-        let live = 0
-        for (let i = 0; i < n; i++) if (opts.journal.index.latest(w.batch.key(i), w.batch.target[i]!) === w.batch.seq[i]) live++
-        await bucket.take(live, opts.signal)
-        await w.run()
-        if (opts.onProgress !== undefined && performance.now() - lastProgress > 250) {
-          lastProgress = performance.now()
-          opts.onProgress(result)
+    const pass = async (phase: Phase | undefined): Promise<void> => {
+      const reader = opts.journal.reader(opts.upTo, opts.from)
+      const worker = async (): Promise<void> => {
+        const w = new CatchUpBatch(source, conns, limits, batchSize, result, opts.journal, opts.keepUnknown === true, phase)
+        while (!opts.signal?.aborted) {
+          const n = reader.next(w.batch)
+          if (n === 0) return
+          // Only the latest record of a key is acted on (and read): the throttle counts those; a
+          // CAS probe (some 30 bytes each way, no value) as a quarter of a key.
+          const live = w.live()
+          await bucket.take(phase?.kind === 'probe' ? Math.ceil(live / 4) : live, opts.signal)
+          await w.run()
+          if (opts.onProgress !== undefined && performance.now() - lastProgress > 250) {
+            lastProgress = performance.now()
+            opts.onProgress(result)
+          }
         }
       }
+      await Promise.all(Array.from({ length: opts.inFlight ?? 4 }, worker))
     }
-    await Promise.all(Array.from({ length: opts.inFlight ?? 4 }, worker))
+    if (opts.invalidateFirst === true) {
+      const marked = new Uint8Array(opts.journal.count)
+      await pass({ kind: 'probe', marked })
+      await opts.onInvalidated?.(result)
+      if (!opts.signal?.aborted) await pass({ kind: 'recopy', marked })
+    } else {
+      await pass(undefined)
+    }
     result.interrupted = opts.signal?.aborted === true
     opts.onProgress?.(result)
     return result
@@ -146,6 +181,7 @@ class CatchUpBatch {
     private readonly result: CatchUpResult,
     private readonly journal: CopyJournal,
     private readonly keepUnknown: boolean,
+    private readonly phase: Phase | undefined,
   ) {
     this.readCas = new Array<Buffer | undefined>(capacity)
     this.ownSeq = new Float64Array(capacity)
@@ -157,28 +193,44 @@ class CatchUpBatch {
     this.targetError = new Uint8Array(conns.length)
   }
 
+  /** Whether record i of the batch is acted on in this pass: the latest of its key (and, in a re-copy pass, marked by the probe). */
+  private acted(i: number): boolean {
+    const { batch } = this
+    if (this.journal.index.latest(batch.key(i), batch.target[i]!) !== batch.seq[i]) return false
+    return this.phase?.kind !== 'recopy' || this.phase.marked[batch.seq[i]!] === 1
+  }
+
+  /** Records of the batch this pass acts on (what the throttle counts). */
+  live(): number {
+    let n = 0
+    for (let i = 0; i < this.batch.count; i++) if (this.acted(i)) n++
+    return n
+  }
+
   async run(): Promise<void> {
     const { batch, result } = this
     const src = this.sourcePayload
+    const probe = this.phase?.kind === 'probe'
     this.targetUsed.fill(0)
     let toRead = 0
     const unknown: number[] = []
-    let latest = 0
     for (let i = 0; i < batch.count; i++) {
       this.answered[i] = 0
       this.ownSeq[i] = batch.seq[i]!
-      if (this.journal.index.latest(batch.key(i), batch.target[i]!) !== batch.seq[i]) {
+      if (!this.acted(i)) {
         this.state[i] = NOT_LATEST
         continue
       }
       this.state[i] = UNCHANGED
-      latest++
-      if (batch.target[i]! < this.conns.length && keyEncoding(batch.key(i)) !== 'unaddressable' && !batch.destCasKnown(i)) unknown.push(i)
+      if (batch.target[i]! < this.conns.length && keyEncoding(batch.key(i)) !== 'unaddressable' && !batch.destCasKnown(i)) {
+        if (!probe) unknown.push(i)
+        else this.defer(i) // compared value by value in the re-copy pass
+      }
     }
     if (unknown.length > 0) await this.resolveUnknown(unknown)
     for (let i = 0; i < batch.count; i++) {
       const key = batch.key(i)
-      if (this.state[i] === NOT_LATEST) continue
+      if (this.state[i] === NOT_LATEST || this.state[i] === DEFERRED) continue
       if (batch.target[i]! >= this.conns.length || keyEncoding(key) === 'unaddressable') {
         this.state[i] = FAILED
         this.sample(key, 'journal record does not match this drain (destination or key)')
@@ -186,10 +238,10 @@ class CatchUpBatch {
       }
       if (!batch.destCasKnown(i)) continue // settled by resolveUnknown
       this.state[i] = UNCHANGED
-      src.command('mg', key).flags('v f t c q').flag('O', i).end()
+      // The probe reads the CAS alone: no value moves until a copy is known to need one.
+      src.command('mg', key).flags(probe ? 'c q' : 'v f t c q').flag('O', i).end()
       toRead++
     }
-    result.checked += latest
 
     // Phase 1: read the source.
     if (toRead > 0) {
@@ -231,8 +283,11 @@ class CatchUpBatch {
       // unless its CAS was unknown and the switch is still to come (see keepUnknown).
       const gone = s === DROP_IF_OURS || s === INVALIDATE || s === SUPERSEDED
       if (gone && !(this.keepUnknown && !batch.destCasKnown(i))) this.journal.index.forget(batch.key(i), batch.target[i]!)
+      // A deferred record is counted by the re-copy pass, which acts on it.
+      if (s !== NOT_LATEST && s !== DEFERRED) result.checked++
       switch (s) {
         case NOT_LATEST:
+        case DEFERRED:
           break
         case UNCHANGED:
         case KEEP:
@@ -311,6 +366,12 @@ class CatchUpBatch {
     }
   }
 
+  /** Probe pass: left for the re-copy pass. */
+  private defer(i: number): void {
+    this.state[i] = DEFERRED
+    this.phase!.marked[this.batch.seq[i]!] = 1
+  }
+
   private queueDelete(i: number, ifOurs: boolean): void {
     const t = this.batch.target[i]!
     const p = this.targetPayloads[t]!.command('md', this.batch.key(i))
@@ -353,11 +414,12 @@ class CatchUpBatch {
       if (r.status === ERR) this.sample(Buffer.alloc(0), `source: ${r.line()}`)
       return
     }
-    if (r.status !== VA) return
+    if (r.status !== VA && r.status !== HD) return
     this.answered[i] = 1
     const cas = r.flagBytes(0x63)
     const copied = batch.sourceCas(i)
     if (cas !== undefined && cas.equals(copied)) return
+    if (this.phase?.kind === 'probe') return this.defer(i)
     const value = r.value!
     const ttl = r.flagInt(0x74)
     const t = batch.target[i]!

@@ -859,6 +859,8 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
                 upTo,
                 // Before the switch is known done, copies of unknown outcome stay for the next catch-up.
                 keepUnknown: !final,
+                // Applications may read the new owners now: copies of keys deleted at the source go first.
+                invalidateFirst: true,
                 onProgress: (c) => {
                   progress.set(s, c)
                   emit({ type: 'catch-up', phase: 'progress', checked: sum(progress, 'checked'), total: totalRecords, caughtUp: sum(progress, 'caughtUp'), invalidated: sum(progress, 'invalidated') })
