@@ -246,22 +246,32 @@ describe('faults of the copy hand-off with an application writing and deleting: 
     return { pool, spare, owner, app: new App(keys, before, owner), edits: { add: [spare.address], remove: [pool.servers[0]!.address] } }
   }
 
+  /**
+   * Either job over its own pool with the application started on it: `run` is the job in this
+   * process, `cli` its command line, `destination` a server that only gains keys.
+   */
+  async function setupJob(
+    job: 'drain' | 'rebalance',
+    n: number,
+  ): Promise<{ app: App; owner: (k: Buffer) => string; pool: TestPool; destination: MemcachedServer; run: (extra: Partial<DrainOptions>) => Promise<{ status: number; samples: unknown }>; cli: string[] }> {
+    if (job === 'drain') {
+      const d = await drainSetup(n)
+      return { ...d, destination: d.pool.servers[1]!, run: (extra) => runDrain(drainOptions(d.pool, d.src, extra)), cli: ['drain', d.src, '--pool', d.pool.file] }
+    }
+    const r = await rebalanceSetup(n)
+    return {
+      ...r,
+      destination: r.spare,
+      run: (extra) => runRebalance(rebalanceOptions(r.pool, r.edits, extra as Partial<RebalanceOptions>)),
+      cli: ['rebalance', '--add', r.edits.add[0]!, '--remove', r.edits.remove[0]!, '--pool', r.pool.file],
+    }
+  }
+
   for (const job of ['drain', 'rebalance'] as const) {
     it(`kill -9 of \`memdrain ${job}\` mid-copy, twice, then a rerun: the application deleting meanwhile gets no key back`, async () => {
       const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-kill12-'))
-      const common = ['--yes', '--json', '--rate', '1500', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir)]
-      let app: App
-      let owner: (k: Buffer) => string
-      let args: string[]
-      if (job === 'drain') {
-        const d = await drainSetup(4000)
-        ;({ app, owner } = d)
-        args = ['drain', d.src, '--pool', d.pool.file, ...common]
-      } else {
-        const r = await rebalanceSetup(6000)
-        ;({ app, owner } = r)
-        args = ['rebalance', '--add', r.edits.add[0]!, '--remove', r.edits.remove[0]!, '--pool', r.pool.file, ...common]
-      }
+      const { app, owner, cli } = await setupJob(job, job === 'drain' ? 4000 : 6000)
+      const args = [...cli, '--yes', '--json', '--rate', '1500', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir)]
       app.start()
       const answer = answerSwitch(dir, app)
       try {
@@ -286,21 +296,7 @@ describe('faults of the copy hand-off with an application writing and deleting: 
 
   for (const job of ['drain', 'rebalance'] as const) {
     it(`${job}: a destination stalled 7 s (SIGSTOP) mid-copy: its late-applied writes are journaled as possible copies`, async () => {
-      let app: App
-      let owner: (k: Buffer) => string
-      let stalled: MemcachedServer
-      let run: (extra: Partial<DrainOptions>) => Promise<{ status: number; samples: unknown }>
-      if (job === 'drain') {
-        const d = await drainSetup()
-        ;({ app, owner } = d)
-        stalled = d.pool.servers[1]!
-        run = (extra) => runDrain(drainOptions(d.pool, d.src, extra))
-      } else {
-        const r = await rebalanceSetup()
-        ;({ app, owner } = r)
-        stalled = r.spare // it gains the most keys
-        run = (extra) => runRebalance(rebalanceOptions(r.pool, r.edits, extra as Partial<RebalanceOptions>))
-      }
+      const { app, owner, destination: stalled, run } = await setupJob(job, 3000)
       app.start()
       let paused = false
       try {
@@ -429,13 +425,13 @@ describe('faults of the copy hand-off with an application writing and deleting: 
     assertClean(await app.check(owner), app, 'ENOSPC')
   })
 
-  it('the pool file is edited while the switch command runs: the catch-up runs anyway, the missing record is said (RECORD_UNSAVED)', async () => {
-    const { pool, src, owner, app } = await drainSetup()
-    app.start()
-    try {
-      await assert.rejects(
-        runDrain(
-          drainOptions(pool, src, {
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`${job}: the pool file is edited while the switch command runs: the catch-up runs anyway, the missing record is said (RECORD_UNSAVED)`, async () => {
+      const { app, owner, pool, run } = await setupJob(job, 3000)
+      app.start()
+      try {
+        await assert.rejects(
+          run({
             handoff: 'copy',
             threshold: 0.9,
             waitForSwitch: async () => {
@@ -443,56 +439,63 @@ describe('faults of the copy hand-off with an application writing and deleting: 
               appendFileSync(pool.file, '\n') // someone edits the pool file meanwhile
             },
           }),
-        ),
-        (err: MemdrainError) => {
-          assert.equal(err.code, 'RECORD_UNSAVED', err.message)
-          assert.match(err.message, /switched and caught up/)
-          return true
-        },
-      )
-      await sleep(200)
-    } finally {
-      await app.stop()
-    }
-    assertClean(await app.check(owner), app, 'pool store failing after the switch')
-  })
+          (err: MemdrainError) => {
+            assert.equal(err.code, 'RECORD_UNSAVED', err.message)
+            assert.match(err.message, /switched and caught up/)
+            return true
+          },
+        )
+        await sleep(200)
+      } finally {
+        await app.stop()
+      }
+      assertClean(await app.check(owner), app, `${job}, pool store failing after the switch`)
+    })
+  }
 
-  it('SIGINT during the switch command: the command gets SIGTERM, the copies are caught up, exit 69 at once', async () => {
-    const { pool, src, owner, app } = await drainSetup()
-    const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-sigint12-'))
-    mkdirSync(dir, { recursive: true })
-    app.start()
-    const answer = answerSwitch(dir, app)
-    try {
-      let pid = 0
-      const run = spawnDrain(['drain', src, '--pool', pool.file, '--yes', '--json', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir, 60)], {
-        onSpawn: (p) => (pid = p),
-      })
-      while (!existsSync(path.join(dir, 'switch-ack'))) await sleep(20)
-      await sleep(300)
-      const t0 = Date.now()
-      process.kill(pid, 'SIGINT')
-      const r = await run
-      assert.equal(r.code, 69, r.stderr.slice(-2000))
-      assert.ok(Date.now() - t0 < 15_000, `exited ${Date.now() - t0} ms after SIGINT, not after the command's 60 s`)
-      assert.match(r.stdout + r.stderr, /interrupted during the switch command/)
-      await sleep(200)
-    } finally {
-      answer.stop()
-      await app.stop()
-      rmSync(dir, { recursive: true, force: true })
-    }
-    assertClean(await app.check(owner), app, 'SIGINT during the switch command')
-  })
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`${job}: SIGINT during the switch command: the command gets SIGTERM, the copies are caught up, exit 69 at once`, async () => {
+      const { app, owner, cli } = await setupJob(job, 3000)
+      const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-sigint12-'))
+      mkdirSync(dir, { recursive: true })
+      app.start()
+      const answer = answerSwitch(dir, app)
+      try {
+        let pid = 0
+        const run = spawnDrain([...cli, '--yes', '--json', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir, 60)], {
+          onSpawn: (p) => (pid = p),
+        })
+        while (!existsSync(path.join(dir, 'switch-ack'))) await sleep(20)
+        await sleep(300)
+        const t0 = Date.now()
+        process.kill(pid, 'SIGINT')
+        const r = await run
+        assert.equal(r.code, 69, r.stderr.slice(-2000))
+        assert.ok(Date.now() - t0 < 15_000, `exited ${Date.now() - t0} ms after SIGINT, not after the command's 60 s`)
+        assert.match(r.stdout + r.stderr, /interrupted during the switch command/)
+        await sleep(200)
+      } finally {
+        answer.stop()
+        await app.stop()
+        rmSync(dir, { recursive: true, force: true })
+      }
+      assertClean(await app.check(owner), app, `${job}, SIGINT during the switch command`)
+    })
+  }
 
-  it('--handoff move on a pool whose clients are static is refused (exit 2) unless --force', async () => {
+  it('--handoff move on a pool whose clients are static is refused (exit 2) unless --force: drain and rebalance', async () => {
     const pool = await startPool(2)
     pools.push(pool)
-    await assert.rejects(runDrain(drainOptions(pool, pool.servers[0]!.address, { handoff: 'move', force: false })), (err: MemdrainError) => {
+    const spare = await startMemcached()
+    spares.push(spare)
+    const refused = (err: MemdrainError): boolean => {
       assert.equal(err.code, 'MOVE_ON_STATIC')
       assert.equal(err.exitCode, 2)
       return true
-    })
+    }
+    await assert.rejects(runDrain(drainOptions(pool, pool.servers[0]!.address, { handoff: 'move', force: false })), refused)
+    await assert.rejects(runRebalance(rebalanceOptions(pool, { add: [spare.address] }, { handoff: 'move', force: false })), refused)
     assert.equal(pool.server(pool.servers[0]!.address).state, 'active', 'nothing marked')
+    assert.equal(readPool(pool.file).servers.length, 2, 'nothing added')
   })
 })
