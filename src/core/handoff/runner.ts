@@ -754,11 +754,17 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         throw err
       }
       openGate()
-      const results = await Promise.all(
+      const settled = await Promise.allSettled(
         jobs.map(async ({ s, end, job }) => {
           const r = await job.run().catch((err: unknown) => {
             // A server that stays, stalled or cut off mid-job (as a source): its keys wait for a rerun.
-            if (!sourceDown(err, s)) throw err
+            if (!sourceDown(err, s)) {
+              // Anything else stops the whole job (a journal that cannot be written, …): the other
+              // sources stop too, and the job ends only once they have. A source still copying
+              // after the job ended would write copies no journal a rerun reads knows of.
+              stopper.abort(err)
+              throw err
+            }
             const tally = new Tally(targets)
             const last = live.get(s)
             if (last !== undefined) addTally(tally, last)
@@ -767,6 +773,9 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
           return finishJob(s, end, r)
         }),
       )
+      const stopped = settled.find((r) => r.status === 'rejected')
+      if (stopped !== undefined) throw stopped.reason
+      const results = settled.map((r) => (r as PromiseFulfilledResult<SourceJobResult>).value)
       mainJobs.push(...results)
       interrupted = results.some((j) => j.interrupted)
       if (restarted.size > 0 && handoff === 'move' && !interrupted) {
