@@ -1,12 +1,12 @@
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { runDrain } from '../../src/core/jobs/drain.js'
-import { runRebalance } from '../../src/core/jobs/rebalance.js'
+import { runDrain, type DrainOptions } from '../../src/core/jobs/drain.js'
+import { runRebalance, type RebalanceOptions } from '../../src/core/jobs/rebalance.js'
 import { MemdrainError } from '../../src/core/errors.js'
 import { poolPlacement } from '../../src/core/pool/placement.js'
 import { MetaPayload, VA, type MetaConnection } from '../../src/core/protocol/index.js'
@@ -224,39 +224,83 @@ describe('faults of the copy hand-off with an application writing and deleting: 
     return { pool, src, keys, owner, app }
   }
 
-  it('kill -9 of `memdrain drain` mid-copy, twice, then a rerun: the application deleting meanwhile gets no key back', async () => {
-    const { pool, src, owner, app } = await drainSetup(4000)
-    const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-kill12-'))
-    const args = ['drain', src, '--pool', pool.file, '--yes', '--json', '--rate', '1500', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir)]
-    app.start()
-    const answer = answerSwitch(dir, app)
-    try {
-      let kills = 0
-      for (const delay of [900, 1500]) {
-        const r = await spawnDrain(args, { killAfterMs: delay })
-        if (r.killed) kills++
-        await sleep(300) // the application keeps writing and deleting while no memdrain runs
-      }
-      const last = await spawnDrain(args)
-      assert.equal(last.code, 0, last.stderr.slice(-2000))
-      assert.ok(kills >= 1, 'killed mid-copy at least once')
-      await sleep(200)
-    } finally {
-      answer.stop()
-      await app.stop()
-      rmSync(dir, { recursive: true, force: true })
+  /** A rebalance 3 → 3 (a spare added, the first server removed), the application writing each key at its owner under the old pool. */
+  async function rebalanceSetup(n = 3000): Promise<{ pool: TestPool; spare: MemcachedServer; owner: (k: Buffer) => string; app: App; edits: { add: string[]; remove: string[] } }> {
+    const pool = await startPool(3, { hash: 'php-memcached-libketama' })
+    pools.push(pool)
+    const spare = await startMemcached()
+    spares.push(spare)
+    const old = poolPlacement(pool.pool())
+    const before = (k: Buffer): string => old.servers[old.placement.owner(k)]!.address
+    const keys = keysOf('rapp:', n)
+    const conns = new Conns()
+    const byServer = new Map<string, Buffer[]>()
+    for (const k of keys) byServer.set(before(k), [...(byServer.get(before(k)) ?? []), k])
+    for (const [address, list] of byServer) await setAll(await conns.get(address), list.map((key) => ({ key, value: Buffer.from('v0') })))
+    await conns.close()
+    // The new owners: the pool file lists the spare active and the removed server deactivating from the start.
+    const owner = (k: Buffer): string => {
+      const pp = poolPlacement(readPool(pool.file))
+      return pp.servers[pp.placement.owner(k)]!.address
     }
-    assertClean(await app.check(owner), app, 'kill -9')
-  })
+    return { pool, spare, owner, app: new App(keys, before, owner), edits: { add: [spare.address], remove: [pool.servers[0]!.address] } }
+  }
 
-  it('a destination stalled 7 s (SIGSTOP) mid-copy: its late-applied writes are journaled as possible copies', async () => {
-    const { pool, src, owner, app } = await drainSetup()
-    const stalled = pool.servers[1]!
-    app.start()
-    let paused = false
-    try {
-      const r = await runDrain(
-        drainOptions(pool, src, {
+  /**
+   * Either job over its own pool with the application started on it: `run` is the job in this
+   * process, `cli` its command line, `destination` a server that only gains keys.
+   */
+  async function setupJob(
+    job: 'drain' | 'rebalance',
+    n: number,
+  ): Promise<{ app: App; owner: (k: Buffer) => string; pool: TestPool; destination: MemcachedServer; run: (extra: Partial<DrainOptions>) => Promise<{ status: number; samples: unknown }>; cli: string[] }> {
+    if (job === 'drain') {
+      const d = await drainSetup(n)
+      return { ...d, destination: d.pool.servers[1]!, run: (extra) => runDrain(drainOptions(d.pool, d.src, extra)), cli: ['drain', d.src, '--pool', d.pool.file] }
+    }
+    const r = await rebalanceSetup(n)
+    return {
+      ...r,
+      destination: r.spare,
+      run: (extra) => runRebalance(rebalanceOptions(r.pool, r.edits, extra as Partial<RebalanceOptions>)),
+      cli: ['rebalance', '--add', r.edits.add[0]!, '--remove', r.edits.remove[0]!, '--pool', r.pool.file],
+    }
+  }
+
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`kill -9 of \`memdrain ${job}\` mid-copy, twice, then a rerun: the application deleting meanwhile gets no key back`, async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-kill12-'))
+      const { app, owner, cli } = await setupJob(job, job === 'drain' ? 4000 : 6000)
+      const args = [...cli, '--yes', '--json', '--rate', '1500', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir)]
+      app.start()
+      const answer = answerSwitch(dir, app)
+      try {
+        let kills = 0
+        for (const delay of [900, 1500]) {
+          const r = await spawnDrain(args, { killAfterMs: delay })
+          if (r.killed) kills++
+          await sleep(300) // the application keeps writing and deleting while no memdrain runs
+        }
+        const last = await spawnDrain(args)
+        assert.equal(last.code, 0, last.stderr.slice(-2000))
+        assert.ok(kills >= 1, 'killed mid-copy at least once')
+        await sleep(200)
+      } finally {
+        answer.stop()
+        await app.stop()
+        rmSync(dir, { recursive: true, force: true })
+      }
+      assertClean(await app.check(owner), app, `${job}, kill -9`)
+    })
+  }
+
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`${job}: a destination stalled 7 s (SIGSTOP) mid-copy: its late-applied writes are journaled as possible copies`, async () => {
+      const { app, owner, destination: stalled, run } = await setupJob(job, 3000)
+      app.start()
+      let paused = false
+      try {
+        const r = await run({
           handoff: 'copy',
           rate: 1500,
           batchSize: 100,
@@ -270,20 +314,26 @@ describe('faults of the copy hand-off with an application writing and deleting: 
             }
           },
           waitForSwitch: async () => app.switchNow(),
-        }),
-      )
-      assert.ok(paused, 'the destination was stalled mid-copy')
-      assert.equal(r.status, 0, JSON.stringify(r.samples))
-      await sleep(200)
-    } finally {
-      stalled.resume()
-      await app.stop()
-    }
-    assertClean(await app.check(owner), app, 'stalled destination')
-  })
+        })
+        assert.ok(paused, 'the destination was stalled mid-copy')
+        assert.equal(r.status, 0, JSON.stringify(r.samples))
+        await sleep(200)
+      } finally {
+        stalled.resume()
+        await app.stop()
+      }
+      assertClean(await app.check(owner), app, `${job}, stalled destination`)
+    })
+  }
 
-  for (const job of ['drain', 'rebalance'] as const) {
-    it(`${job}: a rerun with another --spool-dir (the journal lost) adopts the destinations' possible copies instead of dropping them`, async () => {
+  for (const [job, how] of [
+    ['drain', 'spool'],
+    ['rebalance', 'spool'],
+    // (A rebalance whose pool file was reordered is refused: "a rebalance is already in progress … towards another pool".)
+    ['drain', 'order'],
+  ] as const) {
+    const what = how === 'spool' ? 'another --spool-dir (the journal lost)' : "the pool file's servers in another order (the journal's destinations no longer match)"
+    it(`${job}: a rerun with ${what} adopts the destinations' possible copies instead of dropping them`, async () => {
       const pool = await startPool(3, { hash: 'php-memcached-libketama' })
       pools.push(pool)
       let keys = keysOf(`lost-${job}:`, 6000)
@@ -332,9 +382,15 @@ describe('faults of the copy hand-off with an application writing and deleting: 
         })
         assert.equal(first.status, 69)
         await sleep(500) // deletes and writes at the source while nothing runs
+        if (how === 'order') {
+          // Someone reorders the pool file's servers between the runs (placement unchanged: ketama hashes names).
+          const text = JSON.parse(readFileSync(pool.file, 'utf8')) as { servers: unknown[] }
+          text.servers = [text.servers[0], ...text.servers.slice(1).reverse()]
+          writeFileSync(pool.file, JSON.stringify(text))
+        }
         const events: string[] = []
         let adopted = 0
-        const second = await options(path.join(pool.dir, 'spool-b'), {
+        const second = await options(path.join(pool.dir, how === 'spool' ? 'spool-b' : 'spool-a'), {
           onEvent: (e: { type: string; message?: string; adopted?: number }) => {
             if (e.type !== 'journal-lost') return
             events.push(e.message ?? '')
@@ -344,50 +400,53 @@ describe('faults of the copy hand-off with an application writing and deleting: 
         })
         assert.equal(second.status, 0, JSON.stringify(second).slice(0, 2000))
         assert.equal(events.length >= 1, true, 'the lost journal is reported, not dropped silently')
-        assert.match(events[0]!, /no copy journal/)
+        assert.match(events[0]!, how === 'spool' ? /no copy journal/ : /written for other destinations/)
         assert.ok(adopted > 100, `the first run's copies are found on the destinations (${adopted})`)
         await sleep(200)
       } finally {
         await app.stop()
       }
-      assertClean(await app.check(owner), app, `${job}, journal lost`)
+      assertClean(await app.check(owner), app, `${job}, ${what}`)
     })
   }
 
-  it('the spool disk fills up mid-copy (ENOSPC on a 256 KiB tmpfs): exit 3 before the switch; after room is made the rerun finishes clean', async (t) => {
-    if (process.getuid?.() !== 0) return t.skip('mounting a tmpfs needs root')
-    const { pool, src, owner, app } = await drainSetup(6000)
-    const mnt = mkdtempSync(path.join(tmpdir(), 'memdrain-enospc12-'))
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', mnt])
-    app.start()
-    let switches = 0
-    try {
-      const options = drainOptions(pool, src, { handoff: 'copy', spoolDir: mnt, threshold: 0.9, rate: 3000, batchSize: 200, waitForSwitch: async () => void switches++ })
-      await assert.rejects(runDrain(options), (err: MemdrainError) => {
-        assert.equal(err.exitCode, 3, err.message)
-        assert.match(err.message, /disk is full|ENOSPC/)
-        return true
-      })
-      assert.equal(switches, 0, 'nothing switched')
-      execFileSync('mount', ['-o', 'remount,size=16m', mnt])
-      const r = await runDrain({ ...options, waitForSwitch: async () => app.switchNow() })
-      assert.equal(r.status, 0, JSON.stringify(r.samples))
-      await sleep(200)
-    } finally {
-      await app.stop()
-      execFileSync('umount', [mnt])
-      rmSync(mnt, { recursive: true, force: true })
-    }
-    assertClean(await app.check(owner), app, 'ENOSPC')
-  })
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`${job}: the spool disk fills up mid-copy (ENOSPC on a 256 KiB tmpfs): exit 3 before the switch; after room is made the rerun finishes clean`, async (t) => {
+      if (process.getuid?.() !== 0) return t.skip('mounting a tmpfs needs root')
+      // A rebalance copies only the keys whose owner changes (about a third here): more keys to fill the disk.
+      const { owner, app, run } = await setupJob(job, job === 'drain' ? 6000 : 18000)
+      const mnt = mkdtempSync(path.join(tmpdir(), 'memdrain-enospc12-'))
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', mnt])
+      app.start()
+      let switches = 0
+      try {
+        const options: Partial<DrainOptions> = { handoff: 'copy', spoolDir: mnt, threshold: 0.9, rate: 3000, batchSize: 200, waitForSwitch: async () => void switches++ }
+        await assert.rejects(run(options), (err: MemdrainError) => {
+          assert.equal(err.exitCode, 3, err.message)
+          assert.match(err.message, /disk is full|ENOSPC/)
+          return true
+        })
+        assert.equal(switches, 0, 'nothing switched')
+        execFileSync('mount', ['-o', 'remount,size=16m', mnt])
+        const r = await run({ ...options, waitForSwitch: async () => app.switchNow() })
+        assert.equal(r.status, 0, JSON.stringify(r.samples))
+        await sleep(200)
+      } finally {
+        await app.stop()
+        execFileSync('umount', [mnt])
+        rmSync(mnt, { recursive: true, force: true })
+      }
+      assertClean(await app.check(owner), app, `${job}, ENOSPC`)
+    })
+  }
 
-  it('the pool file is edited while the switch command runs: the catch-up runs anyway, the missing record is said (RECORD_UNSAVED)', async () => {
-    const { pool, src, owner, app } = await drainSetup()
-    app.start()
-    try {
-      await assert.rejects(
-        runDrain(
-          drainOptions(pool, src, {
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`${job}: the pool file is edited while the switch command runs: the catch-up runs anyway, the missing record is said (RECORD_UNSAVED)`, async () => {
+      const { app, owner, pool, run } = await setupJob(job, 3000)
+      app.start()
+      try {
+        await assert.rejects(
+          run({
             handoff: 'copy',
             threshold: 0.9,
             waitForSwitch: async () => {
@@ -395,56 +454,63 @@ describe('faults of the copy hand-off with an application writing and deleting: 
               appendFileSync(pool.file, '\n') // someone edits the pool file meanwhile
             },
           }),
-        ),
-        (err: MemdrainError) => {
-          assert.equal(err.code, 'RECORD_UNSAVED', err.message)
-          assert.match(err.message, /switched and caught up/)
-          return true
-        },
-      )
-      await sleep(200)
-    } finally {
-      await app.stop()
-    }
-    assertClean(await app.check(owner), app, 'pool store failing after the switch')
-  })
+          (err: MemdrainError) => {
+            assert.equal(err.code, 'RECORD_UNSAVED', err.message)
+            assert.match(err.message, /switched and caught up/)
+            return true
+          },
+        )
+        await sleep(200)
+      } finally {
+        await app.stop()
+      }
+      assertClean(await app.check(owner), app, `${job}, pool store failing after the switch`)
+    })
+  }
 
-  it('SIGINT during the switch command: the command gets SIGTERM, the copies are caught up, exit 69 at once', async () => {
-    const { pool, src, owner, app } = await drainSetup()
-    const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-sigint12-'))
-    mkdirSync(dir, { recursive: true })
-    app.start()
-    const answer = answerSwitch(dir, app)
-    try {
-      let pid = 0
-      const run = spawnDrain(['drain', src, '--pool', pool.file, '--yes', '--json', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir, 60)], {
-        onSpawn: (p) => (pid = p),
-      })
-      while (!existsSync(path.join(dir, 'switch-ack'))) await sleep(20)
-      await sleep(300)
-      const t0 = Date.now()
-      process.kill(pid, 'SIGINT')
-      const r = await run
-      assert.equal(r.code, 69, r.stderr.slice(-2000))
-      assert.ok(Date.now() - t0 < 15_000, `exited ${Date.now() - t0} ms after SIGINT, not after the command's 60 s`)
-      assert.match(r.stdout + r.stderr, /interrupted during the switch command/)
-      await sleep(200)
-    } finally {
-      answer.stop()
-      await app.stop()
-      rmSync(dir, { recursive: true, force: true })
-    }
-    assertClean(await app.check(owner), app, 'SIGINT during the switch command')
-  })
+  for (const job of ['drain', 'rebalance'] as const) {
+    it(`${job}: SIGINT during the switch command: the command gets SIGTERM, the copies are caught up, exit 69 at once`, async () => {
+      const { app, owner, cli } = await setupJob(job, 3000)
+      const dir = mkdtempSync(path.join(tmpdir(), 'memdrain-sigint12-'))
+      mkdirSync(dir, { recursive: true })
+      app.start()
+      const answer = answerSwitch(dir, app)
+      try {
+        let pid = 0
+        const run = spawnDrain([...cli, '--yes', '--json', '--threshold', '0.9', '--spool-dir', path.join(dir, 'spool'), '--switch-command', switchCommand(dir, 60)], {
+          onSpawn: (p) => (pid = p),
+        })
+        while (!existsSync(path.join(dir, 'switch-ack'))) await sleep(20)
+        await sleep(300)
+        const t0 = Date.now()
+        process.kill(pid, 'SIGINT')
+        const r = await run
+        assert.equal(r.code, 69, r.stderr.slice(-2000))
+        assert.ok(Date.now() - t0 < 15_000, `exited ${Date.now() - t0} ms after SIGINT, not after the command's 60 s`)
+        assert.match(r.stdout + r.stderr, /interrupted during the switch command/)
+        await sleep(200)
+      } finally {
+        answer.stop()
+        await app.stop()
+        rmSync(dir, { recursive: true, force: true })
+      }
+      assertClean(await app.check(owner), app, `${job}, SIGINT during the switch command`)
+    })
+  }
 
-  it('--handoff move on a pool whose clients are static is refused (exit 2) unless --force', async () => {
+  it('--handoff move on a pool whose clients are static is refused (exit 2) unless --force: drain and rebalance', async () => {
     const pool = await startPool(2)
     pools.push(pool)
-    await assert.rejects(runDrain(drainOptions(pool, pool.servers[0]!.address, { handoff: 'move', force: false })), (err: MemdrainError) => {
+    const spare = await startMemcached()
+    spares.push(spare)
+    const refused = (err: MemdrainError): boolean => {
       assert.equal(err.code, 'MOVE_ON_STATIC')
       assert.equal(err.exitCode, 2)
       return true
-    })
+    }
+    await assert.rejects(runDrain(drainOptions(pool, pool.servers[0]!.address, { handoff: 'move', force: false })), refused)
+    await assert.rejects(runRebalance(rebalanceOptions(pool, { add: [spare.address] }, { handoff: 'move', force: false })), refused)
     assert.equal(pool.server(pool.servers[0]!.address).state, 'active', 'nothing marked')
+    assert.equal(readPool(pool.file).servers.length, 2, 'nothing added')
   })
 })

@@ -255,24 +255,9 @@ export class SourceFollower {
   }
 
   private onLine(b: Buffer, start: number, end: number): void {
-    if (end - start < 3) return
-    if (b[start] !== 0x74 || b[start + 1] !== 0x73 || b[start + 2] !== 0x3d) {
-      // "[skipped: N]" (memcached's own loss marker), or anything else we do not understand.
-      if (b.indexOf('skipped', start, 'latin1') >= 0 && b.indexOf('skipped', start, 'latin1') < end) this.lost(`${this.address} skipped watch events`)
-      return
-    }
-    const line = b.subarray(start, end)
-    const store = line.indexOf(TYPE_STORE) >= 0
-    if (!store && line.indexOf(TYPE_DELETED) < 0) return
-    // A store that did not store (add on an existing key, cas mismatch) changed nothing.
-    if (store && line.indexOf(STATUS_STORED) < 0) return
-    const k = line.indexOf(KEY_TOKEN)
-    if (k < 0) return
-    const ks = k + KEY_TOKEN.length
-    let ke = line.indexOf(0x20, ks)
-    if (ke < 0) ke = line.length
-    const n = uriDecodeInto(line, ks, ke, this.keyScratch)
-    if (n === 0) return
+    const n = parseWatchLine(b, start, end, this.keyScratch)
+    if (n === WATCH_SKIPPED) return this.lost(`${this.address} skipped watch events`)
+    if (n <= 0) return
     this.stats.events++
     if (this.pending.size >= this.maxPending) {
       this.pending.clear()
@@ -303,4 +288,36 @@ export class SourceFollower {
       this.polling = false
     }
   }
+}
+
+/** parseWatchLine's answer for memcached's own loss marker (`skipped=N`, or `[skipped: N]`). */
+export const WATCH_SKIPPED = -1
+
+/**
+ * One line of a `watch mutations deletions` stream, `b[start, end)` without its line end: the
+ * length of the key it names, decoded into `keyOut`, when the line is an event that changed the
+ * key (a store that stored, or a deletion); 0 for anything else (a store that did not store, other
+ * event types, lines not understood); WATCH_SKIPPED for memcached's loss marker. Formats, from
+ * memcached's logger.c:
+ *   ts=%d.%d gid=%llu type=item_store key=%s status=%s cmd=%s ttl=%u clsid=%u cfd=%d size=%d
+ *   ts=%d.%d gid=%llu type=deleted key=%s cmd=%s clsid=%u size=%d            (1.6.20+, cmd delete or md)
+ *   skipped=%llu
+ */
+export function parseWatchLine(b: Buffer, start: number, end: number, keyOut: Buffer): number {
+  if (end - start < 3) return 0
+  if (b[start] !== 0x74 || b[start + 1] !== 0x73 || b[start + 2] !== 0x3d) {
+    const s = b.indexOf('skipped', start, 'latin1')
+    return s >= 0 && s < end ? WATCH_SKIPPED : 0
+  }
+  const line = b.subarray(start, end)
+  const store = line.indexOf(TYPE_STORE) >= 0
+  if (!store && line.indexOf(TYPE_DELETED) < 0) return 0
+  // A store that did not store (add on an existing key, cas mismatch) changed nothing.
+  if (store && line.indexOf(STATUS_STORED) < 0) return 0
+  const k = line.indexOf(KEY_TOKEN)
+  if (k < 0) return 0
+  const ks = k + KEY_TOKEN.length
+  let ke = line.indexOf(0x20, ks)
+  if (ke < 0) ke = line.length
+  return uriDecodeInto(line, ks, ke, keyOut)
 }

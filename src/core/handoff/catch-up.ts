@@ -44,6 +44,25 @@ export interface CatchUpOptions {
   upTo?: number | undefined
   /** Start at this record (a pass over what was journaled since an earlier pass started). */
   from?: number | undefined
+  /**
+   * A pass before the switch (the delta pass): a copy of unknown CAS (a write whose answer never
+   * came may still land at a stalled destination) stays "possibly copied" after this pass deleted
+   * it or found it absent, so the catch-up after the switch compares it with the source again.
+   */
+  keepUnknown?: boolean | undefined
+  /**
+   * After the switch: first a pass that reads only the source's CAS (no values) and deletes, by
+   * the CAS of memdrain's copy, every copy whose key is gone at the source (deleted after its
+   * copy: before memcached 1.6.20 the follower does not see deletions); then the re-copy pass,
+   * over the copies that changed (and those of unknown CAS) alone. A deleted key stops being
+   * served as soon as the first pass reaches it, not when the pass that also moves values does
+   * (the probe counts a quarter of a key against `rate`).
+   * Changed copies are not deleted first: a re-copy needs memdrain's copy still there (the CAS
+   * rule: a key without it may have been deleted by an application since the switch).
+   */
+  invalidateFirst?: boolean | undefined
+  /** Called once the invalidating pass is done (invalidateFirst), before the re-copy pass. */
+  onInvalidated?: ((r: CatchUpResult) => void | Promise<void>) | undefined
 }
 
 export interface CatchUpResult {
@@ -79,6 +98,18 @@ const FAILED = 6
 const KEEP = 7
 /** A newer record of the same key and destination exists (or memdrain's copy is gone): nothing to do here. */
 const NOT_LATEST = 8
+/** Invalidating pass: changed at the source (or of unknown CAS): left for the re-copy pass. */
+const DEFERRED = 9
+
+/**
+ * The two passes of invalidateFirst: `probe` (CAS only, deletes what is gone, marks the rest
+ * for later by record number) and `recopy` (only the marked records).
+ */
+interface Phase {
+  kind: 'probe' | 'recopy'
+  /** Per record number: 1 = the re-copy pass looks at it. */
+  marked: Uint8Array
+}
 
 export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const result: CatchUpResult = { checked: 0, unchanged: 0, caughtUp: 0, invalidated: 0, superseded: 0, failed: 0, interrupted: false, samples: [] }
@@ -87,27 +118,37 @@ export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   try {
     for (const t of opts.targets) conns.push(await connectChecked(t, 'destination'))
     const limits = await Promise.all(conns.map(readLimits))
-    const reader = opts.journal.reader(opts.upTo, opts.from)
     const bucket = new TokenBucket(opts.rate)
     const batchSize = opts.batchSize ?? 500
     let lastProgress = 0
-    const worker = async (): Promise<void> => {
-      const w = new CatchUpBatch(source, conns, limits, batchSize, result, opts.journal)
-      while (!opts.signal?.aborted) {
-        const n = reader.next(w.batch)
-        if (n === 0) return
-        // Only the latest record of a key is acted on (and read): the throttle counts those.
-        let live = 0
-        for (let i = 0; i < n; i++) if (opts.journal.index.latest(w.batch.key(i), w.batch.target[i]!) === w.batch.seq[i]) live++
-        await bucket.take(live, opts.signal)
-        await w.run()
-        if (opts.onProgress !== undefined && performance.now() - lastProgress > 250) {
-          lastProgress = performance.now()
-          opts.onProgress(result)
+    const pass = async (phase: Phase | undefined): Promise<void> => {
+      const reader = opts.journal.reader(opts.upTo, opts.from)
+      const worker = async (): Promise<void> => {
+        const w = new CatchUpBatch(source, conns, limits, batchSize, result, opts.journal, opts.keepUnknown === true, phase)
+        while (!opts.signal?.aborted) {
+          const n = reader.next(w.batch)
+          if (n === 0) return
+          // Only the latest record of a key is acted on (and read): the throttle counts those; a
+          // CAS probe (some 30 bytes each way, no value) as a quarter of a key.
+          const live = w.live()
+          await bucket.take(phase?.kind === 'probe' ? Math.ceil(live / 4) : live, opts.signal)
+          await w.run()
+          if (opts.onProgress !== undefined && performance.now() - lastProgress > 250) {
+            lastProgress = performance.now()
+            opts.onProgress(result)
+          }
         }
       }
+      await Promise.all(Array.from({ length: opts.inFlight ?? 4 }, worker))
     }
-    await Promise.all(Array.from({ length: opts.inFlight ?? 4 }, worker))
+    if (opts.invalidateFirst === true) {
+      const marked = new Uint8Array(opts.journal.count)
+      await pass({ kind: 'probe', marked })
+      await opts.onInvalidated?.(result)
+      if (!opts.signal?.aborted) await pass({ kind: 'recopy', marked })
+    } else {
+      await pass(undefined)
+    }
     result.interrupted = opts.signal?.aborted === true
     opts.onProgress?.(result)
     return result
@@ -138,6 +179,8 @@ class CatchUpBatch {
     capacity: number,
     private readonly result: CatchUpResult,
     private readonly journal: CopyJournal,
+    private readonly keepUnknown: boolean,
+    private readonly phase: Phase | undefined,
   ) {
     this.readCas = new Array<Buffer | undefined>(capacity)
     this.ownSeq = new Float64Array(capacity)
@@ -149,28 +192,44 @@ class CatchUpBatch {
     this.targetError = new Uint8Array(conns.length)
   }
 
+  /** Whether record i of the batch is acted on in this pass: the latest of its key (and, in a re-copy pass, marked by the probe). */
+  private acted(i: number): boolean {
+    const { batch } = this
+    if (this.journal.index.latest(batch.key(i), batch.target[i]!) !== batch.seq[i]) return false
+    return this.phase?.kind !== 'recopy' || this.phase.marked[batch.seq[i]!] === 1
+  }
+
+  /** Records of the batch this pass acts on (what the throttle counts). */
+  live(): number {
+    let n = 0
+    for (let i = 0; i < this.batch.count; i++) if (this.acted(i)) n++
+    return n
+  }
+
   async run(): Promise<void> {
     const { batch, result } = this
     const src = this.sourceBatch
+    const probe = this.phase?.kind === 'probe'
     this.targetUsed.fill(0)
     let toRead = 0
     const unknown: number[] = []
-    let latest = 0
     for (let i = 0; i < batch.count; i++) {
       this.answered[i] = 0
       this.ownSeq[i] = batch.seq[i]!
-      if (this.journal.index.latest(batch.key(i), batch.target[i]!) !== batch.seq[i]) {
+      if (!this.acted(i)) {
         this.state[i] = NOT_LATEST
         continue
       }
       this.state[i] = UNCHANGED
-      latest++
-      if (batch.target[i]! < this.conns.length && keyEncoding(batch.key(i)) !== 'unaddressable' && !batch.destCasKnown(i)) unknown.push(i)
+      if (batch.target[i]! < this.conns.length && keyEncoding(batch.key(i)) !== 'unaddressable' && !batch.destCasKnown(i)) {
+        if (!probe) unknown.push(i)
+        else this.defer(i) // compared value by value in the re-copy pass
+      }
     }
     if (unknown.length > 0) await this.resolveUnknown(unknown)
     for (let i = 0; i < batch.count; i++) {
       const key = batch.key(i)
-      if (this.state[i] === NOT_LATEST) continue
+      if (this.state[i] === NOT_LATEST || this.state[i] === DEFERRED) continue
       if (batch.target[i]! >= this.conns.length || keyEncoding(key) === 'unaddressable') {
         this.state[i] = FAILED
         this.sample(key, 'journal record does not match this drain (destination or key)')
@@ -178,10 +237,11 @@ class CatchUpBatch {
       }
       if (!batch.destCasKnown(i)) continue // settled by resolveUnknown
       this.state[i] = UNCHANGED
-      src.read(i, key, 0, key.length)
+      // The probe reads the CAS alone: no value moves until a copy is known to need one.
+      if (probe) src.readCas(i, key, 0, key.length)
+      else src.read(i, key, 0, key.length)
       toRead++
     }
-    result.checked += latest
 
     // Phase 1: read the source.
     if (toRead > 0) {
@@ -219,10 +279,15 @@ class CatchUpBatch {
 
     for (let i = 0; i < batch.count; i++) {
       const s = this.state[i]
-      // memdrain's copy is gone (deleted, or found replaced): later passes leave the key alone.
-      if (s === DROP_IF_OURS || s === INVALIDATE || s === SUPERSEDED) this.journal.index.forget(batch.key(i), batch.target[i]!)
+      // memdrain's copy is gone (deleted, or found replaced): later passes leave the key alone;
+      // unless its CAS was unknown and the switch is still to come (see keepUnknown).
+      const gone = s === DROP_IF_OURS || s === INVALIDATE || s === SUPERSEDED
+      if (gone && !(this.keepUnknown && !batch.destCasKnown(i))) this.journal.index.forget(batch.key(i), batch.target[i]!)
+      // A deferred record is counted by the re-copy pass, which acts on it.
+      if (s !== NOT_LATEST && s !== DEFERRED) result.checked++
       switch (s) {
         case NOT_LATEST:
+        case DEFERRED:
           break
         case UNCHANGED:
         case KEEP:
@@ -301,6 +366,12 @@ class CatchUpBatch {
     }
   }
 
+  /** Probe pass: left for the re-copy pass. */
+  private defer(i: number): void {
+    this.state[i] = DEFERRED
+    this.phase!.marked[this.batch.seq[i]!] = 1
+  }
+
   private queueDelete(i: number, ifOurs: boolean): void {
     const { batch } = this
     const t = batch.target[i]!
@@ -343,11 +414,12 @@ class CatchUpBatch {
       if (r.status === ERR) this.sample(Buffer.alloc(0), `source: ${r.line()}`)
       return
     }
-    if (r.status !== VA) return
+    if (r.status !== VA && r.status !== HD) return
     this.answered[i] = 1
     const cas = itemCas(r)
     const copied = batch.sourceCas(i)
     if (cas !== undefined && cas.equals(copied)) return
+    if (this.phase?.kind === 'probe') return this.defer(i)
     const ttl = itemTtl(r)
     const t = batch.target[i]!
     if (expiring(ttl) || !valueFits(r.valueEnd - r.valueStart, this.limits[t]!.itemSizeMax)) {

@@ -242,6 +242,11 @@ export class Refresher {
     }
     // Gone at the source (deleted, expired, evicted): delete memdrain's copy if it is still there.
     for (let i = 0; i < work.length; i++) if (read[i] === 0) for (const p of pairs[i]!) ops.push({ i, t: p.t, seq: index.latest(work[i]!.key, p.t), kind: MD_OURS, cas: p.cas, srcCas: undefined })
+    // A record memdrain appended since the op was sent (a transfer's or the catch-up's copy answered meanwhile) describes a newer copy: kept.
+    const forgetIfLatest = (op: Op): void => {
+      const key = work[op.i]!.key
+      if (index.latest(key, op.t) === op.seq) index.forget(key, op.t)
+    }
     const replaced = await this.send(ops, work, (op, r) => {
       const key = work[op.i]!.key
       // EX after memdrain's own newer write (the catch-up re-copied it meanwhile): that copy is current.
@@ -254,12 +259,16 @@ export class Refresher {
       if (op.kind === MS) {
         if (r === HD) return
         if (r === EX) return 'replaced'
-        index.forget(key, op.t)
+        forgetIfLatest(op)
         return
       }
       // md … q: silent on success; NF/EX: gone already, or not memdrain's copy any more.
       if (r === 0) this.stats.invalidated++
-      index.forget(key, op.t)
+      // A copy of unknown CAS may be a write whose answer never came (a transfer add or a refresh
+      // that timed out at a stalled destination): it can still land after this delete. Its record
+      // stays as it is (possibly copied), so the catch-up after the switch compares the key with
+      // the source again; only a copy memdrain knew by its CAS is forgotten here.
+      if (op.kind === MD_OURS) forgetIfLatest(op)
       return undefined
     })
     if (replaced.length > 0) {
@@ -267,7 +276,7 @@ export class Refresher {
       const again = replaced.map((op): Op => ({ i: op.i, t: op.t, seq: op.seq, kind: MD_ANY, cas: undefined, srcCas: undefined }))
       await this.send(again, work, (op) => {
         this.stats.invalidated++
-        index.forget(work[op.i]!.key, op.t)
+        forgetIfLatest(op)
         return undefined
       })
     }

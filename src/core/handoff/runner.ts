@@ -734,11 +734,17 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         await Promise.all(jobs.map((j) => j.job.cancel()))
         throw err
       }
-      const results = await Promise.all(
+      const settled = await Promise.allSettled(
         jobs.map(async ({ s, end, job }) => {
           const r = await job.run().catch((err: unknown) => {
             // A server that stays, stalled or cut off mid-job (as a source): its keys wait for a rerun.
-            if (!sourceDown(err, s)) throw err
+            if (!sourceDown(err, s)) {
+              // Anything else stops the whole job (a journal that cannot be written, …): the other
+              // sources stop too, and the job ends only once they have. A source still copying
+              // after the job ended would write copies no journal a rerun reads knows of.
+              stopper.abort(err)
+              throw err
+            }
             const tally = new Tally(targets)
             const last = live.get(s)
             if (last !== undefined) addTally(tally, last)
@@ -747,6 +753,9 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
           return finishJob(s, end, r)
         }),
       )
+      const stopped = settled.find((r) => r.status === 'rejected')
+      if (stopped !== undefined) throw stopped.reason
+      const results = settled.map((r) => (r as PromiseFulfilledResult<SourceJobResult>).value)
       mainJobs.push(...results)
       interrupted = results.some((j) => j.interrupted)
       if (restarted.size > 0 && handoff === 'move' && !interrupted) {
@@ -837,6 +846,10 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
                 signal: undefined,
                 from,
                 upTo,
+                // Before the switch is known done, copies of unknown outcome stay for the next catch-up.
+                keepUnknown: !final,
+                // Applications may read the new owners now: copies of keys deleted at the source go first.
+                invalidateFirst: true,
                 onProgress: (c) => {
                   progress.set(s, c)
                   emit({ type: 'catch-up', phase: 'progress', checked: sum(progress, 'checked'), total: totalRecords, caughtUp: sum(progress, 'caughtUp'), invalidated: sum(progress, 'invalidated') })
@@ -864,7 +877,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         await Promise.all(
           sources.map(async (s) => {
             const j = journals.get(s)!
-            deltas.set(s, await runCatchUp({ source: s, targets, journal: j, rate: catchUpRate, batchSize: opts.batchSize, inFlight: opts.inFlight, signal, upTo: j.count }))
+            deltas.set(s, await runCatchUp({ source: s, targets, journal: j, rate: catchUpRate, batchSize: opts.batchSize, inFlight: opts.inFlight, signal, upTo: j.count, keepUnknown: true }))
           }),
         )
         await settleFollows()

@@ -116,6 +116,8 @@ const READ_FOR_MOVE = Buffer.from(' v f t c u q', 'latin1')
 const READ = Buffer.from(' v f t c q', 'latin1')
 /** Presence only: HD when there, silent when not; u: no LRU bump. */
 const PRESENT = Buffer.from(' u q', 'latin1')
+/** The CAS alone (a probe: is the copy still the source's item?): HD with c, silent when not there. */
+const READ_CAS = Buffer.from(' c q', 'latin1')
 const QUIET = Buffer.from(' q', 'latin1')
 const C_FLAG = 0x43
 
@@ -167,6 +169,13 @@ export class NodeBatch {
   /** `mg <key> v f t c q O<id>`: the item as it is now (an ordinary read). */
   read(id: number, keys: Uint8Array, keyStart: number, keyEnd: number): this {
     this.payload.commandAt('mg', keys, keyStart, keyEnd).encodedFlags(READ).flag('O', id).end()
+    this.ops++
+    return this
+  }
+
+  /** `mg <key> c q O<id>`: HD with the item's CAS, no value (silent when the key is not there). */
+  readCas(id: number, keys: Uint8Array, keyStart: number, keyEnd: number): this {
+    this.payload.commandAt('mg', keys, keyStart, keyEnd).encodedFlags(READ_CAS).flag('O', id).end()
     this.ops++
     return this
   }
