@@ -356,7 +356,16 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
         // (a later pass, after a move emptied it) the LRU walk is far cheaper.
         const walk = opts.dumpMode ?? (hashTableBusy(sourceStats) || hashTableSparse(sourceStats) ? 'all' : 'hash')
         const dedupe = (): FingerprintSet => new FingerprintSet(Number(sourceStats.get('curr_items')) || 1024)
-        const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source, dedupe: walk === 'all' ? dedupe() : undefined })
+        // Keys the dump lists per destination (moves may start before it ends: the progress says so far).
+        const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
+        // A repeat the deduplicating spool withdraws (it checks in batches) was counted when listed.
+        const onDropped = (size: number, dests: readonly number[]): void => {
+          for (const i of dests) {
+            perDest[i]!.keys--
+            perDest[i]!.bytes -= size
+          }
+        }
+        const spool = KeySpool.create({ root: opts.spoolDir, order: opts.order, serverNow, label: opts.source, dedupe: walk === 'all' ? dedupe() : undefined, onDropped })
         // Moving starts while the dump goes on (the spool is a buffer) unless the first pass must
         // first know what it will write: a dry run, or a destination that might not have room
         // for it all (the preflight refusal must come before anything moved).
@@ -367,8 +376,6 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
         // Keys that failed last pass are tried again by this one (moving may start right away).
         if (pass > 1) tally.forgetFailures()
         const before = { moved: tally.moved, inPlace: tally.inPlace, failed: tally.failed }
-        // Keys the dump lists per destination (moves may start before it ends: the progress says so far).
-        const perDest = opts.targets.map(() => ({ keys: 0, bytes: 0, largest: 0 }))
         let moving: Promise<void> | undefined
         let moveError: unknown
         const startMove = (): Promise<void> => {
@@ -393,7 +400,7 @@ export async function runSourceJob(opts: SourceJobOptions): Promise<SourceJobRes
             if (n === 0) return
             if (handled.size > 0 && handled.has(e.key)) return
             if (opts.select !== undefined && !opts.select(e)) return
-            if (!spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)) return
+            spool.add(e.key, e.size, e.exp, e.la, routeScratch, n, 0)
             for (let j = 0; j < n; j++) {
               const d = perDest[routeScratch[j]!]!
               d.keys++
