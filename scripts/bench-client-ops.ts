@@ -8,7 +8,8 @@
  * Clients: memjs (`Client.create` over the 3 servers), PoolClient replicas 1 and replicas 2
  * (php-memcached-libketama, no server in transition). Each round: every client does `--ops`
  * sets, then `--ops` gets of the keys it set (all hits), spread over `--callers` concurrent
- * async callers. Prints ops/s per client and the ratio PoolClient / memjs (median over rounds).
+ * async callers. Prints ops/s per client and the ratio PoolClient / memjs (median over rounds), and
+ * the client process's CPU per operation (less skewed by other load on the machine than the rate).
  * PoolClient comes from dist/ (what applications run; `npm run build` first): tsx's transform of
  * src/ adds per-call work of its own. Every server started here is killed by PID at the end.
  */
@@ -38,16 +39,22 @@ interface Ops {
   close(): Promise<void> | void
 }
 
-/** ops/s of `n` calls of `op` spread over `callers` concurrent callers. */
-async function drive(n: number, op: (i: number) => Promise<unknown>): Promise<number> {
+/**
+ * ops/s of `n` calls of `op` spread over `callers` concurrent callers, and this process's CPU
+ * (user + sys) per call in µs: the client's own cost, which other load on the machine skews far
+ * less than the rate (the rate also waits for memcached and for the CPU).
+ */
+async function drive(n: number, op: (i: number) => Promise<unknown>): Promise<{ rate: number; cpuUs: number }> {
   let next = 0
+  const cpu0 = process.cpuUsage()
   const started = performance.now()
   await Promise.all(
     Array.from({ length: callers }, async () => {
       for (let i = next++; i < n; i = next++) await op(i)
     }),
   )
-  return n / ((performance.now() - started) / 1000)
+  const cpu = process.cpuUsage(cpu0)
+  return { rate: n / ((performance.now() - started) / 1000), cpuUs: (cpu.user + cpu.system) / n }
 }
 
 function median(xs: number[]): number {
@@ -77,7 +84,7 @@ async function main(): Promise<void> {
         return { get: (k) => c.get(k), set: (k, v) => c.set(k, v), close: () => c.close() }
       },
     }
-    const results: Record<string, { set: number[]; get: number[] }> = {}
+    const results: Record<string, { set: number[]; get: number[]; setCpu: number[]; getCpu: number[] }> = {}
     const ratios: Record<string, { set: number[]; get: number[] }> = {}
     for (let round = 1; round <= rounds; round++) {
       const thisRound: Record<string, { set: number; get: number }> = {}
@@ -94,9 +101,12 @@ async function main(): Promise<void> {
             const v = got !== null && typeof got === 'object' && 'value' in got ? got.value : got
             if (v === undefined || v === null) throw new Error(`${name}: ${keyOf(i)} missing`)
           })
-          thisRound[name] = { set, get }
-          ;(results[name] ??= { set: [], get: [] }).set.push(set)
-          results[name].get.push(get)
+          thisRound[name] = { set: set.rate, get: get.rate }
+          const r = (results[name] ??= { set: [], get: [], setCpu: [], getCpu: [] })
+          r.set.push(set.rate)
+          r.get.push(get.rate)
+          r.setCpu.push(set.cpuUs)
+          r.getCpu.push(get.cpuUs)
         } finally {
           await c.close()
         }
@@ -111,10 +121,12 @@ async function main(): Promise<void> {
       process.stderr.write(`round ${round}: ${Object.entries(thisRound).map(([n, r]) => `${n} set ${Math.round(r.set)} get ${Math.round(r.get)}`).join(' | ')}\n`)
     }
     process.stdout.write(`\nPoolClient vs memjs — 3 memcached (-t ${argv.threads}), ${callers} concurrent callers, ${ops} ops each way, value ${value.length} B, median of ${rounds} rounds\n\n`)
-    process.stdout.write('| client | set ops/s | get ops/s | set ratio | get ratio |\n|---|---|---|---|---|\n')
+    process.stdout.write('| client | set ops/s | get ops/s | set ratio | get ratio | set node CPU µs/op | get node CPU µs/op |\n|---|---|---|---|---|---|---|\n')
     for (const [name, r] of Object.entries(results)) {
       const q = ratios[name]
-      process.stdout.write(`| ${name} | ${Math.round(median(r.set))} | ${Math.round(median(r.get))} | ${q === undefined ? '1' : median(q.set).toFixed(2)} | ${q === undefined ? '1' : median(q.get).toFixed(2)} |\n`)
+      process.stdout.write(
+        `| ${name} | ${Math.round(median(r.set))} | ${Math.round(median(r.get))} | ${q === undefined ? '1' : median(q.set).toFixed(2)} | ${q === undefined ? '1' : median(q.get).toFixed(2)} | ${median(r.setCpu).toFixed(1)} | ${median(r.getCpu).toFixed(1)} |\n`,
+      )
     }
     const r1 = ratios['PoolClient r1']!
     process.stdout.write(`\ntarget PoolClient r1 ≥ 0.9 × memjs: set ${median(r1.set) >= 0.9 ? 'met' : 'MISSED'} (${median(r1.set).toFixed(2)}), get ${median(r1.get) >= 0.9 ? 'met' : 'MISSED'} (${median(r1.get).toFixed(2)})\n`)

@@ -100,6 +100,31 @@ describe('replicas 1, failover "none" (default)', () => {
     }
   })
 
+  it('close() lets the gets and sets already started finish, then closes', async () => {
+    const client = new PoolClient(poolOf(servers), { timeout: 5 })
+    const victim = servers[1]!
+    const k = keyOwnedBy(client, victim.address, 'closing:')
+    const k2 = keyOwnedBy(client, victim.address, 'closing-set:')
+    await client.set(k, 'before')
+    victim.pause()
+    try {
+      const get = client.get(k)
+      const set = client.set(k2, 'during')
+      let closed = false
+      const closing = client.close().then(() => (closed = true))
+      await sleep(100)
+      assert.equal(closed, false, 'close() waits for the operations in flight')
+      victim.resume()
+      assert.equal((await get)?.toString(), 'before')
+      await set
+      await closing
+      assert.equal(await rawGet(victim.address, k2), 'during')
+    } finally {
+      if (victim.running) victim.resume()
+      await client.close()
+    }
+  })
+
   it('rejects operations after close() and bad keys, values and expiries with typed errors', async () => {
     const client = new PoolClient(poolOf(servers))
     await assert.rejects(client.get(''), (err: unknown) => isPoolClientError(err, 'KEY_INVALID'))

@@ -79,31 +79,42 @@ describe('KeySpool records with destinations', () => {
 })
 
 describe('KeySpool with dedupe', () => {
-  it('drops every repeat of a key (in any bucket): the first sight is kept, with its recency', () => {
+  it('drops every repeat of a key (in any bucket, checked in batches): the first sight is kept, with its recency; each drop is reported', () => {
     const now = 1_700_000_000
-    const spool = KeySpool.create({ root, order: 'hot-first', serverNow: now, label: 'dedupe', dedupe: new FingerprintSet(0) })
+    const dropped: { size: number; dests: readonly number[] }[] = []
+    const spool = KeySpool.create({
+      root,
+      order: 'hot-first',
+      serverNow: now,
+      label: 'dedupe',
+      dedupe: new FingerprintSet(0),
+      onDropped: (size, d) => dropped.push({ size, dests: [...d] }),
+    })
     try {
       const dests = new Int32Array([0, 0])
       // What the reader should give: hot records then cold ones, each key where it was first spooled.
       const hot: number[] = []
       const cold: number[] = []
-      let dropped = 0
+      const repeats: { size: number; dests: number[] }[] = []
       for (let i = 0; i < 5000; i++) {
         const repeat = i % 4 === 3
         const k = repeat ? i - 2 : i // every 4th record repeats the key two before it...
         const isHot = (k % 3 === 0) !== repeat // ...in the other recency bucket (its last access changed)
         dests[0] = k % 600
         dests[1] = 599 - (k % 600)
-        const added = spool.add(Buffer.from(`key-${k}`), 10 + k, -1, isHot ? now - 5 : now - 50_000, dests, 2, 0)
-        assert.equal(added, !repeat)
-        if (!added) dropped++
+        // A repeat listed with another size: the one dropped is the later one.
+        const size = repeat ? 7 + k : 10 + k
+        spool.add(Buffer.from(`key-${k}`), size, -1, isHot ? now - 5 : now - 50_000, dests, 2, 0)
+        if (repeat) repeats.push({ size, dests: [k % 600, 599 - (k % 600)] })
         else (isHot ? hot : cold).push(k)
       }
-      assert.equal(dropped, 1250)
+      spool.finish()
+      assert.equal(dropped.length, 1250)
+      const bySize = (a: { size: number }, b: { size: number }): number => a.size - b.size
+      assert.deepEqual([...dropped].sort(bySize), repeats.sort(bySize))
       const want = [...hot, ...cold]
       assert.equal(spool.count, want.length)
       assert.equal(spool.bytes, want.reduce((a, k) => a + 10 + k, 0))
-      spool.finish()
       const reader = spool.reader()
       const batch = new KeyBatch(100, 2)
       const got: number[] = []
@@ -116,6 +127,41 @@ describe('KeySpool with dedupe', () => {
         }
       }
       assert.deepEqual(got, want)
+    } finally {
+      spool.remove()
+    }
+  })
+})
+
+describe('KeySpool with dedupe, one bucket', () => {
+  it('withdraws repeats from the middle of the write buffer and keeps the order of first sights, across flushes', async () => {
+    const dropped: number[] = []
+    const spool = KeySpool.create({ root, order: 'dump', serverNow: 0, label: 'dedupe-one', dedupe: new FingerprintSet(0), onDropped: (size) => dropped.push(size) })
+    try {
+      const reader = spool.reader()
+      const batch = new KeyBatch(50, 1)
+      const got: string[] = []
+      // A reader waiting for records makes the spool flush early: a flush must never carry an unchecked repeat.
+      const reading = (async () => {
+        for (;;) {
+          const n = await reader.nextBatch(batch)
+          if (n === 0) return
+          for (let i = 0; i < n; i++) got.push(batch.key(i).toString('latin1'))
+        }
+      })()
+      const want: string[] = []
+      for (let i = 0; i < 3000; i++) {
+        // Keys 0..999 listed once, each key k = 1000.. a repeat of k - 1000 (the 2nd and 3rd thousand: 2 repeats each).
+        const k = i % 1000
+        spool.add(Buffer.from(`k${k}-${'x'.repeat(k % 40)}`), i, -1, 0)
+        if (i < 1000) want.push(`k${k}-${'x'.repeat(k % 40)}`)
+        if (i % 700 === 0) await new Promise((resolve) => setImmediate(resolve))
+      }
+      spool.finish()
+      await reading
+      assert.deepEqual(got, want)
+      assert.equal(spool.count, 1000)
+      assert.deepEqual(dropped.sort((a, b) => a - b), Array.from({ length: 2000 }, (_, i) => 1000 + i))
     } finally {
       spool.remove()
     }

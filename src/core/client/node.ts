@@ -59,27 +59,29 @@ export class ServerNode {
 
   // ---- data path (memjs) ----
 
-  // get and set run once per application request: one promise each, no wrapper closures.
-  get(key: Buffer): Promise<Buffer | undefined> {
-    if (this.closed) return Promise.reject(this.closedError())
+  // get and set run once per application request: the callback forms let PoolClient's lean
+  // path make the request's one promise itself (its bookkeeping runs in the callback).
+  getWith(key: Buffer, done: (err: Error | null, value: Buffer | undefined) => void): void {
+    if (this.closed) return done(this.closedError(), undefined)
     const client = this.memjs ?? this.openMemjs()
-    return new Promise((resolve, reject) => {
-      client.get(key as unknown as string, (err, value) => {
-        if (err === null || err === undefined) resolve(value ?? undefined)
-        else reject(this.classify(err))
-      })
+    client.get(key as unknown as string, (err, value) => {
+      if (err === null || err === undefined) done(null, value ?? undefined)
+      else done(this.classify(err), undefined)
     })
   }
 
-  set(key: Buffer, value: Buffer, expires: number): Promise<void> {
-    if (this.closed) return Promise.reject(this.closedError())
+  setWith(key: Buffer, value: Buffer, expires: number, done: (err: Error | null) => void): void {
+    if (this.closed) return done(this.closedError())
     const client = this.memjs ?? this.openMemjs()
-    return new Promise((resolve, reject) => {
-      client.set(key as unknown as string, value, { expires }, (err) => {
-        if (err === null || err === undefined) resolve()
-        else reject(this.classify(err))
-      })
-    })
+    client.set(key as unknown as string, value, { expires }, (err) => done(err === null || err === undefined ? null : this.classify(err)))
+  }
+
+  get(key: Buffer): Promise<Buffer | undefined> {
+    return new Promise((resolve, reject) => this.getWith(key, (err, value) => (err === null ? resolve(value) : reject(err))))
+  }
+
+  set(key: Buffer, value: Buffer, expires: number): Promise<void> {
+    return new Promise((resolve, reject) => this.setWith(key, value, expires, (err) => (err === null ? resolve() : reject(err))))
   }
 
   /** True when stored, false when the key already existed. */

@@ -98,6 +98,9 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
   private readonly counters = newCounters()
   private readonly perServer = new Map<string, { requests: number; errors: number }>()
   private readonly foreground = new Set<Promise<unknown>>()
+  /** Operations of the lean path (soleLink) in flight, and a waiter for when none is. */
+  private leanInflight = 0
+  private leanIdle: { promise: Promise<void>; resolve: () => void } | undefined
   private readonly background = new Set<Promise<unknown>>()
   private readonly moves = new PerKeyOnce<void>()
   private readonly repairs = new PerKeyOnce<void>()
@@ -195,10 +198,17 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
   // ---------------------------------------------------------------- public operations
 
   /** The value, or undefined on a miss (also when every server of the key's chain is down). */
-  async get(key: Key): Promise<Buffer | undefined> {
-    const bytes = keyBytes(key)
-    const owner = this.soleLink(bytes)
-    if (owner !== undefined) return this.fast(this.getFrom(owner, key, bytes))
+  // Not `async`: the lean path's one promise is the one returned (an invalid key still rejects).
+  get(key: Key): Promise<Buffer | undefined> {
+    let bytes: Buffer
+    let sole: ServerNode | undefined
+    try {
+      bytes = keyBytes(key)
+      sole = this.soleLink(bytes)
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
+    if (sole !== undefined) return this.getFrom(sole, key, bytes)
     return this.run(async (t) => {
       this.counters.gets++
       const chain = t.chain(bytes)
@@ -216,12 +226,20 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
   }
 
   /** Stores the value on the key's chain (deleting a copy left on its old server). */
-  async set(key: Key, value: string | Buffer, options: WriteOptions = {}): Promise<void> {
-    const bytes = keyBytes(key)
-    const data = valueBytes(value)
-    const expires = expirySeconds(options.expires ?? this.opts.defaultExpires)
-    const owner = this.soleLink(bytes)
-    if (owner !== undefined) return this.fast(this.setOn(owner, key, bytes, data, expires))
+  set(key: Key, value: string | Buffer, options: WriteOptions = {}): Promise<void> {
+    let bytes: Buffer
+    let data: Buffer
+    let expires: number
+    let sole: ServerNode | undefined
+    try {
+      bytes = keyBytes(key)
+      data = valueBytes(value)
+      expires = expirySeconds(options.expires ?? this.opts.defaultExpires)
+      sole = this.soleLink(bytes)
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
+    if (sole !== undefined) return this.setOn(sole, key, bytes, data, expires)
     return this.run(async (t) => {
       this.counters.sets++
       const chain = t.chain(bytes)
@@ -378,65 +396,104 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
   // ---------------------------------------------------------------- the common case, lean
 
   /**
-   * The one server a get or set of this key talks to, when that is all there is to it: one
+   * The one server (its node) a get or set of this key talks to, when that is all there is to it: one
    * replica, no server in transition (no old copy to fall back to or delete), no failover to
    * other servers, and the server not marked down (its probe, if one is due, is handed out).
    * Undefined otherwise: the general path handles it. Why a separate path: the application
    * calls this for every request, and the general one's arrays, fan-out and promise layers cost
    * a third of memjs' own time per request.
    */
-  private soleLink(bytes: Buffer): string | undefined {
+  private soleLink(bytes: Buffer): ServerNode | undefined {
     const t = this.topo
     if (this.closing !== undefined || t.previous !== undefined || t.replicas !== 1 || this.opts.failover === 'next') return undefined
     const owner = t.owner(bytes)
-    return this.health.acquire(owner) ? owner : undefined
+    return this.health.acquire(owner) ? this.node(owner) : undefined
   }
 
-  /** Keeps the topology and close() aware of an operation in flight (what run() does), without wrapping it. */
-  private fast<T>(p: Promise<T>): Promise<T> {
+  /**
+   * A lean operation starts: the topology and close() know it is in flight (what run() does),
+   * counted rather than kept in a set (no promise wrapped around it to find it by).
+   */
+  private leanStart(): Topology {
     const t = this.topo
     t.inflight++
-    this.foreground.add(p)
-    const done = (): void => {
-      this.foreground.delete(p)
-      this.leave(t)
-    }
-    p.then(done, done)
-    return p
+    this.leanInflight++
+    return t
   }
 
-  /** send() without its closure: this runs once per request. */
-  private async getFrom(server: string, key: Key, bytes: Buffer): Promise<Buffer | undefined> {
+  private leanEnd(t: Topology): void {
+    this.leave(t)
+    if (--this.leanInflight === 0 && this.leanIdle !== undefined) {
+      this.leanIdle.resolve()
+      this.leanIdle = undefined
+    }
+  }
+
+  /** Resolves once no lean operation is in flight. */
+  private leanSettled(): Promise<void> {
+    if (this.leanInflight === 0) return Promise.resolve()
+    if (this.leanIdle === undefined) {
+      let resolve!: () => void
+      const promise = new Promise<void>((r) => (resolve = r))
+      this.leanIdle = { promise, resolve }
+    }
+    return this.leanIdle.promise
+  }
+
+  /** send() without its closure and promise layers: one promise per request, settled from memjs' callback. */
+  private getFrom(node: ServerNode, key: Key, bytes: Buffer): Promise<Buffer | undefined> {
+    const server = node.address
+    const t = this.leanStart()
     this.counters.gets++
     const c = this.countersOf(server)
     c.requests++
-    let value: Buffer | undefined
-    try {
-      value = await this.node(server).get(bytes)
-    } catch (err) {
-      this.sendFailed(server, c, err)
-      this.counters.misses++
-      this.unavailable('get', key, [server])
-      return undefined
-    }
-    this.health.success(server)
-    if (value === undefined) this.counters.misses++
-    else this.counters.hits++
-    return value
+    return new Promise((resolve, reject) => {
+      node.getWith(bytes, (err, value) => {
+        try {
+          if (err !== null) {
+            this.sendFailed(server, c, err)
+            this.counters.misses++
+            this.unavailable('get', key, [server])
+          } else {
+            this.health.success(server)
+            if (value === undefined) this.counters.misses++
+            else this.counters.hits++
+          }
+          resolve(value)
+        } catch (thrown) {
+          // A listener of `unavailable`, `down` or `up` threw: the caller gets it, as from an async function.
+          reject(thrown as Error)
+        } finally {
+          this.leanEnd(t)
+        }
+      })
+    })
   }
 
-  private async setOn(server: string, key: Key, bytes: Buffer, data: Buffer, expires: number): Promise<void> {
+  private setOn(node: ServerNode, key: Key, bytes: Buffer, data: Buffer, expires: number): Promise<void> {
+    const server = node.address
+    const t = this.leanStart()
     this.counters.sets++
     const c = this.countersOf(server)
     c.requests++
-    try {
-      await this.node(server).set(bytes, data, expires)
-    } catch (err) {
-      this.sendFailed(server, c, err)
-      this.counters.writeFailures++
-      throw this.writeFailed('set', [server], [server], [{ server, ok: false, error: err instanceof Error ? err : new Error(String(err)) }], undefined)
-    }
-    this.health.success(server)
+    return new Promise((resolve, reject) => {
+      node.setWith(bytes, data, expires, (err) => {
+        try {
+          if (err !== null) {
+            this.sendFailed(server, c, err)
+            this.counters.writeFailures++
+            reject(this.writeFailed('set', [server], [server], [{ server, ok: false, error: err }], undefined))
+          } else {
+            this.health.success(server)
+            resolve()
+          }
+        } catch (thrown) {
+          reject(thrown as Error)
+        } finally {
+          this.leanEnd(t)
+        }
+      })
+    })
   }
 
   // ---------------------------------------------------------------- reads
@@ -868,7 +925,7 @@ export class PoolClient extends EventEmitter<PoolClientEvents> {
     await this.watcher?.close()
     // Operations already started finish (each is bounded by the request timeouts); so does the
     // background work they started, which may start more.
-    while (this.foreground.size + this.background.size > 0) await Promise.allSettled([...this.foreground, ...this.background])
+    while (this.foreground.size + this.background.size + this.leanInflight > 0) await Promise.allSettled([...this.foreground, ...this.background, this.leanSettled()])
     await this.ledger.close()
     this.etcd?.close()
     this.closed = true

@@ -2,7 +2,7 @@ import { openSync, writeSync, readSync, closeSync, mkdtempSync, rmSync } from 'n
 import path from 'node:path'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { defaultStateRoot, privateDir } from '../local/state-dir.js'
-import type { FingerprintSet } from './fingerprint-set.js'
+import { FingerprintSet } from './fingerprint-set.js'
 import type { KeyBatch } from './key-batch.js'
 
 /**
@@ -30,6 +30,8 @@ const WRITE_BUFFER = 256 * 1024
 const EARLY_FLUSH = 16 * 1024
 const READ_BUFFER = 1024 * 1024
 const RECORD_FIXED = 2 + 4 + 8
+/** Records a deduplicating spool holds before checking them against its set in one batch (see settle). */
+const DEDUPE_BATCH = 256
 /** Most destinations a record can carry (u8 count). */
 const MAX_RECORD_DESTS = 255
 /** Bytes of a record with a 250-byte key and a few destinations: what a spool needs per key at most, in practice. */
@@ -65,6 +67,15 @@ export class KeySpool {
   private waiting = 0
   private wake: (() => void) | undefined
   private woken: Promise<void> | undefined
+  /**
+   * Deduplication in batches: records written but not yet checked against `seen` (fingerprint,
+   * bucket, offset in the bucket's write buffer). A bucket is never flushed with any unchecked.
+   */
+  private readonly pendingFp = new Uint32Array(DEDUPE_BATCH * 2)
+  private readonly pendingBucket = new Uint8Array(DEDUPE_BATCH)
+  private readonly pendingAt = new Int32Array(DEDUPE_BATCH)
+  private readonly fresh = new Uint8Array(DEDUPE_BATCH)
+  private pending = 0
 
   private constructor(
     readonly dir: string,
@@ -72,6 +83,8 @@ export class KeySpool {
     private readonly serverNow: number,
     /** Keys spooled so far, when the dump may list a key twice; undefined = every key comes once. */
     private seen: FingerprintSet | undefined,
+    /** Told of each record withdrawn as a repeat (its item size and destinations), to undo what was counted for it. */
+    private readonly onDropped: ((size: number, dests: readonly number[]) => void) | undefined,
   ) {
     const buckets = order === 'hot-first' ? RECENCY_BUCKETS_S.length : 1
     try {
@@ -94,9 +107,17 @@ export class KeySpool {
   /**
    * A fresh spool in a private directory under `root` (default: the user's state directory, see local/state-dir.ts). With
    * `dedupe`, a key added again is dropped (a dump is a live walk: an LRU walk can list a key
-   * twice), remembered as a fingerprint in that set (~11 bytes a key).
+   * twice), remembered as a fingerprint in that set (~11 bytes a key). Repeats are found in
+   * batches (see add): `onDropped` hears of each one withdrawn.
    */
-  static create(opts: { root?: string | undefined; order: SpoolOrder; serverNow: number; label: string; dedupe?: FingerprintSet | undefined }): KeySpool {
+  static create(opts: {
+    root?: string | undefined
+    order: SpoolOrder
+    serverNow: number
+    label: string
+    dedupe?: FingerprintSet | undefined
+    onDropped?: ((size: number, dests: readonly number[]) => void) | undefined
+  }): KeySpool {
     const root = path.resolve(opts.root ?? defaultStateRoot())
     let dir: string
     try {
@@ -106,7 +127,7 @@ export class KeySpool {
     } catch (err) {
       throw err instanceof MemdrainError ? err : spoolError(root, err)
     }
-    return new KeySpool(dir, opts.order, opts.serverNow, opts.dedupe)
+    return new KeySpool(dir, opts.order, opts.serverNow, opts.dedupe, opts.onDropped)
   }
 
   /** Deduplicates from now on (before the first record: a walk that turned out able to repeat keys). */
@@ -133,16 +154,24 @@ export class KeySpool {
   /**
    * Spools one key, with the destinations route() gave it (`dests[destOffset .. destOffset +
    * destCount)`, destination ids below 65536), if any: the reader hands them back in the batch.
-   * Returns false (nothing spooled) for a key this spool deduplicates and already has.
+   * A deduplicating spool checks keys against its set in batches of DEDUPE_BATCH (see
+   * FingerprintSet.addAll: one probe at a time costs a cache miss each) and before any flush: a
+   * repeat is withdrawn then, `count` and `bytes` corrected and `onDropped` told, so the counts
+   * are exact once the spool is finished (before, they may include repeats not yet checked).
    */
-  add(key: Uint8Array, size: number, exp: number, la: number, dests?: Int32Array, destCount = 0, destOffset = 0): boolean {
-    if (this.seen !== undefined && !this.seen.add(key)) return false
+  add(key: Uint8Array, size: number, exp: number, la: number, dests?: Int32Array, destCount = 0, destOffset = 0): void {
     const b = this.bucketOf(la)
     const nd = dests === undefined || destCount > MAX_RECORD_DESTS ? 0 : destCount
     const need = RECORD_FIXED + key.length + 2 * nd
     if (this.fill[b]! + need > WRITE_BUFFER) this.flushBucket(b)
     const buf = this.bufs[b]!
     let p = this.fill[b]!
+    if (this.seen !== undefined) {
+      const j = this.pending++
+      FingerprintSet.fingerprint(key, 0, key.length, this.pendingFp, 2 * j)
+      this.pendingBucket[j] = b
+      this.pendingAt[j] = p
+    }
     buf[p++] = key.length
     buf[p++] = nd
     if (key.length <= 32) {
@@ -163,11 +192,37 @@ export class KeySpool {
     this.fill[b] = p
     this.count++
     this.bytes += size
-    if (this.waiting > 0 && p >= EARLY_FLUSH) this.flushBucket(b)
-    return true
+    if (this.pending === DEDUPE_BATCH) this.settle()
+    if (this.waiting > 0 && this.fill[b]! >= EARLY_FLUSH) this.flushBucket(b)
+  }
+
+  /** Checks the pending records against the dedupe set and withdraws the repeats. */
+  private settle(): void {
+    const n = this.pending
+    if (n === 0) return
+    this.pending = 0
+    this.seen!.addAll(this.pendingFp, n, this.fresh)
+    // Last first: withdrawing a record moves only the records after it in its bucket, already seen to.
+    for (let j = n - 1; j >= 0; j--) if (this.fresh[j] === 0) this.withdraw(this.pendingBucket[j]!, this.pendingAt[j]!)
+  }
+
+  private withdraw(b: number, at: number): void {
+    const buf = this.bufs[b]!
+    const keyLen = buf[at]!
+    const nd = buf[at + 1]!
+    const size = buf.readUInt32LE(at + 2 + keyLen)
+    const dests: number[] = []
+    for (let k = 0, q = at + 2 + keyLen + 12; k < nd; k++, q += 2) dests.push(buf[q]! | (buf[q + 1]! << 8))
+    const len = RECORD_FIXED + keyLen + 2 * nd
+    buf.copyWithin(at, at + len, this.fill[b]!)
+    this.fill[b]! -= len
+    this.count--
+    this.bytes -= size
+    this.onDropped?.(size, dests)
   }
 
   private flushBucket(b: number): void {
+    this.settle()
     const n = this.fill[b]!
     if (n === 0) return
     try {
