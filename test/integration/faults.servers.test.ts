@@ -49,7 +49,7 @@ describe('faults: servers', () => {
     }
   }
 
-  it('a destination stalled by SIGSTOP for 3 s: timeouts fire, the job pauses on it, continues after SIGCONT, nothing lost or hung', async () => {
+  it('a destination stalled by SIGSTOP (3 s, and until the guard sees it down): timeouts fire, the job pauses on it, continues after SIGCONT, nothing lost or hung', async () => {
     // A ring: the faulty servers are destinations only (with a modulo placement every server is also a source).
     const pool = await startPool(3, { hash: 'php-memcached-libketama', clients: 'pool-aware' })
     pools.push(pool)
@@ -58,12 +58,21 @@ describe('faults: servers', () => {
     await setAll(await conns.get(src.address), keys.map((key, i) => ({ key, value: Buffer.from(`v${i}`), flags: i, ttl: 3600 })))
     const states: string[] = []
     let resumedAt = 0
-    setTimeout(() => {
-      stalled.pause()
-      setTimeout(() => {
+    let resume: NodeJS.Timeout | undefined
+    const resumeAfter = (ms: number): void => {
+      clearTimeout(resume)
+      resume = setTimeout(() => {
         stalled.resume()
         resumedAt = Date.now()
-      }, 3000)
+      }, ms)
+    }
+    // Stalled for at least 3 s and until the guard has seen it down (its stats time out after 2 s,
+    // polled every second: under load a fixed 3 s stall could end before a poll timed out).
+    let pausedAt = 0
+    setTimeout(() => {
+      stalled.pause()
+      pausedAt = Date.now()
+      resumeAfter(15_000)
     }, 300)
     const r = await within(
       45_000,
@@ -73,7 +82,9 @@ describe('faults: servers', () => {
           rate: 800,
           batchSize: 100,
           onEvent: (e) => {
-            if (e.type === 'guard' && e.health.address === stalled.address) states.push(e.health.state)
+            if (e.type !== 'guard' || e.health.address !== stalled.address) return
+            states.push(e.health.state)
+            if (e.health.state === 'down' && resumedAt === 0) resumeAfter(Math.max(0, pausedAt + 3000 - Date.now()))
           },
         }),
       ),
