@@ -106,6 +106,25 @@ describe('CopyJournal: write-ahead, binding, latest records', () => {
     again.close()
   })
 
+  it('the index knows which source item a copy holds (copiedAt), from appends and from a reopened journal; not for an intent or a forgotten copy', () => {
+    const file = copyJournalFile(root, 'pool-src', 's:1')
+    const j = CopyJournal.open(file, 'd1', undefined, { id: 'job-s', resume: false })
+    const k = Buffer.from('hot')
+    j.intent(k, 0, Buffer.from('18446744073709551000'))
+    assert.equal(j.index.copiedAt(k, 0, Buffer.from('18446744073709551000')), false, 'an unanswered write proves nothing')
+    j.append(k, 0, Buffer.from('18446744073709551000'), Buffer.from('7'))
+    assert.equal(j.index.copiedAt(k, 0, Buffer.from('18446744073709551000')), true)
+    assert.equal(j.index.copiedAt(k, 0, Buffer.from('18446744073709551001')), false, 'a newer source item (CAS past 2^53)')
+    assert.equal(j.index.copiedAt(k, 1, Buffer.from('18446744073709551000')), false, 'per destination')
+    j.close()
+    const again = CopyJournal.open(file, 'd1', undefined, { id: 'job-s', resume: true })
+    assert.equal(again.index.copiedAt(k, 0, Buffer.from('18446744073709551000')), true, 'rebuilt from the journal')
+    again.index.forget(k, 0)
+    assert.equal(again.index.copiedAt(k, 0, Buffer.from('18446744073709551000')), false)
+    again.close()
+    removeCopyJournal(file)
+  })
+
   it('a resumed job whose journal is missing, another job\'s, or for other destinations gets a fresh one with `lost` said', () => {
     const file = copyJournalFile(root, 'pool-lost', 's:1')
     const missing = CopyJournal.open(file, 'a', undefined, { id: 'job-1', resume: true })

@@ -7,7 +7,10 @@ import { murmur3_32 } from '../placement/hashes.js'
  * refreshed after its copy has several records: only the latest describes what the destination
  * holds, and the catch-up acts on that one alone.
  *
- * Open addressing over typed arrays: 20 bytes a slot, grown at 3/4 full (27–53 bytes a copy),
+ * It also keeps the source's CAS of the value copied (0 = unknown), so the follower's refresher
+ * can tell a copy that is already current (the catch-up re-copied it first) from a stale one.
+ *
+ * Open addressing over typed arrays: 28 bytes a slot, grown at 3/4 full (37–75 bytes a copy),
  * no object per key. A (key, destination) is a 64-bit fingerprint (two murmur3 hashes seeded
  * with the destination index): a false match needs a 64-bit collision.
  */
@@ -17,6 +20,8 @@ export class CopyIndex {
   private seqs: Uint32Array
   private casHi: Uint32Array
   private casLo: Uint32Array
+  private srcHi: Uint32Array
+  private srcLo: Uint32Array
   private used = 0
   private mask: number
 
@@ -29,28 +34,34 @@ export class CopyIndex {
     this.seqs = new Uint32Array(cap)
     this.casHi = new Uint32Array(cap)
     this.casLo = new Uint32Array(cap)
+    this.srcHi = new Uint32Array(cap)
+    this.srcLo = new Uint32Array(cap)
   }
 
   get size(): number {
     return this.used
   }
 
-  /** Records that journal record `seq` is now the latest for (key, target), with the destination CAS (digits; undefined or empty = unknown). */
-  set(key: Uint8Array, target: number, seq: number, destCas: Uint8Array | undefined): void {
+  /**
+   * Records that journal record `seq` is now the latest for (key, target), with the destination
+   * CAS and the source CAS of the value copied (digits; undefined or empty = unknown).
+   */
+  set(key: Uint8Array, target: number, seq: number, destCas: Uint8Array | undefined, sourceCas?: Uint8Array): void {
     const i = this.slot(key, target, true)
     this.seqs[i] = seq
-    let h = 0
-    let l = 0
-    if (destCas !== undefined) {
-      for (let j = 0; j < destCas.length; j++) {
-        l = l * 10 + (destCas[j]! - 48)
-        const carry = Math.floor(l / 4294967296)
-        l -= carry * 4294967296
-        h = (h * 10 + carry) % 4294967296
-      }
-    }
-    this.casHi[i] = h
-    this.casLo[i] = l
+    digits64(destCas, this.casHi, this.casLo, i)
+    digits64(sourceCas, this.srcHi, this.srcLo, i)
+  }
+
+  /** Whether memdrain's latest copy of (key, target) has a known destination CAS and was read from the source at `sourceCas` (digits). */
+  copiedAt(key: Uint8Array, target: number, sourceCas: Uint8Array): boolean {
+    const i = this.slot(key, target, false)
+    if (i < 0 || (this.casHi[i] === 0 && this.casLo[i] === 0)) return false
+    const h = this.srcHi[i]!
+    const l = this.srcLo[i]!
+    if (h === 0 && l === 0) return false
+    digits64(sourceCas, scratchHi, scratchLo, 0)
+    return scratchHi[0] === h && scratchLo[0] === l
   }
 
   /** The latest record's number for (key, target), -1 when none. */
@@ -84,6 +95,8 @@ export class CopyIndex {
     this.seqs[i] = 0xffffffff
     this.casHi[i] = 0
     this.casLo[i] = 0
+    this.srcHi[i] = 0
+    this.srcLo[i] = 0
   }
 
   private slot(key: Uint8Array, target: number, create: boolean): number {
@@ -107,7 +120,7 @@ export class CopyIndex {
   }
 
   private grow(): void {
-    const { hi, lo, seqs, casHi, casLo } = this
+    const { hi, lo, seqs, casHi, casLo, srcHi, srcLo } = this
     const cap = hi.length * 2
     this.mask = cap - 1
     this.hi = new Uint32Array(cap)
@@ -115,6 +128,8 @@ export class CopyIndex {
     this.seqs = new Uint32Array(cap)
     this.casHi = new Uint32Array(cap)
     this.casLo = new Uint32Array(cap)
+    this.srcHi = new Uint32Array(cap)
+    this.srcLo = new Uint32Array(cap)
     for (let j = 0; j < hi.length; j++) {
       if (hi[j] === 0) continue
       let i = (hi[j]! ^ Math.imul(lo[j]!, 0x9e3779b1)) & this.mask
@@ -124,6 +139,27 @@ export class CopyIndex {
       this.seqs[i] = seqs[j]!
       this.casHi[i] = casHi[j]!
       this.casLo[i] = casLo[j]!
+      this.srcHi[i] = srcHi[j]!
+      this.srcLo[i] = srcLo[j]!
     }
   }
+}
+
+const scratchHi = new Uint32Array(1)
+const scratchLo = new Uint32Array(1)
+
+/** A CAS in decimal digits (up to 2^64 - 1) into hi[i], lo[i]; 0 when undefined or empty. */
+function digits64(digits: Uint8Array | undefined, hi: Uint32Array, lo: Uint32Array, i: number): void {
+  let h = 0
+  let l = 0
+  if (digits !== undefined) {
+    for (let j = 0; j < digits.length; j++) {
+      l = l * 10 + (digits[j]! - 48)
+      const carry = Math.floor(l / 4294967296)
+      l -= carry * 4294967296
+      h = (h * 10 + carry) % 4294967296
+    }
+  }
+  hi[i] = h
+  lo[i] = l
 }

@@ -188,7 +188,7 @@ export class CopyJournal {
   /** Appends a record (`destCas` undefined: the destination already held the key). */
   append(key: Uint8Array, target: number, sourceCas: Uint8Array, destCas: Uint8Array | undefined): void {
     if (this.broken !== undefined) throw this.broken
-    this.index.set(key, target & ~INTENT, this.count, destCas)
+    this.index.set(key, target & ~INTENT, this.count, destCas, sourceCas)
     const need = 5 + key.length + sourceCas.length + (destCas?.length ?? 0)
     if (this.fill + need > WRITE_BUFFER) this.flush()
     const b = this.buf
@@ -277,7 +277,7 @@ function scan(fd: number, index: CopyIndex, onRecord: ((key: Buffer, target: num
     records += n
     for (let i = 0; i < n; i++) {
       const key = batch.key(i)
-      index.set(key, batch.target[i]!, batch.seq[i]!, batch.destCasKnown(i) ? batch.destCas(i) : undefined)
+      index.set(key, batch.target[i]!, batch.seq[i]!, batch.destCasKnown(i) ? batch.destCas(i) : undefined, batch.sourceCas(i))
       // An intent alone says "maybe": the rerun copies the key again (the add answers NS if it landed).
       if (onRecord !== undefined && !batch.intent[i]) onRecord(key, batch.target[i]!)
     }
