@@ -15,7 +15,7 @@
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startMemcached } from '../test/helpers/memcached.js'
-import { MetaConnection, MetaPayload, metadump, parseAddress } from '../src/core/protocol/index.js'
+import { MemcachedNode, MetaConnection, MetaPayload, parseAddress } from '../src/core/protocol/index.js'
 
 const { values: argv } = parseArgs({
   options: {
@@ -65,7 +65,7 @@ async function attempt(i: number): Promise<{ hung: boolean; dumps: number; expan
     })()
     while (Date.now() < until && !hung) {
       try {
-        await metadump(addr, { onEntry: () => undefined, mode: walk, expansionWaitMs: 0, idleTimeoutMs: 5000, retryDelayMs: 20 })
+        await new MemcachedNode(addr).dump({ onEntry: () => undefined, mode: walk, expansionWaitMs: 0, idleTimeoutMs: 5000, retryDelayMs: 20 })
         dumps++
       } catch (err) {
         hung = true

@@ -13,7 +13,7 @@
  */
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
-import { MetaConnection, MetaPayload, metadump, parseAddress, VA } from '../src/core/protocol/index.js'
+import { MemcachedNode, MetaConnection, MetaPayload, parseAddress, VA } from '../src/core/protocol/index.js'
 import { validatePool } from '../src/core/pool/validate.js'
 import { poolPlacement } from '../src/core/pool/placement.js'
 
@@ -121,7 +121,7 @@ async function rawPass(opts: RawMoveOptions): Promise<{ listed: number; moved: n
   }
   const workers = Array.from({ length: inFlight }, worker)
   try {
-    await metadump(parseAddress(opts.source), {
+    await new MemcachedNode(opts.source).dump({
       mode: 'all',
       expansionWaitMs: 0,
       onEntry: (e) => {

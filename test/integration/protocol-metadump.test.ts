@@ -8,11 +8,11 @@ import {
   MAX_BASE64_KEY_LENGTH,
   MetaConnection,
   MetaPayload,
-  metadump,
   uriDecodeInto,
   VA,
   type DumpEntry,
 } from '../../src/core/protocol/index.js'
+import { metadump } from '../../src/core/protocol/metadump.js'
 import { MemdrainError } from '../../src/core/errors.js'
 import { rejectsWithCode } from '../helpers/assert.js'
 import { fakeServer, rawCommand, startMemcached, type MemcachedServer } from '../helpers/memcached.js'

@@ -35,7 +35,7 @@ describe('MemcachedNode and NodeBatch', () => {
   before(async () => {
     server = await startMemcached({ itemSizeMax: '2m' })
     conn = await MetaConnection.connect(parseAddress(server.address))
-    node = new MemcachedNode(() => conn)
+    node = MemcachedNode.of(conn)
   })
   after(async () => {
     await conn?.close()
@@ -140,7 +140,7 @@ describe('MemcachedNode and NodeBatch', () => {
     assert.deepEqual(refused, { stored: false, reason: 'too-large' })
     assert.equal((await node.readForMove([other]))[0], undefined)
     // A node that was not asked its limits sends it, and memcached's refusal is an error.
-    const blind = new MemcachedNode(() => conn)
+    const blind = MemcachedNode.of(conn)
     await assert.rejects(blind.set([{ key: other, item: item(Buffer.alloc(itemSizeMax + 1, 0x61)) }]), /SERVER_ERROR|CLIENT_ERROR/)
     // The connection is still in step.
     assert.equal((await node.readForMove([longKey]))[0]?.value.length, largest)
@@ -228,6 +228,51 @@ describe('MemcachedNode and NodeBatch', () => {
       items.map((it) => it?.flags),
       keys.map((_, i) => i),
     )
+  })
+
+  it('dump: the hash walk and the LRU walk each list every key once with its metadata (expiry, CAS, size, fetched); a node without a connection of its own opens one', async () => {
+    // A server of its own: the dump must list exactly the keys written here.
+    const other = await startMemcached()
+    const own = new MemcachedNode(other.address) // no connection given: opens (and closes) its own
+    try {
+      const keys = Array.from({ length: 300 }, (_, i) => (i === 0 ? Buffer.from([0x00, 0x20, 0x0a, 0xff, 0x41]) : Buffer.from(`dump:${i}`)))
+      const written = await own.set(keys.map((k, i) => ({ key: k, item: item(`v${i}`.repeat(1 + (i % 7)), i % 2 === 0 ? 600 : -1, i) })))
+      const cas = written.map((r) => (r.stored ? r.cas : assert.fail('not stored')))
+      // Two keys fetched (an ordinary read sets fetch=yes; a read for a move does not count).
+      const read = new NodeBatch()
+      read.read(0, keys[1]!, 0, keys[1]!.length).read(1, keys[2]!, 0, keys[2]!.length)
+      await read.send(await own.connection(), () => undefined)
+      await own.readForMove([keys[3]!])
+      const now = Number((await own.stats()).get('time'))
+      const index = new Map(keys.map((k, i) => [k.toString('hex'), i]))
+      for (const mode of ['hash', 'all'] as const) {
+        const seen = new Map<number, { exp: number; cas: string; fetched: boolean; size: number; flags: number }>()
+        const walks: string[] = []
+        const r = await own.dump({ mode, onWalk: (m) => walks.push(m), onEntry: (e) => {
+          const i = index.get(e.key.toString('hex'))
+          assert.ok(i !== undefined, `unexpected key ${e.key.toString('hex')}`)
+          assert.ok(!seen.has(i), `key ${i} listed twice`)
+          seen.set(i, { exp: e.exp, cas: e.cas, fetched: e.fetched, size: e.size, flags: e.flags })
+        } })
+        assert.deepEqual(walks, [mode])
+        assert.equal(r.mode, mode)
+        assert.equal(r.entries, keys.length)
+        assert.equal(seen.size, keys.length)
+        assert.equal(r.distinctKeys, mode === 'hash')
+        for (const [i, e] of seen) {
+          if (i % 2 === 0) assert.ok(Math.abs(e.exp - (now + 600)) <= 2, `key ${i}: exp ${e.exp}, now ${now}`)
+          else assert.equal(e.exp, -1, `key ${i}`)
+          assert.equal(e.cas, cas[i], `key ${i}`)
+          assert.equal(e.fetched, i === 1 || i === 2, `key ${i}`)
+          // size is the whole item in memory: more than key and value.
+          assert.ok(e.size > keys[i]!.length + `v${i}`.length * (1 + (i % 7)), `key ${i}: size ${e.size}`)
+          assert.ok(e.flags === -1 || e.flags === i, `key ${i}: flags ${e.flags}`) // 1.6.18 prints none
+        }
+      }
+    } finally {
+      await own.close()
+      await other.stop()
+    }
   })
 
   it('flush: empties this node', async () => {

@@ -46,7 +46,7 @@ export class ServerNode {
   private meta: Promise<MetaConnection> | undefined
   private closed = false
   /** The moves' and repairs' operations, over the meta connection (protocol/node.ts). */
-  private readonly node = new MemcachedNode(() => this.metaConnection())
+  private readonly node: MemcachedNode
 
   constructor(
     address: string,
@@ -55,6 +55,7 @@ export class ServerNode {
     private readonly opts: NodeOptions,
   ) {
     this.address = address
+    this.node = new MemcachedNode({ host, port }, () => this.metaConnection())
   }
 
   // ---- data path (memjs) ----

@@ -2,7 +2,7 @@ import { statfsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { JOB_DEFAULTS } from '../defaults.js'
-import { DEFAULT_ITEM_SIZE_MAX, flushNode, MetaConnection, metadump, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
+import { DEFAULT_ITEM_SIZE_MAX, flushNode, MemcachedNode, MetaConnection, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { KeyBatch } from './key-batch.js'
 import { KeySpool, SPOOL_RECORD_MAX, type SpoolOrder } from './spool.js'
@@ -367,6 +367,8 @@ class SourceJob {
   private readonly keys: TokenBucket
   private readonly bytes: TokenBucket
   private source: MetaConnection | undefined
+  /** The same source as a node (its dump); the batches go over `source`. */
+  private sourceNode: MemcachedNode | undefined
   // One connection per target per worker keeps each worker's replies in its own FIFO.
   private readonly targetConns: MetaConnection[] = []
   private targets: TransferTarget[] = []
@@ -392,6 +394,7 @@ class SourceJob {
   async prepare(): Promise<Pass | undefined> {
     this.emit({ type: 'phase', source: this.opts.source, phase: 'connect', pass: 0 })
     this.source = await connectChecked(this.opts.source, 'source')
+    this.sourceNode = MemcachedNode.of(this.source)
     try {
       await this.connectTargets()
     } catch (err) {
@@ -619,7 +622,7 @@ class SourceJob {
       }
       signal.addEventListener('abort', stopDump, { once: true })
       if (signal.aborted) stopDump()
-      const dump = await metadump(parseAddress(opts.source), { onEntry, onWalk, signal: dumpAbort.signal, mode: walk })
+      const dump = await this.sourceNode!.dump({ onEntry, onWalk, signal: dumpAbort.signal, mode: walk })
         .catch((err: unknown) => {
           if (dumpAbort.signal.aborted) return undefined
           throw err

@@ -1,4 +1,4 @@
-import { keyEncoding, metadump, parseAddress } from '../protocol/index.js'
+import { keyEncoding, MemcachedNode } from '../protocol/index.js'
 import type { CopyJournal } from './copy-journal.js'
 
 /**
@@ -30,7 +30,7 @@ export async function adoptPossibleCopies(opts: {
 }): Promise<AdoptResult> {
   let adopted = 0
   for (let t = 0; t < opts.targets.length; t++) {
-    await metadump(parseAddress(opts.targets[t]!), {
+    await new MemcachedNode(opts.targets[t]!).dump({
       ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
       onEntry: (e) => {
         if (keyEncoding(e.key) === 'unaddressable' || !opts.handedOver(e.key, t)) return

@@ -1,4 +1,4 @@
-import { NodeBatch, metadump, parseAddress, keyEncoding } from '../protocol/index.js'
+import { MemcachedNode, NodeBatch, keyEncoding } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import { KeyBatch } from '../engine/key-batch.js'
 import { KeySpool } from '../engine/spool.js'
@@ -29,7 +29,7 @@ export async function deleteUnownedKeys(opts: {
   const spool = KeySpool.create({ root: opts.spoolDir, order: 'dump', serverNow: 0, label: `unowned-${opts.source}` })
   try {
     // 1. Spool the keys to delete as the dump streams.
-    await metadump(parseAddress(opts.source), {
+    await new MemcachedNode(opts.source).dump({
       ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
       onEntry: (e) => {
         if (!opts.owns(e.key) && keyEncoding(e.key) !== 'unaddressable') spool.add(e.key, e.size, e.exp, e.la)

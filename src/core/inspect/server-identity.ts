@@ -77,7 +77,7 @@ async function probe(address: string): Promise<Probe | undefined> {
 async function confirm(group: Probe[]): Promise<[Probe, Probe][]> {
   const token = randomBytes(8).toString('hex')
   const keyOf = (i: number): Buffer => Buffer.from(`memdrain:identity:${token}:${i}`)
-  const nodes = group.map((p) => new MemcachedNode(() => p.conn))
+  const nodes = group.map((p) => MemcachedNode.of(p.conn))
   const written = new Set<number>()
   const pairs: [Probe, Probe][] = []
   try {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import type { Pool } from '../pool/model.js'
-import { formatAddress, keyEncoding, metadump, NodeBatch, parseAddress, HD, type MetaConnection } from '../protocol/index.js'
+import { formatAddress, keyEncoding, MemcachedNode, NodeBatch, parseAddress, HD, type MetaConnection } from '../protocol/index.js'
 import { connectChecked, jobKnobs, prepareSourceJob, refuseWithoutRoom, type EngineEvent, type JobKnobs } from '../engine/engine.js'
 import { FingerprintCasMap } from '../engine/fingerprint-cas-map.js'
 import { KeyBatch } from '../engine/key-batch.js'
@@ -337,7 +337,7 @@ async function reconnect(passive: string, signal: AbortSignal | undefined): Prom
 async function deleteGone(opts: MirrorOptions, map: FingerprintCasMap, active: MetaConnection, passive: MetaConnection): Promise<number> {
   const spool = KeySpool.create({ root: opts.spoolDir, order: 'dump', serverNow: 0, label: `${opts.passive}-gone` })
   try {
-    await metadump(parseAddress(opts.passive), {
+    await MemcachedNode.of(passive).dump({
       onEntry: (e) => {
         if (!map.seen(e.key) && keyEncoding(e.key) !== 'unaddressable') spool.add(e.key, e.size, e.exp, e.la)
       },

@@ -223,10 +223,11 @@ export class MetaConnection {
 
   private constructor(
     private readonly socket: Socket,
-    private readonly addr: ServerAddress,
+    /** The server this connection talks to (a node's dump opens connections of its own to it). */
+    readonly address: ServerAddress,
     opts: MetaConnectionOptions,
   ) {
-    this.server = formatAddress(addr)
+    this.server = formatAddress(address)
     this.requestTimeoutMs = opts.requestTimeoutMs ?? META_CONNECTION_DEFAULTS.requestTimeoutMs
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 30_000)
@@ -282,7 +283,7 @@ export class MetaConnection {
     } catch (err) {
       // memcached -S ignores (or drops) text commands; it answers a binary SASL request.
       const silent = isServerError(err, 'SERVER_TIMEOUT') || (isServerError(err, 'CONNECTION_CLOSED') && this.lastErrorLine === undefined)
-      if (silent && (await probeBinarySasl(this.addr))) throw saslOnly(this.server)
+      if (silent && (await probeBinarySasl(this.address))) throw saslOnly(this.server)
       if (isServerError(err, 'SERVER_TIMEOUT')) {
         throw notMemcached(this.server, `no answer to "version" within ${this.requestTimeoutMs} ms (a hung or paused memcached looks the same)`)
       }

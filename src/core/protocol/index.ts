@@ -29,7 +29,7 @@ export {
   writeKeyToken,
   type KeyEncoding,
 } from './keys.js'
-export { metadump, METADUMP_DEFAULTS, type DumpEntry, type MetadumpOptions, type MetadumpResult } from './metadump.js'
+export { METADUMP_DEFAULTS, type DumpEntry, type MetadumpOptions, type MetadumpResult } from './metadump.js'
 export { MetaPayload, writeInt, type MetaVerb } from './payload.js'
 export { expiryToken, ITEM_HEADROOM, RELATIVE_TTL_LIMIT, valueFits } from './ttl.js'
 export {

@@ -1,14 +1,15 @@
-import { EN, EX, HD, NF, NS, VA, statusName, type MetaConnection, type MetaReply } from './connection.js'
+import { formatAddress, parseAddress, type ServerAddress } from './address.js'
+import { EN, EX, HD, NF, NS, VA, statusName, MetaConnection, type MetaReply } from './connection.js'
 import { ExitCode, MemdrainError } from '../errors.js'
+import { metadump, type MetadumpOptions, type MetadumpResult } from './metadump.js'
 import { MetaPayload } from './payload.js'
 import { expiryToken, valueFits } from './ttl.js'
 
 /**
- * A memcached node as memdrain's data paths use it: the few operations they need (read for a
- * move, add, set, set-if-CAS, delete-if-CAS, delete, presence, limits, flush), batch-shaped so
- * that every caller pipelines, and the only place outside the connection that writes meta
- * commands or reads their flags. The enumeration is `metadump()`, `stats` is
- * `MetaConnection.stats()`.
+ * A memcached node as memdrain's data paths use it: the few operations they need (dump, read for
+ * a move, add, set, set-if-CAS, delete-if-CAS, delete, presence, limits, stats, flush),
+ * batch-shaped so that every caller pipelines, and the only door to a node outside protocol/:
+ * nothing else writes meta commands, reads their flags or asks for a dump.
  *
  * Two levels:
  * - `NodeBatch`: a reusable builder of one pipelined batch. Every operation carries an id (the
@@ -16,8 +17,10 @@ import { expiryToken, valueFits } from './ttl.js'
  *   with `itemTtl` / `itemFlags` / `itemCas` / `copyItemCas`. Keys (and values) are given as a
  *   range of a buffer, so the engine's hot path passes its packed keys and the value straight
  *   from the source's receive buffer: no per-key string, object or closure.
- * - `MemcachedNode`: the same operations on arrays of keys or items, for callers that handle a
- *   few keys at a time (the application library's moves and read repair).
+ * - `MemcachedNode`: the node itself: `dump` (the enumeration, streamed, one reused entry per
+ *   key) and the same operations on arrays of keys or items, for callers that handle a few keys
+ *   at a time (the application library's moves and read repair). A `NodeBatch` is sent on a
+ *   node's `connection()`.
  *
  * Rules that hold for every writer: the TTL rule (`expiryToken`: the remaining TTL a copy gets,
  * relative up to 30 days, else absolute on the destination's clock) is applied here from the
@@ -294,10 +297,50 @@ const SET_CAS = storeMode('set', true)
  * answer these operations expect (an error line) rejects the call with what the node said.
  */
 export class MemcachedNode {
+  readonly address: ServerAddress
+  /** `host:port`, for messages. */
+  readonly server: string
+  /** The connection the operations (and a caller's `NodeBatch`) are sent on. */
+  readonly connection: () => MetaConnection | Promise<MetaConnection>
   /** Set by `limits()`: until then a store is not checked against the node's item_size_max. */
   private known: NodeLimits | undefined
+  /** The connection this node opened itself (none was given): `close()` closes it. */
+  private own: Promise<MetaConnection> | undefined
 
-  constructor(private readonly connection: () => MetaConnection | Promise<MetaConnection>) {}
+  /**
+   * The node at `address`. `connection` is the caller's connection to it (the caller opens it,
+   * e.g. lazily, and closes it); without one the node opens its own on first use and `close()`
+   * closes it. A node is one small object: wrap a connection in one wherever it is needed.
+   */
+  constructor(address: ServerAddress | string, connection?: () => MetaConnection | Promise<MetaConnection>) {
+    this.address = typeof address === 'string' ? parseAddress(address) : address
+    this.server = formatAddress(this.address)
+    this.connection = connection ?? (() => (this.own ??= this.openOwn()))
+  }
+
+  /** The node behind an open connection (which stays the caller's to close). */
+  static of(conn: MetaConnection): MemcachedNode {
+    return new MemcachedNode(conn.address, () => conn)
+  }
+
+  /**
+   * Lists every item with `lru_crawler metadump` (a hash walk, else the LRU walk), calling
+   * `options.onEntry` synchronously per item with ONE reused entry whose key is a view of a
+   * scratch buffer (copy or spool it before returning: nothing is allocated per key). Runs on
+   * connections of its own (a dump occupies one until END), so it may overlap the node's other
+   * operations. A live walk, not a snapshot; retries, errors and `distinctKeys` as in metadump.ts.
+   */
+  dump(options: MetadumpOptions): Promise<MetadumpResult> {
+    return metadump(this.address, options)
+  }
+
+  /** Closes the connection the node opened itself, if any (a caller's connection is left open). */
+  async close(): Promise<void> {
+    const own = this.own
+    this.own = undefined
+    const conn = await own?.catch(() => undefined)
+    await conn?.close().catch(() => undefined)
+  }
 
   /** `stats` and `stats settings`: the node's item_size_max and clock, remembered for the stores. */
   async limits(): Promise<NodeLimits> {
@@ -390,6 +433,13 @@ export class MemcachedNode {
       return true
     })
     return out
+  }
+
+  private openOwn(): Promise<MetaConnection> {
+    return MetaConnection.connect(this.address).catch((err: unknown) => {
+      this.own = undefined // the next operation tries again
+      throw err
+    })
   }
 
   /** Sends the queued batch (if any); `accept` returns false for a reply that is no expected answer. */
