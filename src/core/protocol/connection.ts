@@ -359,11 +359,20 @@ export class MetaConnection {
     const head = this.queue[this.qHead]
     if (head === undefined || this.isClosed) return
     const idle = Date.now() - this.lastProgress
-    if (idle >= this.requestTimeoutMs) {
-      this.fail(timedOut(this.server, head.what, this.requestTimeoutMs))
-    } else {
+    if (idle < this.requestTimeoutMs) {
       this.timer = setTimeout(this.onTimer, this.requestTimeoutMs - idle)
+      return
     }
+    // Timers run before the loop reads its sockets: after a stall of this process (GC, a busy
+    // CPU) the reply may already be waiting. Decide after this turn's reads (setImmediate runs
+    // after the poll phase), so only a server that really sent nothing times out.
+    const progress = this.lastProgress
+    setImmediate(() => {
+      const pending = this.queue[this.qHead]
+      if (this.isClosed || pending === undefined || this.timer !== undefined) return
+      if (this.lastProgress !== progress) this.armTimer()
+      else this.fail(timedOut(this.server, pending.what, this.requestTimeoutMs))
+    })
   }
 
   /** Fails the connection: every pending request rejects with `err` and the socket is destroyed. */
