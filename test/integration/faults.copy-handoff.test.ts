@@ -12,6 +12,7 @@ import { poolPlacement } from '../../src/core/pool/placement.js'
 import { MetaPayload, VA, type MetaConnection } from '../../src/core/protocol/index.js'
 import { startMemcached, type MemcachedServer } from '../helpers/memcached.js'
 import { REPO_ROOT } from '../helpers/cli.js'
+import { makeReadOnly, undoReadOnly } from '../helpers/read-only.js'
 import { Conns, drainOptions, keysOf, setAll, startPool, type TestPool } from './drain.fixtures.js'
 import { readPool, rebalanceOptions } from './rebalance.fixtures.js'
 
@@ -521,31 +522,54 @@ describe('faults of the copy hand-off with an application writing and deleting: 
     })
   }
 
-  for (const job of ['drain', 'rebalance'] as const) {
-    it(`${job}: the pool file is edited while the switch command runs: the catch-up runs anyway, the missing record is said (RECORD_UNSAVED)`, async () => {
+  for (const [job, how] of [
+    ['drain', 'edited'],
+    ['rebalance', 'edited'],
+    ['drain', 'read-only'],
+    ['rebalance', 'read-only'],
+  ] as const) {
+    it(`${job}: the pool file is ${how === 'edited' ? 'edited' : 'made read-only (for root too: a read-only bind mount)'} while the switch command runs: the catch-up runs anyway, the missing record is said (RECORD_UNSAVED)`, async (t) => {
       const { app, owner, pool, run } = await setupJob(job, 3000)
+      let readOnly: string | undefined
       app.start()
+      let caughtUp = false
       try {
         await assert.rejects(
           run({
             handoff: 'copy',
             threshold: 0.9,
+            onEvent: (e) => {
+              if (e.type === 'catch-up' && e.phase === 'done') caughtUp = true
+            },
             waitForSwitch: async () => {
               await app.switchNow()
-              appendFileSync(pool.file, '\n') // someone edits the pool file meanwhile
+              if (how === 'edited') appendFileSync(pool.file, '\n') // someone edits the pool file meanwhile
+              else {
+                try {
+                  readOnly = makeReadOnly(pool.file)
+                } catch (err) {
+                  throw new Error(`SKIP: neither a read-only bind mount nor chattr +i works here (${(err as Error).message})`)
+                }
+              }
             },
           }),
           (err: MemdrainError) => {
+            if (err.message.startsWith('SKIP: ')) return true
             assert.equal(err.code, 'RECORD_UNSAVED', err.message)
             assert.match(err.message, /switched and caught up/)
+            // The save really failed for the reason the test made: not some other error.
+            assert.match(err.message, how === 'edited' ? /changed by someone else/ : /EBUSY|EROFS|EPERM|read-only/)
             return true
           },
         )
+        if (how === 'read-only' && readOnly === undefined) return t.skip('no way to make a file read-only for root on this machine (mount --bind, chattr +i)')
+        assert.ok(caughtUp, 'the catch-up ran to its end in the same process')
         await sleep(200)
       } finally {
+        if (readOnly !== undefined) undoReadOnly(pool.file)
         await app.stop()
       }
-      assertClean(await app.check(owner), app, `${job}, pool store failing after the switch`)
+      assertClean(await app.check(owner), app, `${job}, pool file ${how} during the switch`)
     })
   }
 
