@@ -20,7 +20,7 @@ import type { HandoffEvent } from '../engine/events.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, removeCopyJournal } from './copy-journal.js'
 import { CopyFollow } from './copy-follow.js'
-import { takeSwitchMarks } from './switch-marks.js'
+import { prepareSwitchMarks } from './switch-marks.js'
 import { adoptPossibleCopies } from './adopt-copies.js'
 import { deleteUnownedKeys } from './unowned-keys.js'
 import { deleteCopies } from './stale-copies.js'
@@ -897,10 +897,15 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
             throw saveFailed(err)
           }
           emit({ type: 'switch', phase: 'waiting' })
+          const marker = await prepareSwitchMarks(targets)
           const waitStarted = performance.now()
           try {
             await opts.waitForSwitch!({ sources, removed: leaving, destinations: targets })
+            // From here a destination write is the applications' newest: marked, so the refresher and
+            // the catch-up keep it instead of deleting a key changed on both sides (switch-marks.ts).
+            switchMarks = await marker.take()
           } catch (err) {
+            await marker.close()
             if (maybeSwitched(err)) {
               // Some applications may read the new owners already: bring the copies up to date before exiting.
               await catchUpAll(false)
@@ -908,10 +913,8 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
             await persist().catch(() => undefined)
             throw err
           }
+          await marker.close()
           switchWaitMs = performance.now() - waitStarted
-          // From here a destination write is the applications' newest: marked, so the refresher and
-          // the catch-up keep it instead of deleting a key changed on both sides (switch-marks.ts).
-          switchMarks = await takeSwitchMarks(targets)
           for (const f of follows.values()) f.setSwitchMarks(switchMarks)
           record = { ...record, phase: 'switched', switchedAt: new Date().toISOString() }
           emit({ type: 'switch', phase: 'done' })
