@@ -9,6 +9,7 @@ import { poolPlacement } from '../../src/core/pool/placement.js'
 import { MetaConnection, MetaPayload, parseAddress } from '../../src/core/protocol/index.js'
 import { fakeServer, hasIPv6Loopback, startMemcached, type FakeServer, type MemcachedServer, type StartOptions } from '../helpers/memcached.js'
 import { REPO_ROOT, runCli, type CliRun } from '../helpers/cli.js'
+import { makeReadOnly, undoReadOnly } from '../helpers/read-only.js'
 import { getAll } from '../integration/drain.fixtures.js'
 import { copyJournalFile } from '../../src/core/handoff/copy-journal.js'
 
@@ -80,26 +81,6 @@ async function items(address: string): Promise<number> {
 
 function servers(...list: { address: string }[]): { address: string }[] {
   return list.map((s) => ({ address: s.address }))
-}
-
-/** A directory made read-only for root too: a read-only bind mount, else the immutable attribute. */
-function makeReadOnly(dir: string): 'mount' | 'chattr' {
-  try {
-    execFileSync('mount', ['--bind', dir, dir], { stdio: 'ignore' })
-    execFileSync('mount', ['-o', 'remount,ro,bind', dir], { stdio: 'ignore' })
-    return 'mount'
-  } catch {
-    execFileSync('chattr', ['+i', dir], { stdio: 'ignore' })
-    return 'chattr'
-  }
-}
-
-function undoReadOnly(dir: string): void {
-  try {
-    execFileSync('umount', [dir], { stdio: 'ignore' })
-  } catch {
-    execFileSync('chattr', ['-i', dir], { stdio: 'ignore' })
-  }
 }
 
 const CASES: Case[] = [

@@ -1,3 +1,4 @@
+import { writtenAfterSwitch } from './switch-marks.js'
 import { ERR, EX, expiring, HD, itemCas, itemFlags, itemTtl, keyEncoding, NF, NodeBatch, readLimits, storeMode, VA, valueFits, type MetaConnection, type MetaReply, type NodeLimits } from '../protocol/index.js'
 import { connectChecked } from '../engine/engine.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
@@ -61,6 +62,12 @@ export interface CatchUpOptions {
    * rule: a key without it may have been deleted by an application since the switch).
    */
   invalidateFirst?: boolean | undefined
+  /**
+   * Per destination, when the switch was done in this process: the CAS above which an item was
+   * written after it (switch-marks.ts). A copy changed on both sides whose destination write came
+   * after the switch is the application's newer write: kept, not deleted.
+   */
+  switchMarks?: readonly (bigint | undefined)[] | undefined
   /** Called once the invalidating pass is done (invalidateFirst), before the re-copy pass. */
   onInvalidated?: ((r: CatchUpResult) => void | Promise<void>) | undefined
 }
@@ -124,7 +131,7 @@ export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
     const pass = async (phase: Phase | undefined): Promise<void> => {
       const reader = opts.journal.reader(opts.upTo, opts.from)
       const worker = async (): Promise<void> => {
-        const w = new CatchUpBatch(source, conns, limits, batchSize, result, opts.journal, opts.keepUnknown === true, phase)
+        const w = new CatchUpBatch(source, conns, limits, batchSize, result, opts.journal, opts.keepUnknown === true, phase, opts.switchMarks)
         while (!opts.signal?.aborted) {
           const n = reader.next(w.batch)
           if (n === 0) return
@@ -171,6 +178,8 @@ class CatchUpBatch {
   private readonly readCas: (Buffer | undefined)[]
   /** The record describing memdrain's write of each key in flight: its re-copy's intent, or the record read. */
   private readonly ownSeq: Float64Array
+  /** 1: the re-copy met EX, someone else wrote the destination since memdrain's copy. */
+  private readonly replacedAt: Uint8Array
 
   constructor(
     private readonly source: MetaConnection,
@@ -181,7 +190,9 @@ class CatchUpBatch {
     private readonly journal: CopyJournal,
     private readonly keepUnknown: boolean,
     private readonly phase: Phase | undefined,
+    private readonly switchMarks: readonly (bigint | undefined)[] | undefined,
   ) {
+    this.replacedAt = new Uint8Array(capacity)
     this.readCas = new Array<Buffer | undefined>(capacity)
     this.ownSeq = new Float64Array(capacity)
     this.batch = new JournalBatch(capacity)
@@ -211,6 +222,7 @@ class CatchUpBatch {
     const src = this.sourceBatch
     const probe = this.phase?.kind === 'probe'
     this.targetUsed.fill(0)
+    this.replacedAt.fill(0)
     let toRead = 0
     const unknown: number[] = []
     for (let i = 0; i < batch.count; i++) {
@@ -267,7 +279,8 @@ class CatchUpBatch {
       }
     }
 
-    // Phase 3: delete the copies both sides changed.
+    // Phase 3: delete the copies both sides changed (but an application's write made after the switch).
+    if (this.switchMarks !== undefined) await this.keepWrittenAfterSwitch(this.switchMarks)
     let next = 0
     for (let i = 0; i < batch.count; i++) {
       if (this.state[i] !== INVALIDATE_NEXT) continue
@@ -275,7 +288,8 @@ class CatchUpBatch {
       this.queueDelete(i, false)
       next++
     }
-    if (next > 0) await this.sendToTargets(this.onTarget)
+    // (keepWrittenAfterSwitch may have queued deletes by CAS as well.)
+    if (next > 0 || this.targetUsed.includes(1)) await this.sendToTargets(this.onTarget)
 
     for (let i = 0; i < batch.count; i++) {
       const s = this.state[i]
@@ -363,6 +377,43 @@ class CatchUpBatch {
       const t = batch.target[i]!
       this.targetBatches[t]!.deleteIfCas(i, batch.buf, batch.keyStart[i]!, batch.keyEnd[i]!, d.cas)
       this.targetUsed[t] = 1
+    }
+  }
+
+  /**
+   * Copies changed on both sides (the re-copy met EX): read the destination's CAS; a write made
+   * after the switch (above the mark) is the application's and stays, what is older is deleted by
+   * the CAS just read (a write landing meanwhile stays too), an absent key is left absent.
+   */
+  private async keepWrittenAfterSwitch(marks: readonly (bigint | undefined)[]): Promise<void> {
+    const { batch } = this
+    const cas = new Map<number, string>()
+    const asked: number[] = []
+    this.targetUsed.fill(0)
+    for (let i = 0; i < batch.count; i++) {
+      if (this.state[i] !== INVALIDATE_NEXT || this.replacedAt[i] !== 1 || marks[batch.target[i]!] === undefined) continue
+      const t = batch.target[i]!
+      this.targetBatches[t]!.readCas(i, batch.buf, batch.keyStart[i]!, batch.keyEnd[i]!)
+      this.targetUsed[t] = 1
+      asked.push(i)
+    }
+    if (asked.length === 0) return
+    await this.sendToTargets((t, r) => {
+      const i = r.opaque
+      if (i < 0 || i >= batch.count || batch.target[i] !== t || (r.status !== HD && r.status !== VA)) return
+      const c = itemCas(r)
+      if (c !== undefined) cas.set(i, c.toString('latin1'))
+    })
+    for (const i of asked) {
+      if (this.targetError[batch.target[i]!] === 1) continue // left to the delete below
+      const c = cas.get(i)
+      if (c === undefined || writtenAfterSwitch(c, marks[batch.target[i]!])) {
+        this.state[i] = SUPERSEDED
+        continue
+      }
+      this.state[i] = INVALIDATE
+      this.targetBatches[batch.target[i]!]!.deleteIfCas(i, batch.buf, batch.keyStart[i]!, batch.keyEnd[i]!, c)
+      this.targetUsed[batch.target[i]!] = 1
     }
   }
 
@@ -465,7 +516,10 @@ class CatchUpBatch {
       // unless the writer was memdrain's own refresher (a newer record of the key): then it is current.
       if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== this.ownSeq[i]) this.state[i] = NOT_LATEST
       else if (r.status === NF) this.state[i] = SUPERSEDED
-      else this.state[i] = INVALIDATE_NEXT
+      else {
+        this.state[i] = INVALIDATE_NEXT
+        if (r.status === EX) this.replacedAt[i] = 1
+      }
       if (r.status !== EX && r.status !== NF) this.sample(batch.key(i), `${this.conns[t]!.server}: ${r.line()}`)
     } else if (s === DROP_IF_OURS || s === INVALIDATE) {
       if (r.status === EX && this.journal.index.latest(batch.key(i), t) !== this.ownSeq[i]) this.state[i] = NOT_LATEST

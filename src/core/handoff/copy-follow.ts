@@ -73,6 +73,11 @@ export class CopyFollow {
     return this.refresher?.stats
   }
 
+  /** The switch is done (see switch-marks.ts). */
+  setSwitchMarks(marks: readonly (bigint | undefined)[]): void {
+    this.refresher?.setSwitchMarks(marks)
+  }
+
   /** Refreshes what is pending now. */
   async settle(): Promise<void> {
     await this.refresher?.settle()

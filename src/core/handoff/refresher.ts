@@ -5,6 +5,8 @@ import type { SourceFollower } from '../engine/follower.js'
 import { TokenBucket } from '../engine/throttle.js'
 import type { RouteFn } from '../engine/transfer.js'
 import type { CopyJournal } from './copy-journal.js'
+import { writtenAfterSwitch } from './switch-marks.js'
+import { UNKNOWN_SOURCE_CAS } from './adopt-copies.js'
 
 /**
  * The copy hand-off's follower at work: a key the source stores (or deletes) after memdrain
@@ -102,6 +104,8 @@ export class Refresher {
   private readonly scratch: Int32Array
 
   private readonly ownShare: TokenBucket | undefined
+  /** Per destination, once the switch is done: the CAS above which an item was written after it (see switch-marks.ts). */
+  private switchMarks: readonly (bigint | undefined)[] | undefined
 
   constructor(private readonly opts: RefresherOptions) {
     this.ownShare = opts.throttle !== undefined && opts.throttle.rate > 0 ? new TokenBucket(Math.max(1, opts.throttle.rate / 2)) : undefined
@@ -127,6 +131,11 @@ export class Refresher {
       if (keys.length === 0 && due.length === 0) return
       await this.exclusive(() => this.refresh(keys.map((key): Deferred => ({ key, at: 0, unknownOnce: true, exOnce: true })).concat(due.map((d) => ({ ...d, unknownOnce: true, exOnce: true })))))
     }
+  }
+
+  /** The switch is done: a copy replaced at a destination after `marks` is the application's newer write, kept. */
+  setSwitchMarks(marks: readonly (bigint | undefined)[]): void {
+    this.switchMarks = marks
   }
 
   /** Stops the refresher and its follower. */
@@ -261,6 +270,11 @@ export class Refresher {
       if (r === EX && index.latest(key, op.t) !== op.seq) return undefined
       // EX while the catch-up's answer for the same key may still be on its way: look again shortly.
       if (r === EX && op.kind === MS && work[op.i]!.exOnce !== true) {
+        // Not stored: the destination holds no write of memdrain's newer than the copy the refresh
+        // was sent over (op.cas), so that copy is journaled again as the latest, of a source version
+        // now unknown. Left as the refresh's intent (unknown CAS), the next look would take the
+        // key's item for a write of memdrain's still in flight and delete it whatever its age.
+        if (index.latest(key, op.t) === op.seq) journal.append(key, op.t, UNKNOWN_SOURCE_CAS, Buffer.from(op.cas!, 'latin1'))
         this.defer(key, 20, true)
         return undefined
       }
@@ -280,10 +294,20 @@ export class Refresher {
       return undefined
     })
     if (replaced.length > 0) {
-      // Someone else wrote the destination after memdrain's copy: which value is newer is unknowable; a miss is safe.
-      const again = replaced.map((op): Op => ({ i: op.i, t: op.t, seq: op.seq, kind: MD_ANY, cas: undefined, srcCas: undefined }))
-      await this.send(again, work, (op) => {
-        this.stats.invalidated++
+      // Someone else wrote the destination after memdrain's copy: which value is newer is unknowable
+      // (a miss is safe), unless that write came after the switch was done (switch-marks.ts): then
+      // it is the application's, newer than anything at the source, and stays. What was written
+      // before the mark is deleted by the CAS just read, so a write landing meanwhile stays too.
+      const marks = this.switchMarks
+      const destCas = marks === undefined ? [] : await this.readDestCas(replaced, work)
+      const again: Op[] = []
+      replaced.forEach((op, o) => {
+        if (marks === undefined || marks[op.t] === undefined) again.push({ i: op.i, t: op.t, seq: op.seq, kind: MD_ANY, cas: undefined, srcCas: undefined })
+        else if (destCas[o] === undefined || writtenAfterSwitch(destCas[o], marks[op.t])) forgetIfLatest(op)
+        else again.push({ i: op.i, t: op.t, seq: op.seq, kind: MD_OURS, cas: destCas[o], srcCas: undefined })
+      })
+      await this.send(again, work, (op, r) => {
+        if (op.kind === MD_ANY || r === 0) this.stats.invalidated++
         forgetIfLatest(op)
         return undefined
       })
@@ -343,6 +367,29 @@ export class Refresher {
       if (onDone(op, status[o]!) === 'replaced') replaced.push(op)
     })
     return replaced
+  }
+
+  /** Each op's key's CAS at its destination now (undefined: absent). */
+  private async readDestCas(ops: readonly Op[], work: readonly Deferred[]): Promise<(string | undefined)[]> {
+    const out = new Array<string | undefined>(ops.length).fill(undefined)
+    const batches = this.opts.targets.map(() => new NodeBatch())
+    const used = new Uint8Array(this.opts.targets.length)
+    ops.forEach((op, o) => {
+      const key = work[op.i]!.key
+      batches[op.t]!.readCas(o, key, 0, key.length)
+      used[op.t] = 1
+    })
+    await Promise.all(
+      this.opts.targets.map(async (_a, t) => {
+        if (used[t] === 0) return
+        await batches[t]!.send(this.conns[t]!, (r) => {
+          const o = r.opaque
+          if (o < 0 || o >= ops.length || ops[o]!.t !== t || (r.status !== HD && r.status !== VA)) return
+          out[o] = itemCas(r)?.toString('latin1')
+        })
+      }),
+    )
+    return out
   }
 
   private defer(key: Buffer, afterMs = RETRY_MS, exOnce = false): void {

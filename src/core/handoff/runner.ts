@@ -20,6 +20,7 @@ import type { HandoffEvent } from '../engine/events.js'
 import { runCatchUp, type CatchUpResult } from './catch-up.js'
 import { CopyJournal, copyJournalFile, removeCopyJournal } from './copy-journal.js'
 import { CopyFollow } from './copy-follow.js'
+import { prepareSwitchMarks } from './switch-marks.js'
 import { adoptPossibleCopies } from './adopt-copies.js'
 import { deleteUnownedKeys } from './unowned-keys.js'
 import { deleteCopies } from './stale-copies.js'
@@ -782,6 +783,8 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
     let staleFailed = 0
     const deltas = new Map<string, CatchUpResult>()
     let recordUnsaved: string | undefined
+    /** Set once the switch command returned in this process (not on a resume after the switch). */
+    let switchMarks: (bigint | undefined)[] | undefined
     let followed: HandoffOutcome['followed']
     const followedStats = (): HandoffOutcome['followed'] => {
       if (follows.size === 0) return undefined
@@ -850,6 +853,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
                 keepUnknown: !final,
                 // Applications may read the new owners now: copies of keys deleted at the source go first.
                 invalidateFirst: true,
+                switchMarks: final ? switchMarks : undefined,
                 onProgress: (c) => {
                   progress.set(s, c)
                   emit({ type: 'catch-up', phase: 'progress', checked: sum(progress, 'checked'), total: totalRecords, caughtUp: sum(progress, 'caughtUp'), invalidated: sum(progress, 'invalidated') })
@@ -893,10 +897,15 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
             throw saveFailed(err)
           }
           emit({ type: 'switch', phase: 'waiting' })
+          const marker = await prepareSwitchMarks(targets)
           const waitStarted = performance.now()
           try {
             await opts.waitForSwitch!({ sources, removed: leaving, destinations: targets })
+            // From here a destination write is the applications' newest: marked, so the refresher and
+            // the catch-up keep it instead of deleting a key changed on both sides (switch-marks.ts).
+            switchMarks = await marker.take()
           } catch (err) {
+            await marker.close()
             if (maybeSwitched(err)) {
               // Some applications may read the new owners already: bring the copies up to date before exiting.
               await catchUpAll(false)
@@ -904,7 +913,9 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
             await persist().catch(() => undefined)
             throw err
           }
+          await marker.close()
           switchWaitMs = performance.now() - waitStarted
+          for (const f of follows.values()) f.setSwitchMarks(switchMarks)
           record = { ...record, phase: 'switched', switchedAt: new Date().toISOString() }
           emit({ type: 'switch', phase: 'done' })
           await persist().catch((err: unknown) => {
