@@ -31,7 +31,7 @@ export async function prepareSwitchMarks(targets: readonly string[]): Promise<Sw
         conns.map(async (conn) => {
           if (conn === undefined || conn.closed) return undefined
           try {
-            const node = new MemcachedNode(() => conn)
+            const node = MemcachedNode.of(conn)
             const [stored] = await node.set([{ key, item: { value: Buffer.from('1'), flags: 0, ttl: 60 } }])
             await node.delete([key])
             return stored?.stored === true ? BigInt(stored.cas) : undefined
