@@ -164,28 +164,27 @@ export class NodeBatch {
 
   /** `mg <key> v f t c u q O<id>`: the item with all a copy needs, without bumping the source's LRU. */
   readForMove(id: number, keys: Uint8Array, keyStart: number, keyEnd: number): this {
-    this.payload.commandAt('mg', keys, keyStart, keyEnd).encodedFlags(READ_FOR_MOVE).flag('O', id).end()
-    this.ops++
-    return this
+    return this.get(READ_FOR_MOVE, id, keys, keyStart, keyEnd)
   }
 
   /** `mg <key> v f t c q O<id>`: the item as it is now (an ordinary read). */
   read(id: number, keys: Uint8Array, keyStart: number, keyEnd: number): this {
-    this.payload.commandAt('mg', keys, keyStart, keyEnd).encodedFlags(READ).flag('O', id).end()
-    this.ops++
-    return this
+    return this.get(READ, id, keys, keyStart, keyEnd)
   }
 
   /** `mg <key> c q O<id>`: HD with the item's CAS, no value (silent when the key is not there). */
   readCas(id: number, keys: Uint8Array, keyStart: number, keyEnd: number): this {
-    this.payload.commandAt('mg', keys, keyStart, keyEnd).encodedFlags(READ_CAS).flag('O', id).end()
-    this.ops++
-    return this
+    return this.get(READ_CAS, id, keys, keyStart, keyEnd)
   }
 
   /** `mg <key> u q O<id>`: HD if the node holds the key. */
   present(id: number, keys: Uint8Array, keyStart: number, keyEnd: number): this {
-    this.payload.commandAt('mg', keys, keyStart, keyEnd).encodedFlags(PRESENT).flag('O', id).end()
+    return this.get(PRESENT, id, keys, keyStart, keyEnd)
+  }
+
+  /** `mg <key><flags> O<id>`: the one shape of every read above. */
+  private get(flags: Buffer, id: number, keys: Uint8Array, keyStart: number, keyEnd: number): this {
+    this.payload.commandAt('mg', keys, keyStart, keyEnd).encodedFlags(flags).flag('O', id).end()
     this.ops++
     return this
   }
