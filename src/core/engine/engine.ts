@@ -723,11 +723,14 @@ class SourceJob {
   }
 }
 
+/** Items per bucket of the source's hash table (NaN when its stats do not say). */
+function itemsPerBucket(stats: Map<string, string>): number {
+  return Number(stats.get('curr_items')) / 2 ** Number(stats.get('hash_power_level'))
+}
+
 /** Whether the source's hash table is expanding, or due to (memcached expands past 1.5 items a bucket). */
 function hashTableBusy(stats: Map<string, string>): boolean {
-  const power = Number(stats.get('hash_power_level'))
-  const items = Number(stats.get('curr_items'))
-  return stats.get('hash_is_expanding') === '1' || (Number.isFinite(power) && Number.isFinite(items) && items > 1.5 * 2 ** power)
+  return stats.get('hash_is_expanding') === '1' || itemsPerBucket(stats) > 1.5
 }
 
 /**
@@ -737,9 +740,7 @@ function hashTableBusy(stats: Map<string, string>): boolean {
  * spool's dedupe (~0.5 µs a key here). Below a quarter of an item per bucket the LRU walk wins.
  */
 function hashTableSparse(stats: Map<string, string>): boolean {
-  const power = Number(stats.get('hash_power_level'))
-  const items = Number(stats.get('curr_items'))
-  return Number.isFinite(power) && Number.isFinite(items) && items * 4 < 2 ** power
+  return itemsPerBucket(stats) < 0.25
 }
 
 /**
