@@ -52,8 +52,6 @@ export interface RefreshStats {
   invalidated: number
   /** Keys whose event came before (or without) any copy. */
   notCopied: number
-  /** Copies already current when their event came (the catch-up had re-copied them). */
-  current: number
   failed: number
   /** Time from a batch being taken to its last answer, ms (last, max). */
   lastBatchMs: number
@@ -92,7 +90,7 @@ interface Deferred {
 }
 
 export class Refresher {
-  readonly stats: RefreshStats = { refreshed: 0, invalidated: 0, notCopied: 0, current: 0, failed: 0, lastBatchMs: 0 }
+  readonly stats: RefreshStats = { refreshed: 0, invalidated: 0, notCopied: 0, failed: 0, lastBatchMs: 0 }
   private source: MetaConnection | undefined
   private readonly conns: (MetaConnection | undefined)[]
   private clockOffset: number[] = []
@@ -247,10 +245,7 @@ export class Refresher {
           const tooLate = expiring(ttl) || !valueFits(r.valueEnd - r.valueStart, this.itemSizeMax[p.t]!) || c === undefined
           // The copy already holds this very source item (the catch-up re-copied it before the
           // watch line arrived): nothing to refresh, and writing it again would count it twice.
-          if (!tooLate && c !== undefined && index.copiedAt(work[i]!.key, p.t, c)) {
-            this.stats.current++
-            continue
-          }
+          if (!tooLate && c !== undefined && index.copiedAt(work[i]!.key, p.t, c)) continue
           const seq = index.latest(work[i]!.key, p.t)
           if (tooLate) ops.push({ i, t: p.t, seq, kind: MD_OURS, cas: p.cas, srcCas: undefined })
           else ops.push({ i, t: p.t, seq, kind: MS, cas: p.cas, srcCas: Buffer.from(c), value: Buffer.from(r.value!), flags: itemFlags(r), ttl })
