@@ -167,6 +167,31 @@ describe('metadump', () => {
     }
   })
 
+  it('accept sees every key first; only the keys it takes reach onEntry, with every field', async () => {
+    const full = await dumpAll(s)
+    const asked = new Set<string>()
+    const taken = new Map<string, Omit<DumpEntry, 'key'>>()
+    // Every other key by its last byte: keys of each encoding (text, UTF-8, base64) on both sides.
+    const wanted = (key: Buffer): boolean => key[key.length - 1]! % 2 === 0
+    const r = await metadump(s, {
+      accept: (key) => {
+        asked.add(hex(key))
+        return wanted(key)
+      },
+      onEntry: (e) => {
+        const { key, ...rest } = e
+        assert.ok(wanted(key), `onEntry got ${hex(key)}, which accept refused`)
+        taken.set(hex(key), { ...rest, cas: e.cas })
+      },
+    })
+    assert.equal(r.entries, written.size) // refused lines are counted too
+    assert.deepEqual([...asked].sort(), [...written.keys()].sort())
+    const expected = [...full].filter(([k]) => wanted(Buffer.from(k, 'hex')))
+    assert.ok(expected.length > 0 && expected.length < written.size)
+    assert.equal(taken.size, expected.length)
+    for (const [k, e] of expected) assert.deepEqual(taken.get(k), e, `fields of ${k}`)
+  })
+
   it('passes one reused entry object per call (documented)', async () => {
     const objects = new Set<DumpEntry>()
     const r = await metadump(s, { onEntry: (e) => objects.add(e), mode: 'all' })

@@ -589,14 +589,20 @@ class SourceJob {
       if (walk === 'all') listFirstWalk()
       const known = n > 1 && this.firstPassClean ? this.firstListing : undefined
       let entries = 0
-      const onEntry = (e: DumpEntry): void => {
+      // Destinations of the key accept() took (routeScratch[0, k)), for its onEntry.
+      let k = 0
+      // Each key alone first: the rest of its line is read only when this takes it (most of
+      // what a peer lists in a warm, for one, belongs elsewhere).
+      const accept = (key: Buffer): boolean => {
         if (entries++ === 0) opts.onListing?.(n, stream)
-        if (listing !== undefined) listing.add(e.key)
-        else if (known !== undefined && known.has(e.key)) return
+        if (listing !== undefined) listing.add(key)
+        else if (known !== undefined && known.has(key)) return false
+        k = opts.route(key, routeScratch, 0)
+        if (k === 0) return false
+        return !(checkHandled && handled.size > 0 && handled.has(key))
+      }
+      const onEntry = (e: DumpEntry): void => {
         if (e.exp !== -1 && e.exp <= serverNow) return
-        const k = opts.route(e.key, routeScratch, 0)
-        if (k === 0) return
-        if (checkHandled && handled.size > 0 && handled.has(e.key)) return
         if (opts.select !== undefined && !opts.select(e)) return
         spool.add(e.key, e.size, e.exp, e.la, routeScratch, k, 0)
         for (let j = 0; j < k; j++) {
@@ -622,7 +628,7 @@ class SourceJob {
       }
       signal.addEventListener('abort', stopDump, { once: true })
       if (signal.aborted) stopDump()
-      const dump = await this.sourceNode!.dump({ onEntry, onWalk, signal: dumpAbort.signal, mode: walk })
+      const dump = await this.sourceNode!.dump({ accept, onEntry, onWalk, signal: dumpAbort.signal, mode: walk })
         .catch((err: unknown) => {
           if (dumpAbort.signal.aborted) return undefined
           throw err
@@ -853,6 +859,8 @@ async function movePass(
       batchSize,
     )
     const stopped = (): boolean => signal.aborted
+    const handledFps = new Uint32Array(2 * batchSize)
+    const handledFresh = new Uint8Array(batchSize)
     while (!signal.aborted) {
       // Pause while the guard says a destination is under memory pressure it cannot shake off.
       while (guard.rateFactor() === 0 && !signal.aborted) {
@@ -872,12 +880,15 @@ async function movePass(
       await keys.take(n, signal)
       await bytes.take(batch.totalSize(), signal)
       await transfer.run(batch)
-      // Failed keys (destination full, down, erroring) stay unhandled: the next pass tries them again.
+      // Failed keys (destination full, down, erroring) stay unhandled: the next pass tries them
+      // again. The handled ones go into the set together (addAll: their cache misses overlap).
+      let h = 0
       for (let i = 0; i < batch.count; i++) {
-        if (opts.mode === 'copy' ? transfer.settled(i) : transfer.skippedKey(i)) handled.add(batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
+        if (opts.mode === 'copy' ? transfer.settled(i) : transfer.skippedKey(i)) FingerprintSet.fingerprint(batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!, handledFps, 2 * h++)
         const base = i * batch.maxChain
         for (let j = 0; j < batch.destCount[i]!; j++) doneByDestination[batch.dests[base + j]!]!++
       }
+      if (h > 0) handled.addAll(handledFps, h, handledFresh)
       done += n
       report(false)
     }

@@ -146,159 +146,165 @@ function javaStringHashDecoded(key: Uint8Array, cps: CodePointBuffer): number {
 // so md5word(s, g) (SPEC §0: digest bytes 4g..4g+3 read little-endian) is simply state word g.
 
 const MD5_TAIL = new Uint8Array(128)
+/** MD5_TAIL as little-endian words where the machine is little-endian (then no shifting needed). */
+const MD5_TAIL_WORDS = new Int32Array(MD5_TAIL.buffer)
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+/** The 16 message words of the block md5Block works on. */
+const X = new Int32Array(16)
 let s0 = 0
 let s1 = 0
 let s2 = 0
 let s3 = 0
 
-function md5Block(m: Uint8Array, o: number): void {
-  const x0 = m[o + 0]! | (m[o + 1]! << 8) | (m[o + 2]! << 16) | (m[o + 3]! << 24)
-  const x1 = m[o + 4]! | (m[o + 5]! << 8) | (m[o + 6]! << 16) | (m[o + 7]! << 24)
-  const x2 = m[o + 8]! | (m[o + 9]! << 8) | (m[o + 10]! << 16) | (m[o + 11]! << 24)
-  const x3 = m[o + 12]! | (m[o + 13]! << 8) | (m[o + 14]! << 16) | (m[o + 15]! << 24)
-  const x4 = m[o + 16]! | (m[o + 17]! << 8) | (m[o + 18]! << 16) | (m[o + 19]! << 24)
-  const x5 = m[o + 20]! | (m[o + 21]! << 8) | (m[o + 22]! << 16) | (m[o + 23]! << 24)
-  const x6 = m[o + 24]! | (m[o + 25]! << 8) | (m[o + 26]! << 16) | (m[o + 27]! << 24)
-  const x7 = m[o + 28]! | (m[o + 29]! << 8) | (m[o + 30]! << 16) | (m[o + 31]! << 24)
-  const x8 = m[o + 32]! | (m[o + 33]! << 8) | (m[o + 34]! << 16) | (m[o + 35]! << 24)
-  const x9 = m[o + 36]! | (m[o + 37]! << 8) | (m[o + 38]! << 16) | (m[o + 39]! << 24)
-  const x10 = m[o + 40]! | (m[o + 41]! << 8) | (m[o + 42]! << 16) | (m[o + 43]! << 24)
-  const x11 = m[o + 44]! | (m[o + 45]! << 8) | (m[o + 46]! << 16) | (m[o + 47]! << 24)
-  const x12 = m[o + 48]! | (m[o + 49]! << 8) | (m[o + 50]! << 16) | (m[o + 51]! << 24)
-  const x13 = m[o + 52]! | (m[o + 53]! << 8) | (m[o + 54]! << 16) | (m[o + 55]! << 24)
-  const x14 = m[o + 56]! | (m[o + 57]! << 8) | (m[o + 58]! << 16) | (m[o + 59]! << 24)
-  const x15 = m[o + 60]! | (m[o + 61]! << 8) | (m[o + 62]! << 16) | (m[o + 63]! << 24)
+/** One 64-byte block: its 16 little-endian words are w[at .. at + 16). */
+function md5Block(w: Int32Array, at: number): void {
+  const x0 = w[at]!
+  const x1 = w[at + 1]!
+  const x2 = w[at + 2]!
+  const x3 = w[at + 3]!
+  const x4 = w[at + 4]!
+  const x5 = w[at + 5]!
+  const x6 = w[at + 6]!
+  const x7 = w[at + 7]!
+  const x8 = w[at + 8]!
+  const x9 = w[at + 9]!
+  const x10 = w[at + 10]!
+  const x11 = w[at + 11]!
+  const x12 = w[at + 12]!
+  const x13 = w[at + 13]!
+  const x14 = w[at + 14]!
+  const x15 = w[at + 15]!
   let a = s0
   let b = s1
   let c = s2
   let d = s3
-  a = (a + (d ^ (b & (c ^ d))) + x0 + 0xd76aa478) | 0
+  a = (a + (d ^ (b & (c ^ d))) + x0 + (0xd76aa478 | 0)) | 0
   a = (((a << 7) | (a >>> 25)) + b) | 0
-  d = (d + (c ^ (a & (b ^ c))) + x1 + 0xe8c7b756) | 0
+  d = (d + (c ^ (a & (b ^ c))) + x1 + (0xe8c7b756 | 0)) | 0
   d = (((d << 12) | (d >>> 20)) + a) | 0
   c = (c + (b ^ (d & (a ^ b))) + x2 + 0x242070db) | 0
   c = (((c << 17) | (c >>> 15)) + d) | 0
-  b = (b + (a ^ (c & (d ^ a))) + x3 + 0xc1bdceee) | 0
+  b = (b + (a ^ (c & (d ^ a))) + x3 + (0xc1bdceee | 0)) | 0
   b = (((b << 22) | (b >>> 10)) + c) | 0
-  a = (a + (d ^ (b & (c ^ d))) + x4 + 0xf57c0faf) | 0
+  a = (a + (d ^ (b & (c ^ d))) + x4 + (0xf57c0faf | 0)) | 0
   a = (((a << 7) | (a >>> 25)) + b) | 0
   d = (d + (c ^ (a & (b ^ c))) + x5 + 0x4787c62a) | 0
   d = (((d << 12) | (d >>> 20)) + a) | 0
-  c = (c + (b ^ (d & (a ^ b))) + x6 + 0xa8304613) | 0
+  c = (c + (b ^ (d & (a ^ b))) + x6 + (0xa8304613 | 0)) | 0
   c = (((c << 17) | (c >>> 15)) + d) | 0
-  b = (b + (a ^ (c & (d ^ a))) + x7 + 0xfd469501) | 0
+  b = (b + (a ^ (c & (d ^ a))) + x7 + (0xfd469501 | 0)) | 0
   b = (((b << 22) | (b >>> 10)) + c) | 0
   a = (a + (d ^ (b & (c ^ d))) + x8 + 0x698098d8) | 0
   a = (((a << 7) | (a >>> 25)) + b) | 0
-  d = (d + (c ^ (a & (b ^ c))) + x9 + 0x8b44f7af) | 0
+  d = (d + (c ^ (a & (b ^ c))) + x9 + (0x8b44f7af | 0)) | 0
   d = (((d << 12) | (d >>> 20)) + a) | 0
-  c = (c + (b ^ (d & (a ^ b))) + x10 + 0xffff5bb1) | 0
+  c = (c + (b ^ (d & (a ^ b))) + x10 + (0xffff5bb1 | 0)) | 0
   c = (((c << 17) | (c >>> 15)) + d) | 0
-  b = (b + (a ^ (c & (d ^ a))) + x11 + 0x895cd7be) | 0
+  b = (b + (a ^ (c & (d ^ a))) + x11 + (0x895cd7be | 0)) | 0
   b = (((b << 22) | (b >>> 10)) + c) | 0
   a = (a + (d ^ (b & (c ^ d))) + x12 + 0x6b901122) | 0
   a = (((a << 7) | (a >>> 25)) + b) | 0
-  d = (d + (c ^ (a & (b ^ c))) + x13 + 0xfd987193) | 0
+  d = (d + (c ^ (a & (b ^ c))) + x13 + (0xfd987193 | 0)) | 0
   d = (((d << 12) | (d >>> 20)) + a) | 0
-  c = (c + (b ^ (d & (a ^ b))) + x14 + 0xa679438e) | 0
+  c = (c + (b ^ (d & (a ^ b))) + x14 + (0xa679438e | 0)) | 0
   c = (((c << 17) | (c >>> 15)) + d) | 0
   b = (b + (a ^ (c & (d ^ a))) + x15 + 0x49b40821) | 0
   b = (((b << 22) | (b >>> 10)) + c) | 0
-  a = (a + (c ^ (d & (b ^ c))) + x1 + 0xf61e2562) | 0
+  a = (a + (c ^ (d & (b ^ c))) + x1 + (0xf61e2562 | 0)) | 0
   a = (((a << 5) | (a >>> 27)) + b) | 0
-  d = (d + (b ^ (c & (a ^ b))) + x6 + 0xc040b340) | 0
+  d = (d + (b ^ (c & (a ^ b))) + x6 + (0xc040b340 | 0)) | 0
   d = (((d << 9) | (d >>> 23)) + a) | 0
   c = (c + (a ^ (b & (d ^ a))) + x11 + 0x265e5a51) | 0
   c = (((c << 14) | (c >>> 18)) + d) | 0
-  b = (b + (d ^ (a & (c ^ d))) + x0 + 0xe9b6c7aa) | 0
+  b = (b + (d ^ (a & (c ^ d))) + x0 + (0xe9b6c7aa | 0)) | 0
   b = (((b << 20) | (b >>> 12)) + c) | 0
-  a = (a + (c ^ (d & (b ^ c))) + x5 + 0xd62f105d) | 0
+  a = (a + (c ^ (d & (b ^ c))) + x5 + (0xd62f105d | 0)) | 0
   a = (((a << 5) | (a >>> 27)) + b) | 0
   d = (d + (b ^ (c & (a ^ b))) + x10 + 0x02441453) | 0
   d = (((d << 9) | (d >>> 23)) + a) | 0
-  c = (c + (a ^ (b & (d ^ a))) + x15 + 0xd8a1e681) | 0
+  c = (c + (a ^ (b & (d ^ a))) + x15 + (0xd8a1e681 | 0)) | 0
   c = (((c << 14) | (c >>> 18)) + d) | 0
-  b = (b + (d ^ (a & (c ^ d))) + x4 + 0xe7d3fbc8) | 0
+  b = (b + (d ^ (a & (c ^ d))) + x4 + (0xe7d3fbc8 | 0)) | 0
   b = (((b << 20) | (b >>> 12)) + c) | 0
   a = (a + (c ^ (d & (b ^ c))) + x9 + 0x21e1cde6) | 0
   a = (((a << 5) | (a >>> 27)) + b) | 0
-  d = (d + (b ^ (c & (a ^ b))) + x14 + 0xc33707d6) | 0
+  d = (d + (b ^ (c & (a ^ b))) + x14 + (0xc33707d6 | 0)) | 0
   d = (((d << 9) | (d >>> 23)) + a) | 0
-  c = (c + (a ^ (b & (d ^ a))) + x3 + 0xf4d50d87) | 0
+  c = (c + (a ^ (b & (d ^ a))) + x3 + (0xf4d50d87 | 0)) | 0
   c = (((c << 14) | (c >>> 18)) + d) | 0
   b = (b + (d ^ (a & (c ^ d))) + x8 + 0x455a14ed) | 0
   b = (((b << 20) | (b >>> 12)) + c) | 0
-  a = (a + (c ^ (d & (b ^ c))) + x13 + 0xa9e3e905) | 0
+  a = (a + (c ^ (d & (b ^ c))) + x13 + (0xa9e3e905 | 0)) | 0
   a = (((a << 5) | (a >>> 27)) + b) | 0
-  d = (d + (b ^ (c & (a ^ b))) + x2 + 0xfcefa3f8) | 0
+  d = (d + (b ^ (c & (a ^ b))) + x2 + (0xfcefa3f8 | 0)) | 0
   d = (((d << 9) | (d >>> 23)) + a) | 0
   c = (c + (a ^ (b & (d ^ a))) + x7 + 0x676f02d9) | 0
   c = (((c << 14) | (c >>> 18)) + d) | 0
-  b = (b + (d ^ (a & (c ^ d))) + x12 + 0x8d2a4c8a) | 0
+  b = (b + (d ^ (a & (c ^ d))) + x12 + (0x8d2a4c8a | 0)) | 0
   b = (((b << 20) | (b >>> 12)) + c) | 0
-  a = (a + (b ^ c ^ d) + x5 + 0xfffa3942) | 0
+  a = (a + (b ^ c ^ d) + x5 + (0xfffa3942 | 0)) | 0
   a = (((a << 4) | (a >>> 28)) + b) | 0
-  d = (d + (a ^ b ^ c) + x8 + 0x8771f681) | 0
+  d = (d + (a ^ b ^ c) + x8 + (0x8771f681 | 0)) | 0
   d = (((d << 11) | (d >>> 21)) + a) | 0
   c = (c + (d ^ a ^ b) + x11 + 0x6d9d6122) | 0
   c = (((c << 16) | (c >>> 16)) + d) | 0
-  b = (b + (c ^ d ^ a) + x14 + 0xfde5380c) | 0
+  b = (b + (c ^ d ^ a) + x14 + (0xfde5380c | 0)) | 0
   b = (((b << 23) | (b >>> 9)) + c) | 0
-  a = (a + (b ^ c ^ d) + x1 + 0xa4beea44) | 0
+  a = (a + (b ^ c ^ d) + x1 + (0xa4beea44 | 0)) | 0
   a = (((a << 4) | (a >>> 28)) + b) | 0
   d = (d + (a ^ b ^ c) + x4 + 0x4bdecfa9) | 0
   d = (((d << 11) | (d >>> 21)) + a) | 0
-  c = (c + (d ^ a ^ b) + x7 + 0xf6bb4b60) | 0
+  c = (c + (d ^ a ^ b) + x7 + (0xf6bb4b60 | 0)) | 0
   c = (((c << 16) | (c >>> 16)) + d) | 0
-  b = (b + (c ^ d ^ a) + x10 + 0xbebfbc70) | 0
+  b = (b + (c ^ d ^ a) + x10 + (0xbebfbc70 | 0)) | 0
   b = (((b << 23) | (b >>> 9)) + c) | 0
   a = (a + (b ^ c ^ d) + x13 + 0x289b7ec6) | 0
   a = (((a << 4) | (a >>> 28)) + b) | 0
-  d = (d + (a ^ b ^ c) + x0 + 0xeaa127fa) | 0
+  d = (d + (a ^ b ^ c) + x0 + (0xeaa127fa | 0)) | 0
   d = (((d << 11) | (d >>> 21)) + a) | 0
-  c = (c + (d ^ a ^ b) + x3 + 0xd4ef3085) | 0
+  c = (c + (d ^ a ^ b) + x3 + (0xd4ef3085 | 0)) | 0
   c = (((c << 16) | (c >>> 16)) + d) | 0
   b = (b + (c ^ d ^ a) + x6 + 0x04881d05) | 0
   b = (((b << 23) | (b >>> 9)) + c) | 0
-  a = (a + (b ^ c ^ d) + x9 + 0xd9d4d039) | 0
+  a = (a + (b ^ c ^ d) + x9 + (0xd9d4d039 | 0)) | 0
   a = (((a << 4) | (a >>> 28)) + b) | 0
-  d = (d + (a ^ b ^ c) + x12 + 0xe6db99e5) | 0
+  d = (d + (a ^ b ^ c) + x12 + (0xe6db99e5 | 0)) | 0
   d = (((d << 11) | (d >>> 21)) + a) | 0
   c = (c + (d ^ a ^ b) + x15 + 0x1fa27cf8) | 0
   c = (((c << 16) | (c >>> 16)) + d) | 0
-  b = (b + (c ^ d ^ a) + x2 + 0xc4ac5665) | 0
+  b = (b + (c ^ d ^ a) + x2 + (0xc4ac5665 | 0)) | 0
   b = (((b << 23) | (b >>> 9)) + c) | 0
-  a = (a + (c ^ (b | ~d)) + x0 + 0xf4292244) | 0
+  a = (a + (c ^ (b | ~d)) + x0 + (0xf4292244 | 0)) | 0
   a = (((a << 6) | (a >>> 26)) + b) | 0
   d = (d + (b ^ (a | ~c)) + x7 + 0x432aff97) | 0
   d = (((d << 10) | (d >>> 22)) + a) | 0
-  c = (c + (a ^ (d | ~b)) + x14 + 0xab9423a7) | 0
+  c = (c + (a ^ (d | ~b)) + x14 + (0xab9423a7 | 0)) | 0
   c = (((c << 15) | (c >>> 17)) + d) | 0
-  b = (b + (d ^ (c | ~a)) + x5 + 0xfc93a039) | 0
+  b = (b + (d ^ (c | ~a)) + x5 + (0xfc93a039 | 0)) | 0
   b = (((b << 21) | (b >>> 11)) + c) | 0
   a = (a + (c ^ (b | ~d)) + x12 + 0x655b59c3) | 0
   a = (((a << 6) | (a >>> 26)) + b) | 0
-  d = (d + (b ^ (a | ~c)) + x3 + 0x8f0ccc92) | 0
+  d = (d + (b ^ (a | ~c)) + x3 + (0x8f0ccc92 | 0)) | 0
   d = (((d << 10) | (d >>> 22)) + a) | 0
-  c = (c + (a ^ (d | ~b)) + x10 + 0xffeff47d) | 0
+  c = (c + (a ^ (d | ~b)) + x10 + (0xffeff47d | 0)) | 0
   c = (((c << 15) | (c >>> 17)) + d) | 0
-  b = (b + (d ^ (c | ~a)) + x1 + 0x85845dd1) | 0
+  b = (b + (d ^ (c | ~a)) + x1 + (0x85845dd1 | 0)) | 0
   b = (((b << 21) | (b >>> 11)) + c) | 0
   a = (a + (c ^ (b | ~d)) + x8 + 0x6fa87e4f) | 0
   a = (((a << 6) | (a >>> 26)) + b) | 0
-  d = (d + (b ^ (a | ~c)) + x15 + 0xfe2ce6e0) | 0
+  d = (d + (b ^ (a | ~c)) + x15 + (0xfe2ce6e0 | 0)) | 0
   d = (((d << 10) | (d >>> 22)) + a) | 0
-  c = (c + (a ^ (d | ~b)) + x6 + 0xa3014314) | 0
+  c = (c + (a ^ (d | ~b)) + x6 + (0xa3014314 | 0)) | 0
   c = (((c << 15) | (c >>> 17)) + d) | 0
   b = (b + (d ^ (c | ~a)) + x13 + 0x4e0811a1) | 0
   b = (((b << 21) | (b >>> 11)) + c) | 0
-  a = (a + (c ^ (b | ~d)) + x4 + 0xf7537e82) | 0
+  a = (a + (c ^ (b | ~d)) + x4 + (0xf7537e82 | 0)) | 0
   a = (((a << 6) | (a >>> 26)) + b) | 0
-  d = (d + (b ^ (a | ~c)) + x11 + 0xbd3af235) | 0
+  d = (d + (b ^ (a | ~c)) + x11 + (0xbd3af235 | 0)) | 0
   d = (((d << 10) | (d >>> 22)) + a) | 0
   c = (c + (a ^ (d | ~b)) + x2 + 0x2ad7d2bb) | 0
   c = (((c << 15) | (c >>> 17)) + d) | 0
-  b = (b + (d ^ (c | ~a)) + x9 + 0xeb86d391) | 0
+  b = (b + (d ^ (c | ~a)) + x9 + (0xeb86d391 | 0)) | 0
   b = (((b << 21) | (b >>> 11)) + c) | 0
 
   s0 = (s0 + a) | 0
@@ -315,15 +321,28 @@ function md5Core(data: Uint8Array, start: number, end: number): void {
   const len = end - start
   const fullEnd = start + (len - (len % 64))
   let o = start
-  for (; o < fullEnd; o += 64) md5Block(data, o)
+  for (; o < fullEnd; o += 64) {
+    for (let w = 0, p = o; w < 16; w++, p += 4) X[w] = data[p]! | (data[p + 1]! << 8) | (data[p + 2]! << 16) | (data[p + 3]! << 24)
+    md5Block(X, 0)
+  }
   const rem = end - o
   const tail = MD5_TAIL
+  const bitsLo = (len * 8) >>> 0
+  const bitsHi = Math.floor(len / 0x20000000) >>> 0
+  if (LITTLE_ENDIAN && rem < 56) {
+    // The usual key: one last block, its length words written whole.
+    MD5_TAIL_WORDS.fill(0, 0, 16)
+    for (let i = 0; i < rem; i++) tail[i] = data[o + i]!
+    tail[rem] = 0x80
+    MD5_TAIL_WORDS[14] = bitsLo
+    MD5_TAIL_WORDS[15] = bitsHi
+    md5Block(MD5_TAIL_WORDS, 0)
+    return
+  }
   for (let i = 0; i < rem; i++) tail[i] = data[o + i]!
   tail[rem] = 0x80
   const tailLen = rem < 56 ? 64 : 128
   tail.fill(0, rem + 1, tailLen - 8)
-  const bitsLo = (len * 8) >>> 0
-  const bitsHi = Math.floor(len / 0x20000000) >>> 0
   tail[tailLen - 8] = bitsLo
   tail[tailLen - 7] = bitsLo >>> 8
   tail[tailLen - 6] = bitsLo >>> 16
@@ -332,8 +351,14 @@ function md5Core(data: Uint8Array, start: number, end: number): void {
   tail[tailLen - 3] = bitsHi >>> 8
   tail[tailLen - 2] = bitsHi >>> 16
   tail[tailLen - 1] = bitsHi >>> 24
-  md5Block(tail, 0)
-  if (tailLen === 128) md5Block(tail, 64)
+  for (let t = 0; t < tailLen; t += 64) {
+    if (LITTLE_ENDIAN) {
+      md5Block(MD5_TAIL_WORDS, t / 4)
+      continue
+    }
+    for (let w = 0; w < 16; w++) X[w] = tail[t + 4 * w]! | (tail[t + 4 * w + 1]! << 8) | (tail[t + 4 * w + 2]! << 16) | (tail[t + 4 * w + 3]! << 24)
+    md5Block(X, 0)
+  }
 }
 
 /** md5word(data, 0): the first 4 digest bytes read little-endian (libmemcached / twemproxy / hashring "md5"). */

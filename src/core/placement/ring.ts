@@ -16,9 +16,27 @@ export class Ring {
   /** owners[i]: index (into the configured servers) of the server owning points[i]. */
   readonly owners: Uint32Array
 
+  /**
+   * index[b]: the first point whose top INDEX_BITS bits are >= b (index[2^bits] = points.length).
+   * A lookup searches only between index[b] and index[b + 1] of its hash's bucket b: about one
+   * point instead of a binary search over all of them (a lookup per key listed by a dump).
+   */
+  private readonly index: Uint32Array
+  private readonly shift: number
+
   private constructor(points: Uint32Array, owners: Uint32Array) {
     this.points = points
     this.owners = owners
+    // About four buckets a point, between 2^8 and 2^16 buckets.
+    const bits = Math.min(16, Math.max(8, Math.ceil(Math.log2(points.length)) + 2))
+    this.shift = 32 - bits
+    const size = 2 ** bits
+    this.index = new Uint32Array(size + 1)
+    let p = 0
+    for (let b = 0; b <= size; b++) {
+      while (p < points.length && points[p]! >>> this.shift < b) p++
+      this.index[b] = p
+    }
   }
 
   /**
@@ -53,8 +71,9 @@ export class Ring {
   /** Index of the first point >= h (h a u32), or 0 when h is above every point. */
   lookup(h: number): number {
     const points = this.points
-    let lo = 0
-    let hi = points.length
+    const b = h >>> this.shift
+    let lo = this.index[b]!
+    let hi = this.index[b + 1]!
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
       if (points[mid]! < h) lo = mid + 1
@@ -69,8 +88,9 @@ export class Ring {
    */
   lookupFloor(h: number): number {
     const points = this.points
-    let lo = 0
-    let hi = points.length
+    const b = h >>> this.shift
+    let lo = this.index[b]!
+    let hi = this.index[b + 1]!
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
       if (points[mid]! <= h) lo = mid + 1
