@@ -4,7 +4,7 @@
  * the SPEC §0 lookup rule: the first point whose value is >= h, wrapping to the first point.
  */
 
-import { chainOut, clampChain, SeenSet } from './common.js'
+import { clampChain, SeenSet } from './common.js'
 import type { Placement, PlacementServer } from './types.js'
 
 /** Server index limit of the packed sort key (value × 2^21 + server stays below 2^53). */
@@ -151,23 +151,25 @@ export class RingPlacement implements Placement {
   }
 
   chain(key: Uint8Array, n: number, out?: number[]): number[] {
-    const res = chainOut(out)
+    // `out` is overwritten in place and cut only when its length changes: truncating an array
+    // is a runtime call, and a dump routes every key it lists through here.
+    const res = out ?? []
     const want = clampChain(n, this.single ? 1 : this.reachable)
-    if (want === 0) return res
-    if (this.single) {
-      res.push(0)
-      return res
+    let k = 0
+    if (want > 0 && this.single) res[k++] = 0
+    else if (want > 0) {
+      const owners = this.ring.owners
+      const len = owners.length
+      const seen = this.seen
+      seen.clear()
+      let p = this.startPoint(key)
+      for (let steps = 0; steps < len && k < want; steps++) {
+        const s = owners[p]!
+        if (seen.add(s)) res[k++] = s
+        if (++p === len) p = 0
+      }
     }
-    const owners = this.ring.owners
-    const len = owners.length
-    const seen = this.seen
-    seen.clear()
-    let p = this.startPoint(key)
-    for (let steps = 0; steps < len && res.length < want; steps++) {
-      const s = owners[p]!
-      if (seen.add(s)) res.push(s)
-      if (++p === len) p = 0
-    }
+    if (res.length !== k) res.length = k
     return res
   }
 }
