@@ -2,7 +2,7 @@ import { statfsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { JOB_DEFAULTS } from '../defaults.js'
-import { DEFAULT_ITEM_SIZE_MAX, flushNode, MemcachedNode, MetaConnection, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry } from '../protocol/index.js'
+import { DEFAULT_ITEM_SIZE_MAX, flushNode, MemcachedNode, MetaConnection, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry, type MetaConnectionOptions } from '../protocol/index.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { KeyBatch } from './key-batch.js'
 import { KeySpool, SPOOL_RECORD_MAX, type SpoolOrder } from './spool.js'
@@ -157,8 +157,8 @@ export interface SourceJobResult {
   sourceError?: MemdrainError | undefined
 }
 
-export async function connectChecked(address: string, role: string): Promise<MetaConnection> {
-  const conn = await MetaConnection.connect(parseAddress(address))
+export async function connectChecked(address: string, role: string, options?: MetaConnectionOptions): Promise<MetaConnection> {
+  const conn = await MetaConnection.connect(parseAddress(address), options)
   try {
     await conn.checkVersion(MIN_MEMCACHED_VERSION)
   } catch (err) {
@@ -345,6 +345,12 @@ interface Pass {
   deferredBefore: number
 }
 
+/**
+ * The transfer's connections: every reply is used inside its callback (values copied into the
+ * destinations' batches, CAS digits copied out), so reads can reuse one buffer (no garbage per read).
+ */
+const BATCH_CONNECTION: MetaConnectionOptions = { reuseReadBuffer: true }
+
 /** The least time between a pass that left source deletes to another mover and the next pass (ms). */
 const DEFER_WAIT_MS = 1000
 
@@ -393,7 +399,7 @@ class SourceJob {
    */
   async prepare(): Promise<Pass | undefined> {
     this.emit({ type: 'phase', source: this.opts.source, phase: 'connect', pass: 0 })
-    this.source = await connectChecked(this.opts.source, 'source')
+    this.source = await connectChecked(this.opts.source, 'source', BATCH_CONNECTION)
     this.sourceNode = MemcachedNode.of(this.source)
     try {
       await this.connectTargets()
@@ -458,7 +464,7 @@ class SourceJob {
 
   private async connectTargets(): Promise<void> {
     const { opts, guard, targetConns } = this
-    for (const t of opts.targets) targetConns.push(await connectChecked(t, 'destination'))
+    for (const t of opts.targets) targetConns.push(await connectChecked(t, 'destination', BATCH_CONNECTION))
     await guard.start()
     // A destination whose connection was lost (killed, stalled past the timeout, link reset) is
     // down until a new connection answers; keys for it fail meanwhile (a later pass retries them).
@@ -466,7 +472,7 @@ class SourceJob {
     const reconnect = (i: number): void => {
       if (this.closing || Date.now() - lastReconnect[i]! < 1000) return
       lastReconnect[i] = Date.now()
-      connectChecked(opts.targets[i]!, 'destination').then(
+      connectChecked(opts.targets[i]!, 'destination', BATCH_CONNECTION).then(
         (c) => {
           if (this.closing) void c.close()
           else targetConns[i] = c

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 import { formatAddress, type ServerAddress } from './address.js'
-import { authRequired, openSocket, probeBinarySasl, saslOnly } from './transport.js'
+import { authRequired, openSocket, probeBinarySasl, saslOnly, SocketReader, transportSettings } from './transport.js'
 import {
   closedLocally,
   connectionClosed,
@@ -168,12 +168,19 @@ export interface MetaConnectionOptions {
    * fails with SERVER_TIMEOUT and the connection is destroyed.
    */
   requestTimeoutMs?: number
+  /**
+   * Read into one buffer, reused read after read (see SocketReader): no garbage per read. Only
+   * for a connection whose every reply is used inside its callback (what MetaReply says: copy
+   * what you keep), as the engine's batches do: a view kept past it would change under the
+   * next read. Default false.
+   */
+  reuseReadBuffer?: boolean
 }
 
 export const META_CONNECTION_DEFAULTS = {
   connectTimeoutMs: 3000,
   requestTimeoutMs: 5000,
-} as const satisfies Required<MetaConnectionOptions>
+} as const satisfies Required<Omit<MetaConnectionOptions, 'reuseReadBuffer'>>
 
 const enum Kind {
   Line,
@@ -226,12 +233,14 @@ export class MetaConnection {
     /** The server this connection talks to (a node's dump opens connections of its own to it). */
     readonly address: ServerAddress,
     opts: MetaConnectionOptions,
+    reader: SocketReader | undefined,
   ) {
     this.server = formatAddress(address)
     this.requestTimeoutMs = opts.requestTimeoutMs ?? META_CONNECTION_DEFAULTS.requestTimeoutMs
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 30_000)
-    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    if (reader !== undefined) reader.onData = (chunk) => this.onData(chunk)
+    else socket.on('data', (chunk: Buffer) => this.onData(chunk))
     socket.on('error', (err) => {
       this.failure ??= connectionClosed(this.server, this.lastErrorLine, err)
     })
@@ -244,8 +253,9 @@ export class MetaConnection {
   }
 
   static async connect(addr: ServerAddress, opts: MetaConnectionOptions = {}): Promise<MetaConnection> {
-    const socket = await openSocket(addr, opts.connectTimeoutMs ?? META_CONNECTION_DEFAULTS.connectTimeoutMs)
-    return new MetaConnection(socket, addr, opts)
+    const reader = opts.reuseReadBuffer === true ? new SocketReader() : undefined
+    const socket = await openSocket(addr, opts.connectTimeoutMs ?? META_CONNECTION_DEFAULTS.connectTimeoutMs, transportSettings(), reader)
+    return new MetaConnection(socket, addr, opts, reader)
   }
 
   /** True once the socket is closed (by either side, a timeout or a protocol error). */

@@ -13,7 +13,7 @@ import {
 } from './errors.js'
 import { uriDecodeInto } from './keys.js'
 import { META_CONNECTION_DEFAULTS, MetaConnection } from './connection.js'
-import { openSocket } from './transport.js'
+import { openSocket, SocketReader, transportSettings } from './transport.js'
 
 /**
  * One item from `lru_crawler metadump`. The reader passes the SAME object for every entry and
@@ -219,7 +219,8 @@ async function dumpOnce(
   mode: 'hash' | 'all',
   opts: ResolvedOptions,
 ): Promise<Outcome> {
-  const socket = await openSocket(addr, opts.connectTimeoutMs)
+  const reader = new SocketReader()
+  const socket = await openSocket(addr, opts.connectTimeoutMs, transportSettings(), reader)
   return new Promise<Outcome>((resolve, reject) => {
     // The CAS is decoded only when asked for (the engine never asks): an own enumerable getter,
     // so a copy made with spread still has it.
@@ -281,7 +282,7 @@ async function dumpOnce(
 
     socket.on('error', (err) => finish(connectionClosed(server, undefined, err)))
     socket.on('close', () => finish(connectionClosed(server, undefined)))
-    socket.on('data', (chunk: Buffer) => {
+    reader.onData = (chunk: Buffer): void => {
       if (settled) return
       lastData = Date.now()
       try {
@@ -289,7 +290,7 @@ async function dumpOnce(
       } catch (err) {
         finish(err instanceof Error ? err : new Error(String(err)))
       }
-    })
+    }
     socket.setNoDelay(true)
     lastData = Date.now()
     idleTimer = setTimeout(onIdle, opts.idleTimeoutMs)

@@ -1,9 +1,9 @@
-import { connect as netConnect, isIP, type Socket } from 'node:net'
+import { connect as netConnect, isIP, type OnReadOpts, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import { readFileSync } from 'node:fs'
 import { ExitCode } from '../errors.js'
 import { formatAddress, type ServerAddress } from './address.js'
-import { ServerError, connectTimedOut, unreachable } from './errors.js'
+import { ServerError, connectTimedOut, protocolError, unreachable } from './errors.js'
 
 /**
  * How memdrain reaches a memcached server: plain TCP or TLS, and memcached's ASCII
@@ -151,13 +151,44 @@ export function probeBinarySasl(addr: ServerAddress, timeoutMs = 1000): Promise<
   })
 }
 
-/** Reads one "\r\n"-terminated line from a fresh socket (the auth reply), then hands the socket back clean. */
-function readLine(socket: Socket, server: string, timeoutMs: number): Promise<string> {
+/**
+ * Reads of a socket into one buffer, reused read after read (net's `onread`): no allocation per
+ * read, so nothing that only a garbage collection frees. A dump reads its whole listing, tens of
+ * megabytes, and with a fresh buffer per read the process holds what the last collection left
+ * (measured: +13 MB of peak RSS on a 1M-key drain once the per-key path allocated less). `onData`
+ * gets a view of what arrived, valid only during the call; set it once openSocket resolved.
+ */
+export class SocketReader {
+  onData: (chunk: Buffer) => void = () => undefined
+  private readonly buffer: Buffer
+
+  constructor(size = 64 * 1024) {
+    this.buffer = Buffer.allocUnsafe(size)
+  }
+
+  /** @internal the `onread` option of the connection. */
+  get onread(): OnReadOpts {
+    return {
+      buffer: this.buffer,
+      callback: (n: number) => {
+        this.onData(this.buffer.subarray(0, n))
+        return true
+      },
+    }
+  }
+}
+
+/**
+ * Reads one "\r\n"-terminated line from a fresh socket (the auth reply), then hands the socket
+ * back clean. With a reader, the line comes through it (the socket emits no 'data').
+ */
+function readLine(socket: Socket, server: string, timeoutMs: number, reader: SocketReader | undefined): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = ''
     const cleanup = (): void => {
       clearTimeout(timer)
-      socket.removeListener('data', onData)
+      if (reader !== undefined) reader.onData = () => undefined
+      else socket.removeListener('data', onData)
       socket.removeListener('error', onError)
       socket.removeListener('close', onClose)
     }
@@ -166,7 +197,12 @@ function readLine(socket: Socket, server: string, timeoutMs: number): Promise<st
       const nl = buf.indexOf('\n')
       if (nl < 0) return
       cleanup()
-      if (nl + 1 < buf.length) socket.unshift(Buffer.from(buf.slice(nl + 1), 'latin1'))
+      if (nl + 1 < buf.length) {
+        // memcached answers the version probe and the auth set with one line each, and nothing
+        // else was asked: more is not memcached.
+        if (reader !== undefined) return reject(protocolError(server, 'more than one line in reply to the authentication'))
+        socket.unshift(Buffer.from(buf.slice(nl + 1), 'latin1'))
+      }
       resolve(buf.slice(0, nl).replace(/\r$/, ''))
     }
     const onError = (err: Error): void => {
@@ -181,7 +217,8 @@ function readLine(socket: Socket, server: string, timeoutMs: number): Promise<st
       cleanup()
       reject(connectTimedOut(server, timeoutMs))
     }, timeoutMs)
-    socket.on('data', onData)
+    if (reader !== undefined) reader.onData = onData
+    else socket.on('data', onData)
     socket.once('error', onError)
     socket.once('close', onClose)
   })
@@ -189,13 +226,18 @@ function readLine(socket: Socket, server: string, timeoutMs: number): Promise<st
 
 /**
  * A connected (and, with credentials, authenticated) socket to `addr`, with no listeners left
- * on it. Fails with SERVER_UNREACHABLE, SERVER_TIMEOUT or AUTH_FAILED.
+ * on it. Fails with SERVER_UNREACHABLE, SERVER_TIMEOUT or AUTH_FAILED. With `reader`, what
+ * the socket receives goes to reader.onData (see SocketReader), never to 'data' listeners.
  */
-export async function openSocket(addr: ServerAddress, timeoutMs: number, settings: TransportSettings = transportSettings()): Promise<Socket> {
+export async function openSocket(addr: ServerAddress, timeoutMs: number, settings: TransportSettings = transportSettings(), reader?: SocketReader): Promise<Socket> {
   const server = formatAddress(addr)
   const socket = await new Promise<Socket>((resolve, reject) => {
     const tls = settings.tls
-    const s: Socket = tls !== undefined ? tlsConnect({ host: addr.host, port: addr.port, ...(isIP(addr.host) === 0 ? { servername: addr.host } : {}), ...tls }) : netConnect({ host: addr.host, port: addr.port })
+    const onread = reader === undefined ? {} : { onread: reader.onread }
+    const s: Socket =
+      tls !== undefined
+        ? tlsConnect({ host: addr.host, port: addr.port, ...(isIP(addr.host) === 0 ? { servername: addr.host } : {}), ...tls, ...onread })
+        : netConnect({ host: addr.host, port: addr.port, ...onread })
     const timer = setTimeout(() => {
       s.destroy()
       reject(connectTimedOut(server, timeoutMs))
@@ -228,7 +270,7 @@ export async function openSocket(addr: ServerAddress, timeoutMs: number, setting
   socket.write('version\r\n')
   let probe: string
   try {
-    probe = await readLine(socket, server, timeoutMs)
+    probe = await readLine(socket, server, timeoutMs, reader)
   } catch (err) {
     socket.destroy()
     throw err
@@ -241,7 +283,7 @@ export async function openSocket(addr: ServerAddress, timeoutMs: number, setting
   secret.fill(0)
   let reply: string
   try {
-    reply = await readLine(socket, server, timeoutMs)
+    reply = await readLine(socket, server, timeoutMs, reader)
   } catch (err) {
     socket.destroy()
     throw err
