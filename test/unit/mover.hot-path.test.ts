@@ -233,4 +233,23 @@ describe('MetaPayload hot-path builders', () => {
     fast.commandAt('mg', packed, 2, 2 + keys[0]!.length).end()
     assert.equal(fast.noop().takeReusing().toString('latin1'), 'mg user:42\r\nmn\r\n')
   })
+
+  it('copies values of every length byte for byte, from any offset of any kind of source', () => {
+    const bytes = Buffer.alloc(1000)
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 37 + 11) & 0xff
+    // A Buffer of the shared pool (byteOffset ≠ 0), a fresh one, a plain Uint8Array over an offset.
+    const pooled = Buffer.from(bytes.subarray(0, 400))
+    const sources: Uint8Array[] = [pooled, Buffer.concat([bytes]), new Uint8Array(bytes.buffer, bytes.byteOffset + 3, 900)]
+    const p = new MetaPayload(8) // grows (a new buffer, a new view) along the way
+    const expected: Buffer[] = []
+    for (const src of sources) {
+      for (let len = 0; len <= 300 && len <= src.length - 7; len++) {
+        const start = len % 7
+        p.command('ms', Buffer.from(`k${len}`)).size(len).endWithValue(src, start, start + len)
+        expected.push(Buffer.from(`ms k${len} ${len}\r\n`), Buffer.from(src.subarray(start, start + len)), Buffer.from('\r\n'))
+      }
+      // takeReusing keeps the buffer (and its view); take() starts a new one.
+      assert.deepEqual(src === pooled ? p.takeReusing() : p.take(), Buffer.concat(expected.splice(0)))
+    }
+  })
 })
