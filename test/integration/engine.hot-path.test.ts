@@ -60,6 +60,8 @@ describe('source job hot path', () => {
       servers.push(source!, a!, b!)
       await load(source!.address)
       let routeCalls = 0
+      // Entries every pass's dump listed (its 'dumped' event).
+      let listed = 0
       // Keys with an even number go to a, odd to b.
       const route: RouteFn = (key, out, offset) => {
         routeCalls++
@@ -82,18 +84,32 @@ describe('source job hot path', () => {
         allowEvictions: false,
         batchSize: 128,
         dumpMode,
+        onEvent: (e) => {
+          if (e.type === 'dumped') listed += e.entries
+        },
       })
       const preflight = job.preflight.map((d) => ({ address: d.address, keys: d.keys }))
       const result = await job.run()
-      assert.equal(result.keysAtStart, N)
       assert.equal(result.tally.moved, N)
       assert.equal(result.tally.failed, 0)
-      // Once per key in the dump; the move takes the destinations from the spool.
-      assert.equal(routeCalls, N)
-      assert.deepEqual(preflight, [
-        { address: a!.address, keys: N / 2 },
-        { address: b!.address, keys: N / 2 },
-      ])
+      // Once per entry a dump listed (over every pass); the move takes the destinations from the spool.
+      assert.equal(routeCalls, listed)
+      if (dumpMode === 'hash') {
+        // A hash walk lists every key once.
+        assert.equal(result.keysAtStart, N)
+        assert.equal(routeCalls, N)
+        assert.deepEqual(preflight, [
+          { address: a!.address, keys: N / 2 },
+          { address: b!.address, keys: N / 2 },
+        ])
+      } else {
+        // An LRU walk of a freshly loaded server can miss a key its LRU maintainer moves under
+        // it (from the HOT list to one already walked; seen once in ~40 runs under load): the
+        // next pass finds and moves it (moved is exactly N above). The first dump's counts agree
+        // with what it listed.
+        assert.ok(result.keysAtStart <= N && result.keysAtStart >= N - 10, `keysAtStart ${result.keysAtStart}`)
+        assert.equal(preflight[0]!.keys + preflight[1]!.keys, result.keysAtStart)
+      }
       assert.deepEqual(
         result.tally.perDestination.map((d) => d.keys),
         [N / 2, N / 2],
