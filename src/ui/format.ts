@@ -11,8 +11,10 @@ export function formatBytes(n: number | undefined): string {
   return `${u === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[u]}`
 }
 
+/** 1234567 → "1,234,567". By hand: the first toLocaleString loads the locale data (~15 ms of CPU). */
 export function formatCount(n: number | undefined): string {
-  return n === undefined || !Number.isFinite(n) ? '-' : Math.round(n).toLocaleString('en-US')
+  if (n === undefined || !Number.isFinite(n)) return '-'
+  return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',')
 }
 
 export function formatPercent(ratio: number | undefined): string {

@@ -5,6 +5,7 @@ import type { DestinationView, JobSnapshot } from '../../src/core/monitor/job-mo
 import { JobMonitor } from '../../src/core/monitor/job-monitor.js'
 import { Tally } from '../../src/core/engine/tally.js'
 import { barRows, createProgress, describe as describeEvent, progressLines, progressSentence, wrap } from '../../src/ui/progress.js'
+import { formatCount } from '../../src/ui/format.js'
 
 function dest(address: string, done: number, total: number): DestinationView {
   return { address, done, total, moved: done, inPlace: 0, failed: 0, bytes: done * 1234, state: 'ok', freeBytes: 1 << 30, limitBytes: 1 << 30 }
@@ -117,5 +118,15 @@ describe('progress display', () => {
     const lines = text.trim().split('\n')
     assert.equal(lines[0], '2026-01-02T03:04:05Z drain a: a pass 1: the dump listed 2,000 items, 2,000 to move (1 B)')
     assert.equal(lines[1], '2026-01-02T03:04:05Z drain a: moving keys: 1,500/2,000 keys (75%), ETA 1s; moved 0, in place 0, failed 0')
+  })
+})
+
+describe('formatCount', () => {
+  it("groups thousands as toLocaleString('en-US') does, rounding, '-' for no number", () => {
+    for (const n of [0, 7, 999, 1000, -1000, 1234567, -987654321, 12.6, 999.5, 1e15, Number.MAX_SAFE_INTEGER]) {
+      assert.equal(formatCount(n), Math.round(n).toLocaleString('en-US'), String(n))
+    }
+    assert.equal(formatCount(undefined), '-')
+    assert.equal(formatCount(Number.NaN), '-')
   })
 })
