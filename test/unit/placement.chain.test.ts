@@ -21,6 +21,7 @@ import {
   md5Word0,
   md5Words,
   murmur3_32,
+  murmur3_32x2,
   oneAtATimeSigned,
   placementFor,
 } from '../../src/core/placement/index.js'
@@ -156,6 +157,18 @@ test('murmur3_32 known values', () => {
   assert.equal(murmur3_32(bytes('The quick brown fox jumps over the lazy dog')), 0x2e4ff723)
   assert.equal(murmur3_32(bytes('aaa'), 0, 3, 0x9747b28c), 0x283e0130)
   assert.equal(murmur3_32(bytes('abcd'), 0, 4, 0x9747b28c), 0xf0478627)
+})
+
+test('murmur3_32x2 is murmur3_32 under each of its two seeds', () => {
+  const out = new Uint32Array(4)
+  for (let len = 0; len < 80; len++) {
+    const data = randomBytes(len + 6)
+    for (const [a, b] of [[0x9747b28c, 0x5bd1e995], [0, 0xffffffff], [1, 1]] as const) {
+      murmur3_32x2(data, 3, 3 + len, a, b, out, 1)
+      assert.equal(out[1], murmur3_32(data, 3, 3 + len, a), `seed ${a}, ${len} bytes`)
+      assert.equal(out[2], murmur3_32(data, 3, 3 + len, b), `seed ${b}, ${len} bytes`)
+    }
+  }
 })
 
 test('md5 matches node:crypto', () => {

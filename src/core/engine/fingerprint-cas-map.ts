@@ -1,4 +1,7 @@
-import { murmur3_32 } from '../placement/hashes.js'
+import { FingerprintSet } from './fingerprint-set.js'
+
+/** Scratch for one key's fingerprint. */
+const FP = new Uint32Array(2)
 
 const SEEN = 0x80000000
 const CAS_MASK = 0x7fffffff
@@ -95,8 +98,9 @@ export class FingerprintCasMap {
 
   /** The key's slot; -1 when absent and `create` is false. */
   private slotOf(key: Uint8Array, start: number, end: number, create: boolean): number {
-    const h = (murmur3_32(key, start, end, 0x9747b28c) | 1) >>> 0 // 0 marks an empty slot
-    const l = murmur3_32(key, start, end, 0x5bd1e995)
+    FingerprintSet.fingerprint(key, start, end, FP, 0) // the first word is never 0: 0 marks an empty slot
+    const h = FP[0]!
+    const l = FP[1]!
     let i = (h ^ Math.imul(l, 0x9e3779b1)) & this.mask
     while (this.hi[i] !== 0) {
       if (this.hi[i] === h && this.lo[i] === l) return i

@@ -1,4 +1,7 @@
-import { murmur3_32 } from '../placement/hashes.js'
+import { murmur3_32x2 } from '../placement/hashes.js'
+
+/** Scratch for one key's fingerprint (add, has). */
+const FP = new Uint32Array(2)
 
 /** Slots per expected key when presized (load 0.7), and the load at which the table grows. */
 const PRESIZE_LOAD = 0.7
@@ -33,14 +36,17 @@ export class FingerprintSet {
 
   /** Adds the key; returns false if it was already there. */
   add(key: Uint8Array, start = 0, end = key.length): boolean {
-    const h = (murmur3_32(key, start, end, 0x9747b28c) | 1) >>> 0 // 0 marks an empty slot
-    return this.insert(h, murmur3_32(key, start, end, 0x5bd1e995))
+    FingerprintSet.fingerprint(key, start, end, FP, 0)
+    return this.insert(FP[0]!, FP[1]!)
   }
 
-  /** The key's fingerprint (the two words `add` stores) into out[at], out[at + 1], for addAll. */
+  /**
+   * The key's fingerprint (the two words `add` stores) into out[at], out[at + 1], for addAll:
+   * murmur3_32 of the key under two seeds, the first with its low bit set (0 marks an empty slot).
+   */
   static fingerprint(key: Uint8Array, start: number, end: number, out: Uint32Array, at: number): void {
-    out[at] = (murmur3_32(key, start, end, 0x9747b28c) | 1) >>> 0
-    out[at + 1] = murmur3_32(key, start, end, 0x5bd1e995) >>> 0
+    murmur3_32x2(key, start, end, 0x9747b28c, 0x5bd1e995, out, at)
+    out[at] = out[at]! | 1
   }
 
   /**
@@ -60,8 +66,9 @@ export class FingerprintSet {
   }
 
   has(key: Uint8Array, start = 0, end = key.length): boolean {
-    const h = (murmur3_32(key, start, end, 0x9747b28c) | 1) >>> 0
-    const l = murmur3_32(key, start, end, 0x5bd1e995) >>> 0
+    FingerprintSet.fingerprint(key, start, end, FP, 0)
+    const h = FP[0]!
+    const l = FP[1]!
     const s = this.slots
     for (let i = this.home(h, l); s[2 * i] !== 0; i = i + 1 === this.cap ? 0 : i + 1) {
       if (s[2 * i] === h && s[2 * i + 1] === l) return true

@@ -99,6 +99,58 @@ export function murmur3_32(data: Uint8Array, start = 0, end = data.length, seed 
   return h >>> 0
 }
 
+/**
+ * murmur3_32 of the same bytes under two seeds at once, into out[at] and out[at + 1] (a key's
+ * 64-bit fingerprint, see engine/fingerprint-set.ts): one pass over the key, since the block
+ * mixing does not depend on the seed; and written to an array rather than returned, because a
+ * 32-bit result beyond V8's small integers is a heap number per call when the call is not
+ * inlined (4 MB of garbage in a 500k-key drain's dedupe).
+ */
+export function murmur3_32x2(data: Uint8Array, start: number, end: number, seedA: number, seedB: number, out: Uint32Array, at: number): void {
+  let a = seedA | 0
+  let b = seedB | 0
+  const len = end - start
+  const blocksEnd = start + (len & ~3)
+  let i = start
+  for (; i < blocksEnd; i += 4) {
+    let k = data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24)
+    k = Math.imul(k, 0xcc9e2d51)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, 0x1b873593)
+    a ^= k
+    a = (a << 13) | (a >>> 19)
+    a = (Math.imul(a, 5) + 0xe6546b64) | 0
+    b ^= k
+    b = (b << 13) | (b >>> 19)
+    b = (Math.imul(b, 5) + 0xe6546b64) | 0
+  }
+  const rem = len & 3
+  if (rem !== 0) {
+    let k = data[i]!
+    if (rem > 1) k |= data[i + 1]! << 8
+    if (rem > 2) k |= data[i + 2]! << 16
+    k = Math.imul(k, 0xcc9e2d51)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, 0x1b873593)
+    a ^= k
+    b ^= k
+  }
+  a ^= len
+  a ^= a >>> 16
+  a = Math.imul(a, 0x85ebca6b)
+  a ^= a >>> 13
+  a = Math.imul(a, 0xc2b2ae35)
+  a ^= a >>> 16
+  b ^= len
+  b ^= b >>> 16
+  b = Math.imul(b, 0x85ebca6b)
+  b ^= b >>> 13
+  b = Math.imul(b, 0xc2b2ae35)
+  b ^= b >>> 16
+  out[at] = a
+  out[at + 1] = b
+}
+
 // ---------------------------------------------------------------------------------------------
 // Java String.hashCode (memjs): h = int32(31*h + unit) over UTF-16 code units.
 

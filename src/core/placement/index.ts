@@ -13,6 +13,7 @@ export {
   md5Word0,
   md5Words,
   murmur3_32,
+  murmur3_32x2,
   oneAtATimeSigned,
 } from './hashes.js'
 export { Ring, RingPlacement } from './ring.js'
