@@ -139,6 +139,12 @@ describe('MemcachedNode and NodeBatch', () => {
     const [refused] = await node.set([{ key: other, item: item(Buffer.alloc(largest + 1, 0x61)) }])
     assert.deepEqual(refused, { stored: false, reason: 'too-large' })
     assert.equal((await node.readForMove([other]))[0], undefined)
+    // Refused among others: the items after it are stored, each result in its place.
+    const after = key('after-too-large')
+    const mixed = await node.set([{ key: other, item: item(Buffer.alloc(largest + 1, 0x61)) }, { key: after, item: item('fits') }])
+    assert.deepEqual(mixed[0], { stored: false, reason: 'too-large' })
+    assert.equal(mixed[1]?.stored, true)
+    assert.equal((await node.readForMove([after]))[0]?.value.toString(), 'fits')
     // A node that was not asked its limits sends it, and memcached's refusal is an error.
     const blind = MemcachedNode.of(conn)
     await assert.rejects(blind.set([{ key: other, item: item(Buffer.alloc(itemSizeMax + 1, 0x61)) }]), /SERVER_ERROR|CLIENT_ERROR/)

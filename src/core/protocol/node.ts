@@ -414,7 +414,6 @@ export class MemcachedNode {
     const out = new Array<StoreResult>(items.length)
     const limits = this.known
     const b = new NodeBatch(256)
-    let n = 0
     for (let i = 0; i < items.length; i++) {
       const { key, item } = items[i]!
       if (limits !== undefined && !valueFits(item.value.length, limits.itemSizeMax)) {
@@ -423,9 +422,8 @@ export class MemcachedNode {
       }
       out[i] = { stored: true, cas: '' }
       b.store(mode, i, key, 0, key.length, item.value, 0, item.value.length, item.flags, item.ttl, limits?.clockOffset ?? 0)
-      n++
     }
-    await this.send(b, 'ms', n, (r) => {
+    await this.send(b, 'ms', items.length, (r) => {
       if (r.status === HD) out[r.opaque] = { stored: true, cas: itemCas(r)?.toString('latin1') ?? '' }
       else if (r.status === NS) out[r.opaque] = { stored: false, reason: 'exists' }
       else return false
@@ -441,12 +439,15 @@ export class MemcachedNode {
     })
   }
 
-  /** Sends the queued batch (if any); `accept` returns false for a reply that is no expected answer. */
-  private async send(b: NodeBatch, verb: string, n: number, accept: (r: MetaReply) => boolean): Promise<void> {
-    if (n === 0) return
+  /**
+   * Sends the queued batch (if any); ids are indexes into the call's `size` inputs (some may not
+   * have been sent); `accept` returns false for a reply that is no expected answer.
+   */
+  private async send(b: NodeBatch, verb: string, size: number, accept: (r: MetaReply) => boolean): Promise<void> {
+    if (b.count === 0) return
     const conn = await this.connection()
     await b.send(conn, (r) => {
-      if (r.opaque < 0 || r.opaque >= n || !accept(r)) throw new Error(`memcached at ${conn.server} answered ${statusName(r.status)} ${JSON.stringify(r.line())} to ${verb}`)
+      if (r.opaque < 0 || r.opaque >= size || !accept(r)) throw new Error(`memcached at ${conn.server} answered ${statusName(r.status)} ${JSON.stringify(r.line())} to ${verb}`)
     })
   }
 }
