@@ -27,6 +27,7 @@ import { MetaConnection, MetaPayload, parseAddress, VA } from '../src/core/proto
 import { validatePool } from '../src/core/pool/validate.js'
 import { poolPlacement } from '../src/core/pool/placement.js'
 import type { Pool } from '../src/core/pool/model.js'
+import { hashTableBusy } from '../src/core/engine/engine.js'
 import { rawMove } from './raw-mover.js'
 
 const { values: argv } = parseArgs({
@@ -126,9 +127,9 @@ async function verify(pool: Pool, keys: (i: number) => boolean, n: number): Prom
 }
 
 /**
- * Waits until no server's hash table is growing or due to grow (curr_items ≤ 1.5 × buckets, the
- * point past which memcached expands it): a table that is, costs the server CPU (the expansion
- * moves every bucket) and makes a hash walk wait for it.
+ * Waits until no server's hash table is growing or due to grow (the engine's hashTableBusy): a
+ * table that is, costs the server CPU (the expansion moves every bucket) and makes a hash walk
+ * wait for it.
  */
 async function steadyTables(addresses: string[]): Promise<void> {
   const t0 = performance.now()
@@ -136,8 +137,7 @@ async function steadyTables(addresses: string[]): Promise<void> {
   try {
     for (;;) {
       const stats = await Promise.all(conns.map((c) => c.stats()))
-      const busy = stats.filter((st) => st.get('hash_is_expanding') === '1' || Number(st.get('curr_items')) > 1.5 * 2 ** Number(st.get('hash_power_level')))
-      if (busy.length === 0) break
+      if (!stats.some(hashTableBusy)) break
       if (performance.now() - t0 > 60_000) throw new Error('the peers\' hash tables are still growing after 60 s')
       await new Promise((resolve) => setTimeout(resolve, 100))
     }

@@ -11,6 +11,17 @@ import { MetaPayload } from '../../src/core/protocol/index.js'
 const root = mkdtempSync(path.join(tmpdir(), 'memdrain-hot-path-test-'))
 after(() => rmSync(root, { recursive: true, force: true }))
 
+/** Reads the spool as a mover does, batches of `capacity`, pushing each key to `got` as it is read; resolves at the spool's end. */
+async function readInto(spool: KeySpool, capacity: number, got: string[]): Promise<void> {
+  const reader = spool.reader()
+  const batch = new KeyBatch(capacity, 1)
+  for (;;) {
+    const n = await reader.nextBatch(batch)
+    if (n === 0) return
+    for (let i = 0; i < n; i++) got.push(batch.key(i).toString('latin1'))
+  }
+}
+
 describe('FingerprintSet', () => {
   for (const expected of [0, 1000, 50_000]) {
     it(`presized for ${expected}: every key once, no false "seen" over growth`, () => {
@@ -138,17 +149,9 @@ describe('KeySpool with dedupe, one bucket', () => {
     const dropped: number[] = []
     const spool = KeySpool.create({ root, order: 'dump', serverNow: 0, label: 'dedupe-one', dedupe: new FingerprintSet(0), onDropped: (size) => dropped.push(size) })
     try {
-      const reader = spool.reader()
-      const batch = new KeyBatch(50, 1)
       const got: string[] = []
       // A reader waiting for records makes the spool flush early: a flush must never carry an unchecked repeat.
-      const reading = (async () => {
-        for (;;) {
-          const n = await reader.nextBatch(batch)
-          if (n === 0) return
-          for (let i = 0; i < n; i++) got.push(batch.key(i).toString('latin1'))
-        }
-      })()
+      const reading = readInto(spool, 50, got)
       const want: string[] = []
       for (let i = 0; i < 3000; i++) {
         // Keys 0..999 listed once, each key k = 1000.. a repeat of k - 1000 (the 2nd and 3rd thousand: 2 repeats each).
@@ -173,16 +176,8 @@ describe('KeySpool as a buffer', () => {
     const now = 1_700_000_000
     const spool = KeySpool.create({ root, order: 'hot-first', serverNow: now, label: 'stream' })
     try {
-      const reader = spool.reader()
-      const batch = new KeyBatch(500, 1)
       const got: string[] = []
-      const consumer = (async () => {
-        for (;;) {
-          const n = await reader.nextBatch(batch)
-          if (n === 0) return
-          for (let i = 0; i < n; i++) got.push(batch.key(i).toString('latin1'))
-        }
-      })()
+      const consumer = readInto(spool, 500, got)
       // Nothing readable yet: the reader waits (and asks the spool to flush early from now on).
       await new Promise((r) => setImmediate(r))
       assert.equal(got.length, 0)

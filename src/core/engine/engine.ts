@@ -741,7 +741,7 @@ function itemsPerBucket(stats: Map<string, string>): number {
 }
 
 /** Whether the source's hash table is expanding, or due to (memcached expands past 1.5 items a bucket). */
-function hashTableBusy(stats: Map<string, string>): boolean {
+export function hashTableBusy(stats: Map<string, string>): boolean {
   return stats.get('hash_is_expanding') === '1' || itemsPerBucket(stats) > 1.5
 }
 

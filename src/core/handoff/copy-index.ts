@@ -1,4 +1,4 @@
-import { murmur3_32 } from '../placement/hashes.js'
+import { murmur3_32x2 } from '../placement/hashes.js'
 
 /**
  * The copy hand-off's memory of its latest copy of each (key, destination): which journal record
@@ -101,8 +101,9 @@ export class CopyIndex {
 
   private slot(key: Uint8Array, target: number, create: boolean): number {
     const seed = Math.imul(target + 1, 0x01000193)
-    const h = (murmur3_32(key, 0, key.length, 0x9747b28c ^ seed) | 1) >>> 0 // 0 marks an empty slot
-    const l = murmur3_32(key, 0, key.length, 0x5bd1e995 ^ seed) >>> 0
+    murmur3_32x2(key, 0, key.length, 0x9747b28c ^ seed, 0x5bd1e995 ^ seed, FP, 0)
+    const h = (FP[0]! | 1) >>> 0 // 0 marks an empty slot
+    const l = FP[1]!
     let i = (h ^ Math.imul(l, 0x9e3779b1)) & this.mask
     while (this.hi[i] !== 0) {
       if (this.hi[i] === h && this.lo[i] === l) return i
@@ -145,6 +146,8 @@ export class CopyIndex {
   }
 }
 
+/** Scratch for one (key, destination) fingerprint. */
+const FP = new Uint32Array(2)
 const scratchHi = new Uint32Array(1)
 const scratchLo = new Uint32Array(1)
 

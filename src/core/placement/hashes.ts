@@ -363,44 +363,33 @@ function md5Core(data: Uint8Array, start: number, end: number): void {
   const len = end - start
   const fullEnd = start + (len - (len % 64))
   let o = start
-  for (; o < fullEnd; o += 64) {
-    for (let w = 0, p = o; w < 16; w++, p += 4) X[w] = data[p]! | (data[p + 1]! << 8) | (data[p + 2]! << 16) | (data[p + 3]! << 24)
-    md5Block(X, 0)
-  }
+  for (; o < fullEnd; o += 64) md5BlockAt(data, o)
   const rem = end - o
   const tail = MD5_TAIL
-  const bitsLo = (len * 8) >>> 0
-  const bitsHi = Math.floor(len / 0x20000000) >>> 0
-  if (LITTLE_ENDIAN && rem < 56) {
-    // The usual key: one last block, its length words written whole.
-    MD5_TAIL_WORDS.fill(0, 0, 16)
-    for (let i = 0; i < rem; i++) tail[i] = data[o + i]!
-    tail[rem] = 0x80
-    MD5_TAIL_WORDS[14] = bitsLo
-    MD5_TAIL_WORDS[15] = bitsHi
-    md5Block(MD5_TAIL_WORDS, 0)
-    return
-  }
   for (let i = 0; i < rem; i++) tail[i] = data[o + i]!
   tail[rem] = 0x80
   const tailLen = rem < 56 ? 64 : 128
   tail.fill(0, rem + 1, tailLen - 8)
-  tail[tailLen - 8] = bitsLo
-  tail[tailLen - 7] = bitsLo >>> 8
-  tail[tailLen - 6] = bitsLo >>> 16
-  tail[tailLen - 5] = bitsLo >>> 24
-  tail[tailLen - 4] = bitsHi
-  tail[tailLen - 3] = bitsHi >>> 8
-  tail[tailLen - 2] = bitsHi >>> 16
-  tail[tailLen - 1] = bitsHi >>> 24
-  for (let t = 0; t < tailLen; t += 64) {
-    if (LITTLE_ENDIAN) {
-      md5Block(MD5_TAIL_WORDS, t / 4)
-      continue
-    }
-    for (let w = 0; w < 16; w++) X[w] = tail[t + 4 * w]! | (tail[t + 4 * w + 1]! << 8) | (tail[t + 4 * w + 2]! << 16) | (tail[t + 4 * w + 3]! << 24)
-    md5Block(X, 0)
+  // The length in bits, 64-bit little-endian, ends the last block.
+  const bitsLo = (len * 8) >>> 0
+  const bitsHi = Math.floor(len / 0x20000000) >>> 0
+  for (let j = 0; j < 4; j++) {
+    tail[tailLen - 8 + j] = bitsLo >>> (8 * j)
+    tail[tailLen - 4 + j] = bitsHi >>> (8 * j)
   }
+  md5BlockAt(tail, 0)
+  if (tailLen === 128) md5BlockAt(tail, 64)
+}
+
+/**
+ * md5Block over the 64 bytes at src[o]: the tail buffer is read as words in place on a
+ * little-endian machine (most keys are one short block: no byte-by-byte gathering), anything
+ * else is gathered into X.
+ */
+function md5BlockAt(src: Uint8Array, o: number): void {
+  if (src === MD5_TAIL && LITTLE_ENDIAN) return md5Block(MD5_TAIL_WORDS, o >>> 2)
+  for (let w = 0, p = o; w < 16; w++, p += 4) X[w] = src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | (src[p + 3]! << 24)
+  md5Block(X, 0)
 }
 
 /** md5word(data, 0): the first 4 digest bytes read little-endian (libmemcached / twemproxy / hashring "md5"). */
