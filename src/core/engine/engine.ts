@@ -2,7 +2,7 @@ import { statfsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { JOB_DEFAULTS } from '../defaults.js'
-import { DEFAULT_ITEM_SIZE_MAX, flushNode, MemcachedNode, MetaConnection, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry, type MetaConnectionOptions } from '../protocol/index.js'
+import { DEFAULT_ITEM_SIZE_MAX, flushNode, MemcachedNode, META_CONNECTION_DEFAULTS, MetaConnection, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry, type MetaConnectionOptions } from '../protocol/index.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { KeyBatch } from './key-batch.js'
 import { KeySpool, SPOOL_RECORD_MAX, type SpoolOrder } from './spool.js'
@@ -167,6 +167,26 @@ export async function connectChecked(address: string, role: string, options?: Me
     throw err
   }
   return conn
+}
+
+/**
+ * connectChecked for a server that may be stalled or restarting for a few seconds (what a pass
+ * waits out for a destination, see SourceJobOptions.downWaitMs): tried again until `waitMs` has
+ * passed, and its requests may wait as long for their replies. The catch-up's connections: a
+ * destination paused for a moment must not end a hand-off that the copy passes would have
+ * carried on.
+ */
+export async function connectWaiting(address: string, role: string, waitMs: number = JOB_DEFAULTS.downWaitMs): Promise<MetaConnection> {
+  const until = Date.now() + waitMs
+  const options: MetaConnectionOptions = { requestTimeoutMs: Math.max(META_CONNECTION_DEFAULTS.requestTimeoutMs, waitMs) }
+  for (;;) {
+    try {
+      return await connectChecked(address, role, options)
+    } catch (err) {
+      if (Date.now() >= until) throw err
+      await sleep(250)
+    }
+  }
 }
 
 /**
@@ -715,9 +735,10 @@ class SourceJob {
       const deferredBefore = pass.deferredBefore
       const progressed = tally.moved - before.moved + (tally.inPlace - before.inPlace)
       this.emit({ type: 'pass-done', source: opts.source, pass: pass.n, moved: tally.moved - before.moved, inPlace: tally.inPlace - before.inPlace, failed: tally.failed - before.failed })
-      // A destination that is down (stalled, restarting, link cut) failed keys this pass:
-      // give it a bounded time to come back before the next pass tries them again.
-      const wasDown = tally.failed > before.failed && pass.n < this.maxPasses && !allUp(opts, guard, this.targetConns)
+      // A destination that was down (stalled, restarting, link cut) failed keys this pass: give
+      // it a bounded time to come back, then the next pass tries them again — also when it came
+      // back before the pass ended (failedBy counts this pass's failures: see forgetFailures).
+      const wasDown = tally.failedBy['destination-down'] > 0 && pass.n < this.maxPasses
       if (wasDown) await waitForDestinations(opts, guard, this.targetConns, this.targets)
       if (this.deferred.size > deferredBefore && pass.n < this.maxPasses) {
         // Source copies left to another mover: the next pass deletes those still there, after

@@ -90,6 +90,8 @@ const CAS_DIGITS = 20
 const STORED = 0
 const IN_PLACE = 1
 const FAILED = 2
+/** The batch to this destination failed as a whole (connection lost, timed out): the destination is down, not refusing. */
+const LOST = 3
 // Per key, `read`.
 const NOT_READ = 0
 const QUEUED = 1
@@ -280,6 +282,7 @@ export class BatchTransfer {
       let stored = 0
       let inPlace = 0
       let failed = 0
+      let lost = 0
       for (let j = 0; j < n; j++) {
         const o = this.outcome[i * maxChain + j]
         if (o === STORED) {
@@ -289,9 +292,11 @@ export class BatchTransfer {
           per.bytes += this.valueLen[i]!
         } else if (o === IN_PLACE) inPlace++
         else if (o === FAILED) failed++
+        else if (o === LOST) lost++
       }
-      if (failed > 0) {
-        tally.failedBy['destination-error']++
+      if (failed > 0 || lost > 0) {
+        // A destination that stopped answering is down (the engine waits for it and tries again); an error answer is an error.
+        tally.failedBy[failed > 0 ? 'destination-error' : 'destination-down']++
         this.read[i] = KEY_FAILED
         continue
       }
@@ -421,7 +426,7 @@ export class BatchTransfer {
       for (let j = 0; j < this.destCount[i]!; j++) {
         const slot = i * maxChain + j
         if (this.dests[slot] === t && this.outcome[slot] === STORED) {
-          this.outcome[slot] = FAILED
+          this.outcome[slot] = LOST
           this.opts.tally.perDestination[t]!.failed++
         }
       }

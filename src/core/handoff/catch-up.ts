@@ -1,6 +1,6 @@
 import { writtenAfterSwitch } from './switch-marks.js'
 import { ERR, EX, expiring, HD, itemCas, itemFlags, itemTtl, keyEncoding, NF, NodeBatch, readLimits, storeMode, VA, valueFits, type MetaConnection, type MetaReply, type NodeLimits } from '../protocol/index.js'
-import { connectChecked } from '../engine/engine.js'
+import { connectWaiting } from '../engine/engine.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
 import { TokenBucket } from '../engine/throttle.js'
 import { UNKNOWN_SOURCE_CAS } from './adopt-copies.js'
@@ -40,6 +40,8 @@ export interface CatchUpOptions {
   batchSize?: number | undefined
   inFlight?: number | undefined
   signal?: AbortSignal | undefined
+  /** How long a server that does not answer (stalled, restarting) is waited for (ms); default JOB_DEFAULTS.downWaitMs. */
+  downWaitMs?: number | undefined
   onProgress?: ((r: CatchUpResult) => void) | undefined
   /** Read only the first `upTo` records (a pass over what was journaled when it started). */
   upTo?: number | undefined
@@ -120,10 +122,10 @@ interface Phase {
 
 export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const result: CatchUpResult = { checked: 0, unchanged: 0, caughtUp: 0, invalidated: 0, superseded: 0, failed: 0, interrupted: false, samples: [] }
-  const source = await connectChecked(opts.source, 'source')
+  const source = await connectWaiting(opts.source, 'source', opts.downWaitMs)
   const conns: MetaConnection[] = []
   try {
-    for (const t of opts.targets) conns.push(await connectChecked(t, 'destination'))
+    for (const t of opts.targets) conns.push(await connectWaiting(t, 'destination', opts.downWaitMs))
     const limits = await Promise.all(conns.map(readLimits))
     const bucket = new TokenBucket(opts.rate)
     const batchSize = opts.batchSize ?? 500

@@ -846,6 +846,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
                 rate: catchUpRate,
                 batchSize: opts.batchSize,
                 inFlight: opts.inFlight,
+                downWaitMs: opts.downWaitMs,
                 signal: undefined,
                 from,
                 upTo,
@@ -881,7 +882,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         await Promise.all(
           sources.map(async (s) => {
             const j = journals.get(s)!
-            deltas.set(s, await runCatchUp({ source: s, targets, journal: j, rate: catchUpRate, batchSize: opts.batchSize, inFlight: opts.inFlight, signal, upTo: j.count, keepUnknown: true }))
+            deltas.set(s, await runCatchUp({ source: s, targets, journal: j, rate: catchUpRate, batchSize: opts.batchSize, inFlight: opts.inFlight, downWaitMs: opts.downWaitMs, signal, upTo: j.count, keepUnknown: true }))
           }),
         )
         await settleFollows()
