@@ -1,4 +1,12 @@
 #!/usr/bin/env node
-import { execute } from '@oclif/core'
+import { setFlagsFromString } from 'node:v8'
 
+// V8's young generation starts at 1 MB a semi-space and doubles, up to 16 MB, as a process keeps
+// allocating: a long job's peak RSS then grew with its duration (some 30 MB), not with what it
+// holds. memdrain's per-key path reuses its buffers, so a young generation kept at its first
+// size costs a few more scavenges (26, 23 ms of CPU, in a 1M-key drain) and keeps the peak RSS
+// flat: 1M-key drain 97 → 86 MB. Set before anything else loads; the library leaves an
+// application's heap alone (this is the command's own process).
+setFlagsFromString('--semi-space-growth-factor=1')
+const { execute } = await import('@oclif/core')
 await execute({ dir: import.meta.url })
