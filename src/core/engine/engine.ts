@@ -176,14 +176,14 @@ export async function connectChecked(address: string, role: string, options?: Me
  * destination paused for a moment must not end a hand-off that the copy passes would have
  * carried on.
  */
-export async function connectWaiting(address: string, role: string, waitMs: number = JOB_DEFAULTS.downWaitMs): Promise<MetaConnection> {
+export async function connectWaiting(address: string, role: string, waitMs: number = JOB_DEFAULTS.downWaitMs, signal?: AbortSignal): Promise<MetaConnection> {
   const until = Date.now() + waitMs
   const options: MetaConnectionOptions = { requestTimeoutMs: Math.max(META_CONNECTION_DEFAULTS.requestTimeoutMs, waitMs) }
   for (;;) {
     try {
       return await connectChecked(address, role, options)
     } catch (err) {
-      if (Date.now() >= until) throw err
+      if (Date.now() >= until || signal?.aborted === true) throw err
       await sleep(250)
     }
   }

@@ -122,10 +122,10 @@ interface Phase {
 
 export async function runCatchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const result: CatchUpResult = { checked: 0, unchanged: 0, caughtUp: 0, invalidated: 0, superseded: 0, failed: 0, interrupted: false, samples: [] }
-  const source = await connectWaiting(opts.source, 'source', opts.downWaitMs)
+  const source = await connectWaiting(opts.source, 'source', opts.downWaitMs, opts.signal)
   const conns: MetaConnection[] = []
   try {
-    for (const t of opts.targets) conns.push(await connectWaiting(t, 'destination', opts.downWaitMs))
+    for (const t of opts.targets) conns.push(await connectWaiting(t, 'destination', opts.downWaitMs, opts.signal))
     const limits = await Promise.all(conns.map(readLimits))
     const bucket = new TokenBucket(opts.rate)
     const batchSize = opts.batchSize ?? 500
