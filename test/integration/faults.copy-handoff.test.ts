@@ -400,12 +400,21 @@ describe('faults of the copy hand-off with an application writing and deleting: 
     ['rebalance', 'copy'],
     ['drain', 'delta'],
     ['drain', 'catch-up'],
+    ['rebalance', 'cleanup'],
   ] as const) {
-    const step = { copy: 'mid-copy: its late-applied writes are journaled as possible copies', delta: 'during the delta pass before the switch: the pass waits for it', 'catch-up': 'during the catch-up after the switch: the catch-up waits for it' }[when]
-    it(`${job}: a destination stalled 7 s (SIGSTOP) ${step}`, async () => {
-      const { app, owner, destination: stalled, run } = await setupJob(job, 3000)
+    const step = {
+      copy: 'a destination stalled 7 s (SIGSTOP) mid-copy: its late-applied writes are journaled as possible copies',
+      delta: 'a destination stalled 7 s (SIGSTOP) during the delta pass before the switch: the pass waits for it',
+      'catch-up': 'a destination stalled 7 s (SIGSTOP) during the catch-up after the switch: the catch-up waits for it',
+      cleanup: 'a server that stays stalled 7 s (SIGSTOP) during the clean-up after the switch: the clean-up waits for it',
+    }[when]
+    it(`${job}: ${step}`, async () => {
+      const { app, owner, destination, pool, run } = await setupJob(job, 3000)
+      // The clean-up deletes on the servers that stay what they no longer own: the first of them.
+      const stalled = when === 'cleanup' ? pool.servers[1]! : destination
       app.start()
       let paused = false
+      let resume: NodeJS.Timeout | undefined
       try {
         const r = await run({
           handoff: 'copy',
@@ -418,15 +427,16 @@ describe('faults of the copy hand-off with an application writing and deleting: 
             if (!paused && now) {
               paused = true
               stalled.pause()
-              setTimeout(() => stalled.resume(), 7000)
+              resume = setTimeout(() => stalled.resume(), 7000)
             }
           },
           waitForSwitch: async () => app.switchNow(),
         })
-        assert.ok(paused, `the destination was stalled (${when})`)
+        assert.ok(paused, `the server was stalled (${when})`)
         assert.equal(r.status, 0, outcomeSummary(r))
         await sleep(200)
       } finally {
+        clearTimeout(resume)
         stalled.resume()
         await app.stop()
       }

@@ -2,7 +2,7 @@ import { statfsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemdrainError, ExitCode } from '../errors.js'
 import { JOB_DEFAULTS } from '../defaults.js'
-import { DEFAULT_ITEM_SIZE_MAX, flushNode, MemcachedNode, META_CONNECTION_DEFAULTS, MetaConnection, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry, type MetaConnectionOptions } from '../protocol/index.js'
+import { DEFAULT_ITEM_SIZE_MAX, flushNode, isServerError, MemcachedNode, META_CONNECTION_DEFAULTS, MetaConnection, parseAddress, MIN_MEMCACHED_VERSION, type DumpEntry, type MetaConnectionOptions } from '../protocol/index.js'
 import { FingerprintSet } from './fingerprint-set.js'
 import { KeyBatch } from './key-batch.js'
 import { KeySpool, SPOOL_RECORD_MAX, type SpoolOrder } from './spool.js'
@@ -169,24 +169,35 @@ export async function connectChecked(address: string, role: string, options?: Me
   return conn
 }
 
+/** The server did not answer (stalled, restarting, link cut), as opposed to answering with a refusal. */
+function notAnswering(err: unknown): boolean {
+  return isServerError(err, 'SERVER_UNREACHABLE') || isServerError(err, 'SERVER_TIMEOUT') || isServerError(err, 'CONNECTION_CLOSED') || isServerError(err, 'NOT_MEMCACHED')
+}
+
 /**
- * connectChecked for a server that may be stalled or restarting for a few seconds (what a pass
- * waits out for a destination, see SourceJobOptions.downWaitMs): tried again until `waitMs` has
- * passed, and its requests may wait as long for their replies. The catch-up's connections: a
- * destination paused for a moment must not end a hand-off that the copy passes would have
- * carried on.
+ * Runs `step` again while it fails because a server does not answer, for up to `waitMs` after
+ * the first failure (what a pass waits out for a destination that is down, see
+ * SourceJobOptions.downWaitMs), then throws its error. For steps that can simply be repeated (a
+ * connection; the clean-up after a switch, which deletes what is still there): a server paused
+ * for a moment must not end a hand-off that a copy pass would have carried on.
  */
-export async function connectWaiting(address: string, role: string, waitMs: number = JOB_DEFAULTS.downWaitMs, signal?: AbortSignal): Promise<MetaConnection> {
-  const until = Date.now() + waitMs
-  const options: MetaConnectionOptions = { requestTimeoutMs: Math.max(META_CONNECTION_DEFAULTS.requestTimeoutMs, waitMs) }
+export async function whileNotAnswering<T>(step: () => Promise<T>, waitMs: number = JOB_DEFAULTS.downWaitMs, signal?: AbortSignal): Promise<T> {
+  let until: number | undefined
   for (;;) {
     try {
-      return await connectChecked(address, role, options)
+      return await step()
     } catch (err) {
-      if (Date.now() >= until || signal?.aborted === true) throw err
+      until ??= Date.now() + waitMs
+      if (!notAnswering(err) || Date.now() >= until || signal?.aborted === true) throw err
       await sleep(250)
     }
   }
+}
+
+/** connectChecked, patient (whileNotAnswering), and its requests may wait as long for their replies: the catch-up's connections. */
+export async function connectWaiting(address: string, role: string, waitMs: number = JOB_DEFAULTS.downWaitMs, signal?: AbortSignal): Promise<MetaConnection> {
+  const options: MetaConnectionOptions = { requestTimeoutMs: Math.max(META_CONNECTION_DEFAULTS.requestTimeoutMs, waitMs) }
+  return whileNotAnswering(() => connectChecked(address, role, options), waitMs, signal)
 }
 
 /**

@@ -1,5 +1,5 @@
 /** The engine every job uses, for one source server (see README.md). */
-export { connectChecked, flushServer, heldBy, jobKnobs, prepareSourceJob, prepareSources, refuseWithoutRoom } from './engine.js'
+export { connectChecked, flushServer, heldBy, jobKnobs, prepareSourceJob, prepareSources, refuseWithoutRoom, whileNotAnswering } from './engine.js'
 export type { EngineEvent, JobKnobs, PreflightDestination, PreparedSourceJob, PreparedSources, SourceJobOptions, SourceJobResult } from './engine.js'
 export { FingerprintSet } from './fingerprint-set.js'
 export { KeyBatch } from './key-batch.js'

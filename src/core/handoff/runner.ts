@@ -11,7 +11,7 @@ import { withLockLoss, type HeldLock } from '../pool/lock.js'
 import type { PoolStore } from '../pool/store.js'
 import { sumSources, transitionedRatio } from '../pool/transition.js'
 import { isModulo, HASH_INFO } from '../placement/registry.js'
-import { connectChecked, flushServer, prepareSourceJob, prepareSources, type EngineEvent, type PreparedSourceJob, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/index.js'
+import { connectChecked, flushServer, prepareSourceJob, prepareSources, whileNotAnswering, type EngineEvent, type PreparedSourceJob, type PreflightDestination, type SourceJobOptions, type SourceJobResult } from '../engine/index.js'
 import { FingerprintSet } from '../engine/fingerprint-set.js'
 import { addTally, Tally } from '../engine/tally.js'
 import { TokenBucket } from '../engine/throttle.js'
@@ -949,7 +949,8 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
           staying.map((s) => {
             const self = targets.indexOf(s)
             const scratch: number[] = []
-            return deleteUnownedKeys({ source: s, owns: (key) => pp.placement.chain(key, pp.replicas, scratch).includes(self), spoolDir: opts.spoolDir, signal })
+            // Repeatable (it deletes what is still there): a server that stalls meanwhile is waited for.
+            return whileNotAnswering(() => deleteUnownedKeys({ source: s, owns: (key) => pp.placement.chain(key, pp.replicas, scratch).includes(self), spoolDir: opts.spoolDir, signal }), opts.downWaitMs, signal)
           }),
         )
         for (const a of after) {
@@ -958,7 +959,7 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         }
         interrupted = signal.aborted
         if (!interrupted) {
-          const cleaned = await Promise.all(staying.map((s) => deleteCopies(journals.get(s)!, { kind: 'source', address: s }, signal)))
+          const cleaned = await Promise.all(staying.map((s) => whileNotAnswering(() => deleteCopies(journals.get(s)!, { kind: 'source', address: s }, signal), opts.downWaitMs, signal)))
           for (const c of cleaned) {
             staleCopiesDeleted += c.deleted
             staleFailed += c.failed
