@@ -440,7 +440,7 @@ describe('faults of the copy hand-off with an application writing and deleting: 
         stalled.resume()
         await app.stop()
       }
-      assertClean(await app.check(owner), app, `${job}, destination stalled (${when})`)
+      assertClean(await app.check(owner), app, `${job}, server stalled (${when})`)
     })
   }
 
