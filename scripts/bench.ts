@@ -277,17 +277,33 @@ function hasGnuTime(): boolean {
   return r.status === 0 && /^\d+\s*$/.test(r.stderr)
 }
 
-async function drainChild(source: string, poolFile: string, workDir: string): Promise<DrainRun> {
-  const usageFile = path.join(workDir, 'usage.txt')
-  const cliArgs = ['bin/run.js', 'drain', source, '--pool', poolFile, '--yes', '--rate', '0', '--bandwidth', '0', '--handoff', 'move', '--force', '--json', ...(argv['drain-args'] ?? '').split(/\s+/).filter((a) => a !== '')]
-  const nodeFlags = [
+/** The CLI child's node flags (a profile, flags to try), the same for every child the bench starts. */
+function childNodeFlags(): string[] {
+  return [
     ...(argv['child-cpu-prof'] !== undefined ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(argv['child-cpu-prof'])] : []),
     ...(argv['child-node-args'] ?? '').split(/\s+/).filter((a) => a !== ''),
   ]
+}
+
+interface ChildRun {
+  code: number
+  stdout: string
+  stderr: string
+  wallS: number
+  userS: number
+  sysS: number
+  maxRssKb: number
+}
+
+/** Runs `node bin/run.js ...cliArgs` from the snapshot, measured by GNU time (or bench-usage.mjs). */
+async function runCli(cliArgs: string[], workDir: string, onStderr?: (line: string) => void): Promise<ChildRun> {
+  const usageFile = path.join(workDir, 'usage.txt')
+  rmSync(usageFile, { force: true })
+  const nodeFlags = childNodeFlags()
   const gnuTime = hasGnuTime()
   const [cmd, args] = gnuTime
-    ? ['/usr/bin/time', ['-f', 'BENCH_USAGE %e %U %S %M', '-o', usageFile, process.execPath, ...nodeFlags, ...cliArgs]]
-    : [process.execPath, ['--import', pathToFileURL(path.join(REPO, 'scripts/bench-usage.mjs')).href, ...nodeFlags, ...cliArgs]]
+    ? ['/usr/bin/time', ['-f', 'BENCH_USAGE %e %U %S %M', '-o', usageFile, process.execPath, ...nodeFlags, 'bin/run.js', ...cliArgs]]
+    : [process.execPath, ['--import', pathToFileURL(path.join(REPO, 'scripts/bench-usage.mjs')).href, ...nodeFlags, 'bin/run.js', ...cliArgs]]
   const started = performance.now()
   const child = spawn(cmd, args, {
     cwd: cliRoot,
@@ -299,13 +315,29 @@ async function drainChild(source: string, poolFile: string, workDir: string): Pr
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
   child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString('utf8')
-    for (const line of d.toString('utf8').split('\n')) if (line.trim() !== '') log(`  drain: ${line}`)
+    if (onStderr !== undefined) for (const line of d.toString('utf8').split('\n')) if (line.trim() !== '') onStderr(line)
   })
   const code = await new Promise<number>((resolve) => child.on('close', (c, sig) => resolve(c ?? (sig === null ? 1 : 128))))
   const wallS = (performance.now() - started) / 1000
+  const usage = readFileSync(usageFile, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('BENCH_USAGE '))
+  if (usage === undefined) throw new Error(`no usage line in ${usageFile} (exit ${code}): ${stderr.slice(-2000)}`)
+  const [, , user, sys, rss] = usage.trim().split(/\s+/).map(Number)
+  return { code, stdout, stderr, wallS, userS: user!, sysS: sys!, maxRssKb: rss! }
+}
+
+/** The drain's flags after `drain <source>`, as the bench runs it (and its start-up measurement). */
+function drainFlags(poolFile: string): string[] {
+  return ['--pool', poolFile, '--yes', '--rate', '0', '--bandwidth', '0', '--handoff', 'move', '--force', '--json', ...(argv['drain-args'] ?? '').split(/\s+/).filter((a) => a !== '')]
+}
+
+async function drainChild(source: string, poolFile: string, workDir: string): Promise<DrainRun> {
+  const run = await runCli(['drain', source, ...drainFlags(poolFile)], workDir, (line) => log(`  drain: ${line}`))
+  const { code, stdout, stderr } = run
   let envelope: { status: number; result?: DrainResult; error?: unknown }
-  // Node diagnostics (--trace-gc ...) also go to stdout, as "[pid:0x...] ..." lines: set them aside.
-  const diag = /^\[\d+:0x[0-9a-f]+\]/
+  // Node diagnostics (--trace-gc, --trace-opt ...) also go to stdout, as lines that start with "[" (the JSON document is an object): set them aside.
+  const diag = /^\[/
   const outLines = stdout.split('\n')
   const diagnostics = outLines.filter((l) => diag.test(l))
   if (diagnostics.length > 0) writeFileSync(path.join(workDir, 'node-diagnostics.txt'), diagnostics.join('\n') + '\n')
@@ -316,12 +348,27 @@ async function drainChild(source: string, poolFile: string, workDir: string): Pr
     throw new Error(`drain exited ${code} without a JSON document. stderr:\n${stderr.slice(-2000)}`)
   }
   if (code !== 0 || envelope.result === undefined) throw new Error(`drain exited ${code}: ${JSON.stringify(envelope.error ?? envelope).slice(0, 2000)}`)
-  const usage = readFileSync(usageFile, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('BENCH_USAGE '))
-  if (usage === undefined) throw new Error(`no usage line in ${usageFile}`)
-  const [, , user, sys, rss] = usage.trim().split(/\s+/).map(Number)
-  return { wallS, userS: user!, sysS: sys!, maxRssKb: rss!, result: envelope.result }
+  return { wallS: run.wallS, userS: run.userS, sysS: run.sysS, maxRssKb: run.maxRssKb, result: envelope.result }
+}
+
+/**
+ * The CPU a drain's process uses before its job starts (Node, oclif, memdrain's modules, parsing
+ * the command line): the same command and flags, ended at its first step by a pool file that does
+ * not exist. The median of 5 runs, in CPU seconds (user + sys).
+ */
+async function startupCpuSeconds(): Promise<number> {
+  const workDir = mkdtempSync(path.join(tmpdir(), 'memdrain-bench-'))
+  try {
+    const cpu: number[] = []
+    for (let i = 0; i < 5; i++) {
+      const run = await runCli(['drain', '127.0.0.1:9', ...drainFlags(path.join(workDir, 'missing.json'))], workDir)
+      if (run.code !== 3) throw new Error(`start-up measurement: drain with a missing pool file exited ${run.code}, not 3: ${run.stdout.slice(0, 500)}`)
+      cpu.push(run.userS + run.sysS)
+    }
+    return cpu.sort((a, b) => a - b)[2]!
+  } finally {
+    rmSync(workDir, { recursive: true, force: true })
+  }
 }
 
 async function drainInProcess(source: string, poolFile: string): Promise<DrainRun> {
@@ -571,6 +618,7 @@ async function main(): Promise<number> {
   const build = `${ROOT === REPO ? '' : `${ROOT}/`}dist/ of ${new Date(statSync(path.join(snap.dir, 'dist/core/engine/engine.js')).mtimeMs).toISOString()} (mover ${snap.id}${ROOT === REPO ? `; git ${head}${moverDirty ? ', the engine has uncommitted changes' : ''}` : ''})`
   log(`measuring ${build}`)
   const rows: Row[] = []
+  let startupS: number | undefined
   try {
     for (const n of keyCounts) {
       let best: Row | undefined
@@ -584,6 +632,7 @@ async function main(): Promise<number> {
       }
       rows.push(best!)
     }
+    if (!inProcess) startupS = await startupCpuSeconds()
   } finally {
     rmSync(snap.dir, { recursive: true, force: true })
   }
@@ -598,6 +647,16 @@ async function main(): Promise<number> {
   const large = rows.reduce<Row | undefined>((a, r) => (a === undefined || r.keys > a.keys ? r : a), undefined)
   if (small !== undefined && large !== undefined && small !== large) {
     process.stdout.write(`\nRSS(${large.keys})/RSS(${small.keys}) = ${(large.rssMb / small.rssMb).toFixed(2)}\n`)
+  }
+  // What a run's CPU is made of: a fixed part (the process's start, then warming up) and a part per
+  // moved key. The start is measured on its own; the per-key part is the slope between two sizes.
+  if (startupS !== undefined) {
+    process.stdout.write(`\nstart-up CPU: ${startupS.toFixed(2)} s (the same command ended at its first step by a missing pool file; median of 5)\n`)
+    for (const r of rows) process.stdout.write(`  ${r.keys} keys: node CPU past start-up ${(r.cpuUsPerKey - (startupS * 1e6) / r.keys).toFixed(2)} µs/key\n`)
+  }
+  if (small !== undefined && large !== undefined && small !== large) {
+    const slope = (large.cpuUsPerKey * large.keys - small.cpuUsPerKey * small.keys) / (large.keys - small.keys)
+    process.stdout.write(`node CPU per moved key between ${small.keys} and ${large.keys} keys (slope): ${slope.toFixed(2)} µs; fixed part ${((small.cpuUsPerKey - slope) * small.keys / 1e6).toFixed(2)} s\n`)
   }
   // The issue's targets.
   const yes = (ok: boolean): string => (ok ? 'met' : 'MISSED')

@@ -185,8 +185,11 @@ async function waitForStableHashTable(addr: ServerAddress, server: string, opts:
       const due = Number.isFinite(power) && Number.isFinite(items) && items > 1.5 * 2 ** power
       const now = Date.now()
       if (now >= deadline || (!expanding && (!due || now >= dueDeadline))) return tableState(stats)
+      // Polled often: `stats` costs the server next to nothing, and every ms between the end of
+      // the expansion and the walk is a ms the job waits for nothing (warm on freshly loaded
+      // peers waits here before its hash walks).
       try {
-        await sleep(200, undefined, opts.signal === undefined ? undefined : { signal: opts.signal })
+        await sleep(50, undefined, opts.signal === undefined ? undefined : { signal: opts.signal })
       } catch (err) {
         throw interrupted(server, opts.signal?.reason ?? err)
       }
