@@ -170,7 +170,7 @@ export async function connectChecked(address: string, role: string, options?: Me
 }
 
 /** The server did not answer (stalled, restarting, link cut), as opposed to answering with a refusal. */
-function notAnswering(err: unknown): boolean {
+export function notAnswering(err: unknown): boolean {
   return isServerError(err, 'SERVER_UNREACHABLE') || isServerError(err, 'SERVER_TIMEOUT') || isServerError(err, 'CONNECTION_CLOSED') || isServerError(err, 'NOT_MEMCACHED')
 }
 

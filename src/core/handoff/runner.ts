@@ -949,8 +949,10 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
           staying.map((s) => {
             const self = targets.indexOf(s)
             const scratch: number[] = []
-            // Repeatable (it deletes what is still there): a server that stalls meanwhile is waited for.
-            return whileNotAnswering(() => deleteUnownedKeys({ source: s, owns: (key) => pp.placement.chain(key, pp.replicas, scratch).includes(self), spoolDir: opts.spoolDir, signal }), opts.downWaitMs, signal)
+            // Repeatable (it deletes what is still there): a server that stalls meanwhile is waited
+            // for, and the attempts' deletions add up (into).
+            const into = { deleted: 0, failed: 0 }
+            return whileNotAnswering(() => deleteUnownedKeys({ source: s, owns: (key) => pp.placement.chain(key, pp.replicas, scratch).includes(self), spoolDir: opts.spoolDir, signal, into }), opts.downWaitMs, signal)
           }),
         )
         for (const a of after) {
@@ -959,7 +961,12 @@ export async function runPoolChange(change: PoolChange, opts: RunnerOptions): Pr
         }
         interrupted = signal.aborted
         if (!interrupted) {
-          const cleaned = await Promise.all(staying.map((s) => whileNotAnswering(() => deleteCopies(journals.get(s)!, { kind: 'source', address: s }, signal), opts.downWaitMs, signal)))
+          const cleaned = await Promise.all(
+            staying.map((s) => {
+              const into = { deleted: 0, changed: 0, failed: 0 }
+              return whileNotAnswering(() => deleteCopies(journals.get(s)!, { kind: 'source', address: s }, signal, into), opts.downWaitMs, signal)
+            }),
+          )
           for (const c of cleaned) {
             staleCopiesDeleted += c.deleted
             staleFailed += c.failed

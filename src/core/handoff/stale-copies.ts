@@ -1,6 +1,6 @@
 import { EX, NF, NodeBatch, keyEncoding } from '../protocol/index.js'
 import { JournalBatch, type CopyJournal } from './copy-journal.js'
-import { connectChecked } from '../engine/engine.js'
+import { connectChecked, notAnswering } from '../engine/engine.js'
 
 /**
  * Copy hand-off of a rebalance, after the switch and the catch-up: a server that stays in the
@@ -27,8 +27,13 @@ export async function deleteCopies(
   journal: CopyJournal,
   side: { kind: 'source'; address: string } | { kind: 'destinations'; addresses: readonly string[] },
   signal?: AbortSignal,
+  /** Counts added to (returned too): what attempts before this one of a repeated deletion did. */
+  into?: StaleCopyResult,
 ): Promise<StaleCopyResult> {
-  const result: StaleCopyResult = { deleted: 0, changed: 0, failed: 0 }
+  const result: StaleCopyResult = into ?? { deleted: 0, changed: 0, failed: 0 }
+  // A repeat walks the whole journal again: a destination's changed copies (kept) are met again,
+  // and counted once; a source's were deleted by the attempt that met them.
+  if (side.kind === 'destinations') result.changed = 0
   const addresses = side.kind === 'source' ? [side.address] : side.addresses
   const conns = await Promise.all(addresses.map((a) => connectChecked(a, side.kind === 'source' ? 'source' : 'destination')))
   try {
@@ -64,7 +69,10 @@ export async function deleteCopies(
               if (r.status === EX) changed.push(r.opaque)
               if (r.status === EX || r.status === NF) notDeleted++
             })
-          } catch {
+          } catch (err) {
+            // A server that stopped answering fails every batch after this one too: the step
+            // ends here, and the caller repeats it (whileNotAnswering) once the server is back.
+            if (notAnswering(err)) throw err
             result.failed += asked[t]!
             return
           }
@@ -78,7 +86,10 @@ export async function deleteCopies(
             }
             await b.send(c, () => undefined).then(
               () => (result.deleted += changed.length),
-              () => (result.failed += changed.length),
+              (err: unknown) => {
+                if (notAnswering(err)) throw err
+                result.failed += changed.length
+              },
             )
           }
         }),

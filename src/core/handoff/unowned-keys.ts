@@ -1,5 +1,5 @@
 import { MemcachedNode, NodeBatch, keyEncoding } from '../protocol/index.js'
-import { connectChecked } from '../engine/engine.js'
+import { connectChecked, notAnswering } from '../engine/engine.js'
 import { KeyBatch } from '../engine/key-batch.js'
 import { KeySpool } from '../engine/spool.js'
 
@@ -25,6 +25,8 @@ export async function deleteUnownedKeys(opts: {
   owns: (key: Buffer) => boolean
   spoolDir?: string | undefined
   signal?: AbortSignal | undefined
+  /** Counts added to (returned too): what attempts before this one of a repeated clean-up deleted. */
+  into?: UnownedKeysResult | undefined
 }): Promise<UnownedKeysResult> {
   const spool = KeySpool.create({ root: opts.spoolDir, order: 'dump', serverNow: 0, label: `unowned-${opts.source}` })
   try {
@@ -37,7 +39,7 @@ export async function deleteUnownedKeys(opts: {
     })
 
     // 2. Delete them, a pipelined batch at a time (`q`: only failures answer; NF, already gone, is as good as deleted).
-    const result: UnownedKeysResult = { deleted: 0, failed: 0 }
+    const result: UnownedKeysResult = opts.into ?? { deleted: 0, failed: 0 }
     if (spool.count === 0) return result
     spool.finish()
     const conn = await connectChecked(opts.source, 'source')
@@ -51,7 +53,12 @@ export async function deleteUnownedKeys(opts: {
         for (let i = 0; i < n; i++) deletes.delete(i, batch.keys, batch.keyStart[i]!, batch.keyEnd[i]!)
         await deletes.send(conn, () => undefined).then(
           () => (result.deleted += n),
-          () => (result.failed += n),
+          (err: unknown) => {
+            // A server that stopped answering fails every batch after this one too: the step
+            // ends here, and the caller repeats it (whileNotAnswering) once the server is back.
+            if (notAnswering(err)) throw err
+            result.failed += n
+          },
         )
       }
     } finally {

@@ -5,7 +5,8 @@ import { hasEdits, placesLike, targetPool, type PoolEdits } from '../pool/rebala
 import type { PoolStore } from '../pool/store.js'
 import { transitionedRatio } from '../pool/transition.js'
 import { CopyJournal, copyJournalFile, deleteCopies, removeCopyJournal, runPoolChange, type ChangePlan, type HandoffJobOptions, type PlanDestination, type PlanPair, type PoolChange, type ResolvedChange, type SourceOutcome, type HandoffOutcome } from '../handoff/index.js'
-import type { EngineEvent } from '../engine/index.js'
+import { whileNotAnswering, type EngineEvent } from '../engine/index.js'
+import { JOB_DEFAULTS } from '../defaults.js'
 import type { HandoffEvent } from '../engine/events.js'
 
 /**
@@ -244,7 +245,9 @@ export async function abortRebalance(store: PoolStore, spoolDir: string | undefi
       const file = journalFileOf(spoolDir, store.location, s.address)
       const journal = CopyJournal.open(file, targets.join('\n'))
       try {
-        const r = await deleteCopies(journal, { kind: 'destinations', addresses: targets }, signal)
+        // Repeatable (a copy already deleted answers NF): a destination that stalls is waited for.
+        const into = { deleted: 0, changed: 0, failed: 0 }
+        const r = await whileNotAnswering(() => deleteCopies(journal, { kind: 'destinations', addresses: targets }, signal, into), JOB_DEFAULTS.downWaitMs, signal)
         copiesDeleted += r.deleted
         copiesKept += r.changed
         failed += r.failed
