@@ -662,10 +662,15 @@ async function main(): Promise<number> {
   const yes = (ok: boolean): string => (ok ? 'met' : 'MISSED')
   process.stdout.write('\ntargets:\n')
   for (const r of rows) {
-    // Issue 16: ≥ 0.8 × the raw mover at 1M keys, ≥ 0.7 × at 300k (and below).
-    const goal = r.keys >= 1_000_000 ? 0.8 : 0.7
+    // Issue 16: ≥ 0.8 × the raw mover at 1M keys, ≥ 0.7 × at 300k (no ratio goal below 300k).
+    const goal = r.keys >= 1_000_000 ? 0.8 : r.keys >= 300_000 ? 0.7 : undefined
     const ratio = r.wallRate / r.rawRate
-    process.stdout.write(`  ${r.keys} keys: ≥${goal} × raw mover: ${yes(ratio >= goal)} (${ratio.toFixed(2)}: ${Math.round(r.wallRate)} vs ${Math.round(r.rawRate)} keys/s)` + `; ≤3 µs node CPU/key: ${yes(r.cpuUsPerKey <= 3)} (${r.cpuUsPerKey.toFixed(2)})\n`)
+    const past = startupS === undefined ? '' : `; ${(r.cpuUsPerKey - (startupS * 1e6) / r.keys).toFixed(2)} past the start-up`
+    process.stdout.write(
+      `  ${r.keys} keys: ` +
+        (goal === undefined ? `no ratio goal (${ratio.toFixed(2)})` : `≥${goal} × raw mover: ${yes(ratio >= goal)} (${ratio.toFixed(2)}: ${Math.round(r.wallRate)} vs ${Math.round(r.rawRate)} keys/s)`) +
+        `; ≤3 µs node CPU/key, whole process: ${yes(r.cpuUsPerKey <= 3)} (${r.cpuUsPerKey.toFixed(2)}${past})\n`,
+    )
   }
   if (small !== undefined && large !== undefined && small !== large) {
     process.stdout.write(`  RSS(${large.keys}) ≤ 1.2 × RSS(${small.keys}): ${yes(large.rssMb <= 1.2 * small.rssMb)}\n`)
