@@ -174,6 +174,51 @@ describe('faults: servers', () => {
     }
   })
 
+  it('a destination\'s links reset once mid-pass, back at once: the same run moves what failed in another pass (exit 0, no rerun)', async () => {
+    const pool = await startPool(3, { hash: 'php-memcached-libketama', clients: 'pool-aware' })
+    pools.push(pool)
+    const [src, a, b] = pool.servers as [(typeof pool.servers)[0], (typeof pool.servers)[0], (typeof pool.servers)[0]]
+    const pa = await startProxy(a.address)
+    proxies.push(pa)
+    writeFileSync(pool.file, JSON.stringify({ hash: 'php-memcached-libketama', clients: 'pool-aware', servers: [{ address: src.address }, { address: pa.address }, { address: b.address }] }))
+    const keys = keysOf('reset:', 3000)
+    await setAll(await conns.get(src.address), keys.map((key, i) => ({ key, value: Buffer.from(`v${i}`), flags: i })))
+    // The reset comes with a third of the keys moved; the proxy accepts new connections at once,
+    // so the destination is back long before the pass ends.
+    let resetAt = -1
+    const r = await within(
+      30_000,
+      'the drain',
+      runDrain(
+        drainOptions(pool, src.address, {
+          rate: 3000,
+          batchSize: 100,
+          onEvent: (e) => {
+            if (e.type === 'progress' && resetAt < 0 && e.tally.moved > 1000) {
+              resetAt = e.tally.moved
+              pa.dropAll()
+            }
+          },
+        }),
+      ),
+    )
+    assert.ok(resetAt > 0, 'the links were reset mid-pass')
+    assert.equal(r.status, 0, JSON.stringify({ ...r, preflight: undefined }))
+    assert.equal(r.state, 'removed')
+    assert.equal(r.failed, 0)
+    assert.ok(r.passes >= 2, `another pass moved what failed (passes ${r.passes})`)
+    await assertPoolAgrees(pool, r, 0)
+    const where = await locateAll([src.address, a.address, b.address], keys)
+    const real = new Map([[pa.address, a.address]])
+    for (const [i, key] of keys.entries()) {
+      const owner = pool.chainWithout(src.address, key)[0]!
+      assert.deepEqual(where.get(key.toString('hex')), [real.get(owner) ?? owner], `${key}`)
+      const got = (await getAll(await conns.get(real.get(owner) ?? owner), [key])).get(key.toString('hex'))!
+      assert.equal(got.value.toString(), `v${i}`)
+      assert.equal(got.flags, i)
+    }
+  })
+
   it('copy hand-off rerun after a lost journal tail: identical copies found at the owner are kept, different (stale) ones are invalidated', async () => {
     const pool = await startPool(3, { hash: 'memjs' })
     pools.push(pool)
