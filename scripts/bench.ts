@@ -650,9 +650,10 @@ async function main(): Promise<number> {
   }
   // What a run's CPU is made of: a fixed part (the process's start, then warming up) and a part per
   // moved key. The start is measured on its own; the per-key part is the slope between two sizes.
+  const pastStartup = (r: Row): number | undefined => (startupS === undefined ? undefined : r.cpuUsPerKey - (startupS * 1e6) / r.keys)
   if (startupS !== undefined) {
     process.stdout.write(`\nstart-up CPU: ${startupS.toFixed(2)} s (the same command ended at its first step by a missing pool file; median of 5)\n`)
-    for (const r of rows) process.stdout.write(`  ${r.keys} keys: node CPU past start-up ${(r.cpuUsPerKey - (startupS * 1e6) / r.keys).toFixed(2)} µs/key\n`)
+    for (const r of rows) process.stdout.write(`  ${r.keys} keys: node CPU past start-up ${pastStartup(r)!.toFixed(2)} µs/key\n`)
   }
   if (small !== undefined && large !== undefined && small !== large) {
     const slope = (large.cpuUsPerKey * large.keys - small.cpuUsPerKey * small.keys) / (large.keys - small.keys)
@@ -665,7 +666,7 @@ async function main(): Promise<number> {
     // Issue 16: ≥ 0.8 × the raw mover at 1M keys, ≥ 0.7 × at 300k (no ratio goal below 300k).
     const goal = r.keys >= 1_000_000 ? 0.8 : r.keys >= 300_000 ? 0.7 : undefined
     const ratio = r.wallRate / r.rawRate
-    const past = startupS === undefined ? '' : `; ${(r.cpuUsPerKey - (startupS * 1e6) / r.keys).toFixed(2)} past the start-up`
+    const past = startupS === undefined ? '' : `; ${pastStartup(r)!.toFixed(2)} past the start-up`
     process.stdout.write(
       `  ${r.keys} keys: ` +
         (goal === undefined ? `no ratio goal (${ratio.toFixed(2)})` : `≥${goal} × raw mover: ${yes(ratio >= goal)} (${ratio.toFixed(2)}: ${Math.round(r.wallRate)} vs ${Math.round(r.rawRate)} keys/s)`) +
